@@ -1,0 +1,169 @@
+//! The frame codec: bincode 2 (serde mode) with a hard size limit.
+//!
+//! Kept in this one module so the encoding can be swapped without touching
+//! the rest of the code base.
+
+use crate::Frame;
+
+/// Largest encoded frame either side accepts (1 MiB).
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("empty frame")]
+    Empty,
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_FRAME_BYTES>()
+}
+
+/// Encodes a frame; fails if the result would exceed [`MAX_FRAME_BYTES`].
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, CodecError> {
+    let bytes = bincode::serde::encode_to_vec(frame, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes one frame. The length is checked before decoding starts; bytes
+/// after the frame are ignored (fields appended by a newer peer).
+pub fn decode(bytes: &[u8]) -> Result<Frame, CodecError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    if bytes.is_empty() {
+        return Err(CodecError::Empty);
+    }
+    bincode::serde::decode_from_slice::<Frame, _>(bytes, config())
+        .map(|(frame, _read)| frame)
+        .map_err(|e| CodecError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::*;
+
+    fn report() -> Frame {
+        Frame::Report(Report {
+            seq: 7,
+            observed_at_ms: 1_700_000_000_000,
+            health: Health::NodesStopped {
+                nodes: vec!["emqx@10.0.0.2".into()],
+            },
+            emqx: Some(EmqxSummary {
+                version: "5.6.0".into(),
+                edition: "Enterprise".into(),
+                cluster_name: "emqxcl".into(),
+            }),
+            nodes: vec![NodeStatus {
+                name: "emqx@10.0.0.1".into(),
+                running: true,
+                version: Some("5.6.0".into()),
+                role: Some("core".into()),
+                connections: Some(12),
+                uptime_secs: Some(5120),
+            }],
+            connections: Some(Connections {
+                current: 12,
+                max: Some(10_000),
+            }),
+        })
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let frames = vec![
+            Frame::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent: AgentHello {
+                    agent_id: "a1".into(),
+                    agent_version: "0.1.0".into(),
+                    node_name: "emqx@h".into(),
+                },
+            },
+            Frame::Welcome {
+                settings: Settings {
+                    cluster_id: "c1".into(),
+                    heartbeat_interval_secs: 10,
+                    report_interval_secs: 10,
+                    ping_interval_secs: 15,
+                },
+            },
+            Frame::Heartbeat { seq: 1, at_ms: 2 },
+            report(),
+            Frame::Reconnect {
+                after_ms: 250,
+                reason: "draining".into(),
+            },
+            Frame::Unregister {
+                reason: "cluster was deleted".into(),
+            },
+            Frame::UnregisterAck,
+        ];
+        for f in frames {
+            let bytes = encode(&f).expect("encode");
+            assert_eq!(decode(&bytes).expect("decode"), f);
+        }
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let big = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert_eq!(
+            decode(&big),
+            Err(CodecError::TooLarge {
+                size: MAX_FRAME_BYTES + 1,
+                limit: MAX_FRAME_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_when_encoding() {
+        let f = Frame::Unregister {
+            reason: "x".repeat(MAX_FRAME_BYTES + 10),
+        };
+        assert!(matches!(encode(&f), Err(CodecError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn garbage_and_empty_are_errors_not_panics() {
+        assert_eq!(decode(&[]), Err(CodecError::Empty));
+        assert!(matches!(decode(&[0xff; 16]), Err(CodecError::Malformed(_))));
+        // A length prefix that claims more than the limit must not allocate it.
+        let mut lie = vec![3u8]; // Report variant
+        lie.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(decode(&lie).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_from_a_newer_peer_are_ignored() {
+        let mut bytes = encode(&Frame::Heartbeat { seq: 3, at_ms: 4 }).expect("encode");
+        bytes.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(
+            decode(&bytes).expect("decode"),
+            Frame::Heartbeat { seq: 3, at_ms: 4 }
+        );
+    }
+
+    #[test]
+    fn version_rule() {
+        assert!(server_accepts(PROTOCOL_VERSION));
+        assert!(!server_accepts(PROTOCOL_VERSION + 1));
+        assert!(!server_accepts(0));
+    }
+}

@@ -1,0 +1,27 @@
+//! The wire protocol between the `ecp` server and `emqxee-agent`.
+//!
+//! Every WebSocket binary message carries exactly one [`Frame`], encoded by
+//! [`codec`]. The size limit ([`MAX_FRAME_BYTES`]) is checked before any
+//! decoding happens.
+//!
+//! Compatibility rule: new `Frame` variants are added only at the end of the
+//! enum, new fields only at the end of a variant's payload (the decoder ignores
+//! trailing bytes, so an older peer still reads a newer frame). Any other change
+//! bumps [`PROTOCOL_VERSION`]; the server keeps accepting
+//! [`MIN_PROTOCOL_VERSION`] and newer.
+
+pub mod codec;
+mod frame;
+
+pub use codec::{decode, encode, CodecError, MAX_FRAME_BYTES};
+pub use frame::*;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The oldest protocol version a server of this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// Whether a server of this build accepts an agent speaking `version`.
+pub fn server_accepts(version: u16) -> bool {
+    (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
+}
