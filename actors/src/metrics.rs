@@ -1,0 +1,14 @@
+//! Counters behind `/metrics`. Plain atomics: cheap on hot paths.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub sessions: AtomicI64,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub bad_frames: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+    pub registrations: AtomicU64,
+    pub registration_failures: AtomicU64,
+}

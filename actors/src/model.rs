@@ -1,0 +1,240 @@
+//! Domain records shared by the actors, the store back ends and the HTTP API.
+//! Times are Unix milliseconds; the API renders them as RFC 3339.
+
+use serde::{Deserialize, Serialize};
+
+pub type Millis = u64;
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A managed cluster's status, as on the wire (`created`, `registering`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Created,
+    Registering,
+    Running,
+    Deleting,
+    Abnormal,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Created,
+        Status::Registering,
+        Status::Running,
+        Status::Deleting,
+        Status::Abnormal,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Registering => "registering",
+            Status::Running => "running",
+            Status::Deleting => "deleting",
+            Status::Abnormal => "abnormal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    AgentOffline,
+    EmqxUnreachable,
+    EmqxAuthFailed,
+    NodesStopped,
+    UnsupportedVersion,
+    AgentError,
+}
+
+/// Why a cluster is abnormal. Present only when the status is `abnormal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub message: String,
+    pub since: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmqxInfo {
+    pub version: String,
+    pub edition: String,
+    pub cluster_name: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCounts {
+    pub running: u32,
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    pub current: u64,
+    pub max: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCounts {
+    pub online: u32,
+    pub total: u32,
+}
+
+/// The stored record of one managed cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRecord {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub service_address: String,
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub emqx: Option<EmqxInfo>,
+    pub nodes: NodeCounts,
+    pub node_list: Vec<ecp_protocol::NodeStatus>,
+    pub connections: ConnectionCounts,
+    pub agents: AgentCounts,
+    pub started_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub revision: u64,
+}
+
+/// One recorded transition of a cluster's status (the history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterEvent {
+    pub cluster_id: String,
+    pub revision: u64,
+    pub at: Millis,
+    pub from: Status,
+    pub to: Status,
+    pub reason: Option<Reason>,
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogCollection {
+    pub enabled: bool,
+    pub dir: String,
+}
+
+/// One registered agent (an `emqxee-agent` instance on one EMQX node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRecord {
+    pub id: String,
+    pub cluster_id: String,
+    /// The agent's own stable instance id (kept in its home dir).
+    pub node_id: String,
+    /// Identity of the EMQX node: node name + machine id or API URL.
+    pub node_key: String,
+    pub node_name: String,
+    pub hostname: String,
+    pub machine_id: String,
+    pub agent_version: String,
+    pub dashboard_url: String,
+    pub log_collection: LogCollection,
+    pub emqx_reachable: bool,
+    pub created_at: Millis,
+    pub last_seen: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub id: String,
+    pub username: String,
+    /// PHC string (Argon2id).
+    pub password_hash: String,
+    pub system_admin: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgRecord {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRecord {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+/// What a bearer secret (stored only as its SHA-256) stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum TokenKind {
+    /// Redeemable by agents to register with one cluster.
+    Registration { cluster_id: String },
+    /// An agent's credential for connect/unregister.
+    Agent {
+        cluster_id: String,
+        agent_id: String,
+    },
+    /// A logged-in user's access token.
+    Session { user_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    pub kind: TokenKind,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+}
+
+impl TokenRecord {
+    pub fn expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// What live consoles receive (and what crosses nodes in Redis mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum ClusterChange {
+    Upserted { cluster: Box<ClusterRecord> },
+    Removed {
+        cluster_id: String,
+        org_id: String,
+        project_id: String,
+        revision: u64,
+    },
+}
+
+impl ClusterChange {
+    pub fn cluster_id(&self) -> &str {
+        match self {
+            ClusterChange::Upserted { cluster } => &cluster.id,
+            ClusterChange::Removed { cluster_id, .. } => cluster_id,
+        }
+    }
+    pub fn project(&self) -> (&str, &str) {
+        match self {
+            ClusterChange::Upserted { cluster } => (&cluster.org_id, &cluster.project_id),
+            ClusterChange::Removed {
+                org_id, project_id, ..
+            } => (org_id, project_id),
+        }
+    }
+}

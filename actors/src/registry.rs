@@ -1,0 +1,187 @@
+//! The registry: started once, it loads every stored cluster, supervises one
+//! [`ClusterActor`] per cluster (restarting a failed one from the stored
+//! state, with backoff), and keeps the session index.
+
+use crate::cluster::ClusterActor;
+use crate::directory::SessionEntry;
+use crate::model::ClusterRecord;
+use crate::session::Shutdown;
+use crate::Deps;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Registry {
+    deps: Arc<Deps>,
+    /// Recent restarts per cluster (count, last), for backoff.
+    restarts: HashMap<String, (u32, Instant)>,
+}
+
+impl Registry {
+    pub fn new(deps: Arc<Deps>) -> Self {
+        Registry {
+            deps,
+            restarts: HashMap::new(),
+        }
+    }
+
+    fn spawn(&mut self, record: ClusterRecord, ctx: &mut Context<Self>) {
+        let id = record.id.clone();
+        let addr = ClusterActor::new(record, self.deps.clone(), ctx.address()).start();
+        self.deps.dir.set_cluster(&id, addr);
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        let store = self.deps.store.clone();
+        // Block the mailbox until every stored cluster has its actor: `Ready`
+        // answers only after this.
+        ctx.wait(
+            async move { store.all_clusters().await }
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok(clusters) => {
+                        tracing::info!(clusters = clusters.len(), "registry loaded clusters");
+                        for c in clusters {
+                            act.spawn(c, ctx);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "registry could not load clusters");
+                        System::current().stop_with_code(1);
+                    }
+                }),
+        );
+    }
+}
+
+/// Answers once the registry has loaded the stored clusters.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Ready;
+
+impl Handler<Ready> for Registry {
+    type Result = usize;
+    fn handle(&mut self, _: Ready, _: &mut Context<Self>) -> usize {
+        self.deps.dir.cluster_count()
+    }
+}
+
+/// Start the actor of a newly created cluster.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<ClusterActor>>")]
+pub struct Spawn(pub ClusterRecord);
+
+impl Handler<Spawn> for Registry {
+    type Result = Option<Addr<ClusterActor>>;
+    fn handle(&mut self, m: Spawn, ctx: &mut Context<Self>) -> Self::Result {
+        let id = m.0.id.clone();
+        if self.deps.dir.cluster(&id).is_none() {
+            self.spawn(m.0, ctx);
+        }
+        self.deps.dir.cluster(&id)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChildStopped {
+    pub cluster_id: String,
+    pub deleted: bool,
+}
+
+impl Handler<ChildStopped> for Registry {
+    type Result = ();
+    fn handle(&mut self, m: ChildStopped, ctx: &mut Context<Self>) {
+        // Only forget the address if it belongs to a stopped actor.
+        if let Some(addr) = self.deps.dir.cluster(&m.cluster_id) {
+            if addr.connected() {
+                return;
+            }
+        }
+        self.deps.dir.remove_cluster(&m.cluster_id);
+        if m.deleted {
+            self.restarts.remove(&m.cluster_id);
+            return;
+        }
+        let entry = self
+            .restarts
+            .entry(m.cluster_id.clone())
+            .or_insert((0, Instant::now()));
+        if entry.1.elapsed() > Duration::from_secs(60) {
+            entry.0 = 0; // it ran fine for a while: start the backoff over
+        }
+        entry.0 += 1;
+        entry.1 = Instant::now();
+        let n = entry.0;
+        let delay = Duration::from_millis((50u64 << n.min(7)).min(5_000));
+        tracing::warn!(cluster_id = %m.cluster_id, restarts = n, ?delay, "cluster actor stopped; restarting from the store");
+        let id = m.cluster_id;
+        ctx.run_later(delay, move |act, ctx| {
+            let store = act.deps.store.clone();
+            let id2 = id.clone();
+            ctx.wait(
+                async move { store.cluster(&id2).await }
+                    .into_actor(act)
+                    .map(move |res, act, ctx| match res {
+                        Ok(Some(record)) => {
+                            if act.deps.dir.cluster(&id).is_none() {
+                                act.spawn(record, ctx);
+                            }
+                        }
+                        Ok(None) => {
+                            act.restarts.remove(&id);
+                        }
+                        Err(e) => {
+                            tracing::error!(cluster_id = %id, error = %e, "reload failed; retrying");
+                            ctx.notify(ChildStopped {
+                                cluster_id: id.clone(),
+                                deleted: false,
+                            });
+                        }
+                    }),
+            );
+        });
+    }
+}
+
+/// A session finished its handshake; replaces (and closes) an older session
+/// of the same agent. Answers the cluster's actor.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<ClusterActor>>")]
+pub struct SessionOpened {
+    pub agent_id: String,
+    pub entry: SessionEntry,
+}
+
+impl Handler<SessionOpened> for Registry {
+    type Result = Option<Addr<ClusterActor>>;
+    fn handle(&mut self, m: SessionOpened, _: &mut Context<Self>) -> Self::Result {
+        let cluster = self.deps.dir.cluster(&m.entry.cluster_id)?;
+        if let Some(old) = self.deps.dir.put_session(&m.agent_id, m.entry) {
+            let _ = old.addr.try_send(Shutdown {
+                reason: "replaced by a newer session".into(),
+            });
+        }
+        Some(cluster)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    pub agent_id: String,
+    pub session_id: u64,
+}
+
+impl Handler<SessionClosed> for Registry {
+    type Result = ();
+    fn handle(&mut self, m: SessionClosed, _: &mut Context<Self>) {
+        self.deps.dir.remove_session(&m.agent_id, m.session_id);
+    }
+}

@@ -1,0 +1,396 @@
+//! One actor per agent WebSocket. It owns an `actix-ws` session through a
+//! writer task fed by two bounded queues — control frames always ahead of
+//! bulk ones — so a slow agent is disconnected instead of growing memory.
+//! Every exit path runs `stopped`, which removes the session from the
+//! registry and tells the cluster actor.
+
+use crate::cluster::{AgentGone, AgentReport, ClusterActor, SessionDown, SessionUp};
+use crate::directory::SessionEntry;
+use crate::model::now_ms;
+use crate::registry::{Registry, SessionClosed, SessionOpened};
+use crate::Deps;
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use ecp_protocol::{Frame, Settings, MAX_FRAME_BYTES};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub heartbeat_interval_secs: u32,
+    pub report_interval_secs: u32,
+    pub ping_interval_secs: u32,
+    /// Close a session that sent nothing (not even a pong) for this long.
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub control_queue: usize,
+    pub bulk_queue: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            heartbeat_interval_secs: 10,
+            report_interval_secs: 10,
+            ping_interval_secs: 15,
+            idle_timeout: Duration::from_secs(45),
+            handshake_timeout: Duration::from_secs(10),
+            control_queue: 64,
+            bulk_queue: 256,
+        }
+    }
+}
+
+enum Out {
+    Binary(Bytes),
+    Ping,
+    Pong(Bytes),
+    Close(Option<CloseReason>),
+}
+
+pub struct SessionActor {
+    deps: Arc<Deps>,
+    registry: Addr<Registry>,
+    session_id: u64,
+    agent_id: String,
+    cluster_id: String,
+    control: mpsc::Sender<Out>,
+    bulk: mpsc::Sender<Out>,
+    last_seen: Arc<AtomicU64>,
+    cluster: Option<Addr<ClusterActor>>,
+    closing: bool,
+}
+
+/// Starts the session actor and its writer for an accepted WebSocket whose
+/// credential already identified `agent_id` of `cluster_id`.
+pub fn start_session(
+    deps: Arc<Deps>,
+    registry: Addr<Registry>,
+    agent_id: String,
+    cluster_id: String,
+    ws: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+) -> Addr<SessionActor> {
+    let (control, control_rx) = mpsc::channel(deps.session.control_queue.max(4));
+    let (bulk, bulk_rx) = mpsc::channel(deps.session.bulk_queue.max(4));
+    actix_web::rt::spawn(writer(ws, control_rx, bulk_rx));
+    let stream = stream
+        .max_frame_size(MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME_BYTES);
+    SessionActor::create(move |ctx| {
+        ctx.add_stream(stream);
+        SessionActor {
+            session_id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            deps,
+            registry,
+            agent_id,
+            cluster_id,
+            control,
+            bulk,
+            last_seen: Arc::new(AtomicU64::new(now_ms())),
+            cluster: None,
+            closing: false,
+        }
+    })
+}
+
+async fn writer(
+    mut ws: actix_ws::Session,
+    mut control: mpsc::Receiver<Out>,
+    mut bulk: mpsc::Receiver<Out>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            c = control.recv() => c,
+            Some(b) = bulk.recv() => Some(b),
+        };
+        let ok = match next {
+            None => {
+                let _ = ws.close(None).await;
+                return;
+            }
+            Some(Out::Binary(b)) => ws.binary(b).await.is_ok(),
+            Some(Out::Ping) => ws.ping(b"").await.is_ok(),
+            Some(Out::Pong(b)) => ws.pong(&b).await.is_ok(),
+            Some(Out::Close(reason)) => {
+                let _ = ws.close(reason).await;
+                return;
+            }
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+impl SessionActor {
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, why: &str) {
+        if !self.closing {
+            self.closing = true;
+            tracing::info!(agent_id = %self.agent_id, session_id = self.session_id, reason = why, "closing agent session");
+            let _ = self.control.try_send(Out::Close(Some(CloseReason {
+                code,
+                description: Some(why.to_string()),
+            })));
+        }
+        ctx.stop();
+    }
+
+    fn send_frame(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
+        let bytes = match ecp_protocol::encode(frame) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(error = %e, kind = frame.kind(), "cannot encode frame");
+                return;
+            }
+        };
+        let queue = if frame.is_bulk() {
+            &self.bulk
+        } else {
+            &self.control
+        };
+        if queue.try_send(Out::Binary(bytes)).is_err() {
+            self.deps.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+            self.close(ctx, CloseCode::Policy, "agent too slow: outbound queue full");
+        } else {
+            self.deps.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let Some(cluster) = self.cluster.clone() else {
+            return self.on_hello(frame, ctx);
+        };
+        match frame {
+            Frame::Heartbeat { .. } => {}
+            Frame::Report(report) => {
+                let msg = AgentReport {
+                    agent_id: self.agent_id.clone(),
+                    session_id: self.session_id,
+                    report,
+                };
+                // `wait` keeps reports in order and pushes back on a busy cluster actor.
+                ctx.wait(cluster.send(msg).into_actor(self).map(|res, act, ctx| {
+                    if res.is_err() {
+                        act.close(ctx, CloseCode::Again, "cluster actor restarting");
+                    }
+                }));
+            }
+            Frame::UnregisterAck => {
+                let msg = AgentGone {
+                    agent_id: self.agent_id.clone(),
+                    removed: false,
+                };
+                ctx.wait(cluster.send(msg).into_actor(self).map(|_, act, ctx| {
+                    act.close(ctx, CloseCode::Normal, "unregistered");
+                }));
+            }
+            other => {
+                let why = format!("unexpected {} frame from agent", other.kind());
+                self.bad_frame(ctx, CloseCode::Protocol, &why);
+            }
+        }
+    }
+
+    fn on_hello(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let Frame::Hello { protocol, agent } = frame else {
+            let why = format!("expected Hello, got {}", frame.kind());
+            return self.bad_frame(ctx, CloseCode::Protocol, &why);
+        };
+        if !ecp_protocol::server_accepts(protocol) {
+            let why = format!(
+                "unsupported protocol {protocol}; this server speaks {}..={}",
+                ecp_protocol::MIN_PROTOCOL_VERSION,
+                ecp_protocol::PROTOCOL_VERSION
+            );
+            return self.close(ctx, CloseCode::Policy, &why);
+        }
+        if agent.agent_id != self.agent_id {
+            return self.close(ctx, CloseCode::Policy, "Hello names another agent");
+        }
+        let entry = SessionEntry {
+            session_id: self.session_id,
+            cluster_id: self.cluster_id.clone(),
+            addr: ctx.address(),
+            last_seen: self.last_seen.clone(),
+        };
+        let opened = SessionOpened {
+            agent_id: self.agent_id.clone(),
+            entry,
+        };
+        ctx.wait(
+            self.registry
+                .send(opened)
+                .into_actor(self)
+                .then(|res, act, _ctx| {
+                    let cluster = res.ok().flatten();
+                    act.cluster = cluster.clone();
+                    let up = SessionUp {
+                        agent_id: act.agent_id.clone(),
+                        session_id: act.session_id,
+                    };
+                    async move {
+                        match cluster {
+                            Some(c) => c.send(up).await.ok().and_then(|r| r.ok()).is_some(),
+                            None => false,
+                        }
+                    }
+                    .into_actor(act)
+                })
+                .map(|ok, act, ctx| {
+                    if !ok {
+                        act.cluster = None;
+                        return act.close(ctx, CloseCode::Policy, "cluster was deleted");
+                    }
+                    let s = &act.deps.session;
+                    let welcome = Frame::Welcome {
+                        settings: Settings {
+                            cluster_id: act.cluster_id.clone(),
+                            heartbeat_interval_secs: s.heartbeat_interval_secs,
+                            report_interval_secs: s.report_interval_secs,
+                            ping_interval_secs: s.ping_interval_secs,
+                        },
+                    };
+                    act.send_frame(&welcome, ctx);
+                    tracing::info!(agent_id = %act.agent_id, cluster_id = %act.cluster_id, session_id = act.session_id, "agent session up");
+                }),
+        );
+    }
+
+    fn bad_frame(&mut self, ctx: &mut Context<Self>, code: CloseCode, why: &str) {
+        self.deps.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(agent_id = %self.agent_id, reason = why, "bad frame");
+        self.close(ctx, code, why);
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        self.deps.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+        let cfg = self.deps.session.clone();
+        ctx.run_later(cfg.handshake_timeout, |act, ctx| {
+            if act.cluster.is_none() {
+                act.close(ctx, CloseCode::Policy, "no Hello received in time");
+            }
+        });
+        let ping = Duration::from_secs(u64::from(cfg.ping_interval_secs.max(1)));
+        ctx.run_interval(ping, move |act, ctx| {
+            let idle = now_ms().saturating_sub(act.last_seen.load(Ordering::Relaxed));
+            if idle > cfg.idle_timeout.as_millis() as u64 {
+                act.close(ctx, CloseCode::Away, "no traffic from agent: timed out");
+            } else if act.control.try_send(Out::Ping).is_err() {
+                act.deps.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                act.close(ctx, CloseCode::Policy, "agent too slow: outbound queue full");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.deps.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        let registry = self.registry.clone();
+        let cluster = self.cluster.take();
+        let agent_id = self.agent_id.clone();
+        let session_id = self.session_id;
+        let last_seen = self.last_seen.load(Ordering::Relaxed);
+        actix_web::rt::spawn(async move {
+            let _ = registry
+                .send(SessionClosed {
+                    agent_id: agent_id.clone(),
+                    session_id,
+                })
+                .await;
+            if let Some(c) = cluster {
+                let _ = c
+                    .send(SessionDown {
+                        agent_id,
+                        session_id,
+                        last_seen,
+                    })
+                    .await;
+            }
+        });
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.last_seen.store(now_ms(), Ordering::Relaxed);
+        match item {
+            Ok(AggregatedMessage::Binary(bytes)) => {
+                self.deps.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                match ecp_protocol::decode(&bytes) {
+                    Ok(frame) => self.on_frame(frame, ctx),
+                    Err(ecp_protocol::CodecError::TooLarge { .. }) => {
+                        self.bad_frame(ctx, CloseCode::Size, "frame exceeds 1 MiB")
+                    }
+                    Err(e) => self.bad_frame(ctx, CloseCode::Invalid, &e.to_string()),
+                }
+            }
+            Ok(AggregatedMessage::Text(_)) => {
+                self.bad_frame(ctx, CloseCode::Unsupported, "text messages are not accepted")
+            }
+            Ok(AggregatedMessage::Ping(b)) => {
+                if self.control.try_send(Out::Pong(b)).is_err() {
+                    self.close(ctx, CloseCode::Policy, "agent too slow: outbound queue full");
+                }
+            }
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => {
+                self.closing = true;
+                ctx.stop();
+            }
+            Err(ProtocolError::Overflow) => {
+                self.bad_frame(ctx, CloseCode::Size, "frame exceeds 1 MiB")
+            }
+            Err(e) => {
+                tracing::debug!(agent_id = %self.agent_id, error = %e, "websocket error");
+                self.bad_frame(ctx, CloseCode::Protocol, &e.to_string());
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Send a frame to the agent (control or bulk queue by its kind).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Frame);
+
+impl Handler<Deliver> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, m: Deliver, ctx: &mut Context<Self>) {
+        if !self.closing {
+            self.send_frame(&m.0, ctx);
+        }
+    }
+}
+
+/// Close the session with a reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub reason: String,
+}
+
+impl Handler<Shutdown> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, m: Shutdown, ctx: &mut Context<Self>) {
+        self.close(ctx, CloseCode::Normal, &m.reason);
+    }
+}

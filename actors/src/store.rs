@@ -1,0 +1,109 @@
+//! The storage interface. Back ends live in the server crate (`src/store/`):
+//! an embedded on-disk database (default) and, later, Redis.
+//!
+//! Every method is one atomic step: a failed call leaves nothing half-written.
+
+use crate::model::*;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub type TokenHash = [u8; 32];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a cluster named {0:?} already exists in this project")]
+    NameTaken(String),
+    #[error("record changed concurrently (expected revision {expected}, found {found})")]
+    RevisionConflict { expected: u64, found: u64 },
+    #[error("not found")]
+    NotFound,
+    #[error("node is already managed by cluster {cluster_id}")]
+    NodeTaken { cluster_id: String },
+    #[error("already exists")]
+    Exists,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Outcome of an atomic agent registration.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub agent: AgentRecord,
+    /// True when the same `nodeId` registered before (idempotent retry).
+    pub reused: bool,
+    /// The hash of the credential the retry replaced (already revoked).
+    pub revoked_credential: Option<TokenHash>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- users, orgs, projects -------------------------------------------
+    async fn user_count(&self) -> StoreResult<u64>;
+    /// Fails with `Exists` if the username is taken.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn put_org(&self, org: &OrgRecord) -> StoreResult<()>;
+    async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>>;
+    async fn orgs(&self) -> StoreResult<Vec<OrgRecord>>;
+    async fn put_project(&self, project: &ProjectRecord) -> StoreResult<()>;
+    async fn project(&self, id: &str) -> StoreResult<Option<ProjectRecord>>;
+    async fn projects(&self, org_id: &str) -> StoreResult<Vec<ProjectRecord>>;
+
+    // --- clusters ----------------------------------------------------------
+    /// Inserts a new cluster with its first history entry; `NameTaken` if the
+    /// project already has the name.
+    async fn create_cluster(&self, cluster: &ClusterRecord, event: &ClusterEvent)
+        -> StoreResult<()>;
+    /// Replaces a cluster and appends its history entries in one step, if its
+    /// stored revision is `expected_revision` (fencing); `NameTaken` if a
+    /// rename collides.
+    async fn update_cluster(
+        &self,
+        cluster: &ClusterRecord,
+        expected_revision: u64,
+        events: &[ClusterEvent],
+    ) -> StoreResult<()>;
+    async fn cluster(&self, id: &str) -> StoreResult<Option<ClusterRecord>>;
+    async fn clusters_in_project(&self, project_id: &str) -> StoreResult<Vec<ClusterRecord>>;
+    async fn all_clusters(&self) -> StoreResult<Vec<ClusterRecord>>;
+    /// Removes the cluster with its agents, agent credentials, registration
+    /// tokens and node bindings, and leaves a tombstone (so its tokens answer
+    /// 410). The history is kept.
+    async fn remove_cluster(&self, id: &str) -> StoreResult<()>;
+    async fn cluster_deleted(&self, id: &str) -> StoreResult<bool>;
+
+    // --- history -----------------------------------------------------------
+    async fn events(&self, cluster_id: &str) -> StoreResult<Vec<ClusterEvent>>;
+
+    // --- tokens (stored only as SHA-256 hashes, with expiry) ---------------
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()>;
+    /// Unexpired tokens only.
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>>;
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()>;
+    /// Revokes the cluster's registration tokens; returns how many.
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64>;
+    /// Drops expired tokens; returns how many.
+    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64>;
+
+    // --- agents ------------------------------------------------------------
+    /// Registers (or re-registers, same `node_id`) an agent and stores its new
+    /// credential in one step. `NodeTaken` if `node_key` belongs to another cluster.
+    async fn register_agent(
+        &self,
+        agent: &AgentRecord,
+        credential: &TokenHash,
+        credential_record: &TokenRecord,
+    ) -> StoreResult<Registered>;
+    async fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>>;
+    async fn agents_of_cluster(&self, cluster_id: &str) -> StoreResult<Vec<AgentRecord>>;
+    async fn update_agent(&self, agent: &AgentRecord) -> StoreResult<()>;
+    /// Removes an agent, its credential and its node binding.
+    async fn remove_agent(&self, id: &str) -> StoreResult<()>;
+}
+
+pub type SharedStore = Arc<dyn Store>;
