@@ -1,0 +1,104 @@
+//! Login, logout, profile.
+
+use crate::auth::{self, AuthUser};
+use crate::error::ApiError;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use ecp_actors::model::{now_ms, TokenKind, TokenRecord, UserRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub system_admin: bool,
+}
+
+impl UserView {
+    pub fn from_user(u: &UserRecord) -> Self {
+        UserView {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            system_admin: u.system_admin,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    pub token_type: &'static str,
+    pub access_token: String,
+    pub expires_in: u64,
+    pub user: UserView,
+}
+
+/// Log in with a username and password; answers a Bearer access token.
+#[utoipa::path(post, path = "/api/account/login", tag = "account", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest { username, password } = body.into_inner();
+    if username.len() > 100 || password.len() > 1024 {
+        return Err(ApiError::unauthorized("wrong username or password"));
+    }
+    let user = state.deps.store.user_by_name(&username).await?;
+    let ok = auth::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!(username = %username, "login refused");
+        return Err(ApiError::unauthorized("wrong username or password"));
+    };
+    let ttl = state.config.tokens.session_ttl_secs;
+    let (token, hash) = auth::new_secret(auth::SESSION_PREFIX);
+    let now = now_ms();
+    state
+        .deps
+        .store
+        .put_token(
+            &hash,
+            &TokenRecord {
+                kind: TokenKind::Session {
+                    user_id: user.id.clone(),
+                },
+                created_at: now,
+                expires_at: Some(now + ttl * 1000),
+            },
+        )
+        .await?;
+    tracing::info!(user_id = %user.id, "login");
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        token_type: "Bearer",
+        access_token: token,
+        expires_in: ttl,
+        user: UserView::from_user(&user),
+    }))
+}
+
+/// Revoke the access token used for this call.
+#[utoipa::path(post, path = "/api/account/logout", tag = "account", responses((status = 204)), security(("bearer" = [])))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(t) = auth::bearer(&req) {
+        state.deps.store.delete_token(&auth::hash_secret(t)).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The logged-in user.
+#[utoipa::path(get, path = "/api/account/profile", tag = "account", responses((status = 200, body = UserView)), security(("bearer" = [])))]
+pub async fn profile(user: AuthUser) -> HttpResponse {
+    HttpResponse::Ok().json(UserView::from_user(&user.user))
+}

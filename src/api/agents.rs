@@ -1,0 +1,229 @@
+//! Agent endpoints: register (redeem a token), connect (WebSocket), unregister.
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::{validate, AppState};
+use actix_web::{web, HttpRequest, HttpResponse};
+use ecp_actors::cluster::{AgentGone, AgentRegistered};
+use ecp_actors::model::*;
+use ecp_actors::store::StoreError;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterEmqx {
+    pub version: String,
+    #[serde(default)]
+    pub edition: String,
+    #[serde(default)]
+    pub cluster_name: String,
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    pub local_node: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(default)]
+pub struct RegisterLogCollection {
+    pub enabled: bool,
+    pub dir: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    pub registration_token: String,
+    /// The agent's own stable instance id: makes the call idempotent.
+    pub node_id: String,
+    pub agent_version: String,
+    #[serde(default)]
+    pub hostname: String,
+    /// The host's machine id (binary installs); empty in Kubernetes.
+    #[serde(default)]
+    pub machine_id: String,
+    pub emqx: RegisterEmqx,
+    pub dashboard_url: String,
+    #[serde(default)]
+    pub api_url: String,
+    #[serde(default)]
+    pub log_collection: RegisterLogCollection,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterResponse {
+    /// The agent's credential for connect/unregister (shown once).
+    pub token: String,
+    pub cluster_id: String,
+    pub agent_id: String,
+    pub heartbeat_interval_secs: u32,
+    pub report_interval_secs: u32,
+}
+
+fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError> {
+    if required && v.trim().is_empty() {
+        return Err(ApiError::bad_request("INVALID_FIELD", format!("{what} is required")));
+    }
+    if v.len() > max || v.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request("INVALID_FIELD", format!("{what} is not valid (at most {max} printable characters)")));
+    }
+    Ok(())
+}
+
+/// Redeem a registration token. Idempotent per `nodeId`.
+#[utoipa::path(post, path = "/api/clusters/agents/emqxee/register", tag = "agents", request_body = RegisterRequest,
+    responses((status = 200, body = RegisterResponse),
+        (status = 401, description = "bad, expired or revoked token", body = crate::error::ErrorBody),
+        (status = 409, description = "node already managed by another cluster", body = crate::error::ErrorBody),
+        (status = 410, description = "cluster was deleted", body = crate::error::ErrorBody),
+        (status = 422, description = "unsupported EMQX version", body = crate::error::ErrorBody)))]
+pub async fn register(state: web::Data<AppState>, body: web::Json<RegisterRequest>) -> Result<HttpResponse, ApiError> {
+    let res = do_register(&state, body.into_inner()).await;
+    let m = &state.deps.metrics;
+    match &res {
+        Ok(_) => m.registrations.fetch_add(1, Ordering::Relaxed),
+        Err(_) => m.registration_failures.fetch_add(1, Ordering::Relaxed),
+    };
+    res
+}
+
+async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpResponse, ApiError> {
+    let store = &state.deps.store;
+    let now = now_ms();
+    let invalid_token = || ApiError::unauthorized("registration token is invalid, expired or revoked");
+    if b.registration_token.len() > 256 {
+        return Err(invalid_token());
+    }
+    let cluster_id = match store.token(&auth::hash_secret(&b.registration_token), now).await? {
+        Some(TokenRecord { kind: TokenKind::Registration { cluster_id }, .. }) => cluster_id,
+        _ => return Err(invalid_token()),
+    };
+    let cluster = match store.cluster(&cluster_id).await? {
+        Some(c) if c.status != Status::Deleting => c,
+        _ => return Err(ApiError::gone("cluster was deleted")),
+    };
+    field("nodeId", &b.node_id, 128, true)?;
+    field("agentVersion", &b.agent_version, 64, true)?;
+    field("hostname", &b.hostname, 255, false)?;
+    field("machineId", &b.machine_id, 128, false)?;
+    field("emqx.localNode", &b.emqx.local_node, 255, true)?;
+    field("emqx.version", &b.emqx.version, 64, true)?;
+    field("emqx.edition", &b.emqx.edition, 64, false)?;
+    field("emqx.clusterName", &b.emqx.cluster_name, 255, false)?;
+    field("dashboardUrl", &b.dashboard_url, 500, true)?;
+    field("apiUrl", &b.api_url, 500, false)?;
+    field("logCollection.dir", &b.log_collection.dir, 500, false)?;
+    validate::emqx_version(&b.emqx.version).map_err(|m| ApiError::unprocessable("UNSUPPORTED_VERSION", m))?;
+
+    // Identity of an EMQX node: node name + machine id (binary) or API URL (Kubernetes).
+    let place = if !b.machine_id.is_empty() {
+        b.machine_id.clone()
+    } else if !b.api_url.is_empty() {
+        b.api_url.clone()
+    } else {
+        b.dashboard_url.clone()
+    };
+    let agent = AgentRecord {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        cluster_id: cluster_id.clone(),
+        node_id: b.node_id,
+        node_key: format!("{}|{}", b.emqx.local_node, place),
+        node_name: b.emqx.local_node,
+        hostname: b.hostname,
+        machine_id: b.machine_id,
+        agent_version: b.agent_version,
+        dashboard_url: b.dashboard_url,
+        log_collection: LogCollection { enabled: b.log_collection.enabled, dir: b.log_collection.dir },
+        emqx_reachable: true,
+        created_at: now,
+        last_seen: now,
+    };
+    let (credential, hash) = auth::new_secret(auth::AGENT_PREFIX);
+    let cred = TokenRecord {
+        kind: TokenKind::Agent { cluster_id: cluster_id.clone(), agent_id: agent.id.clone() },
+        created_at: now,
+        expires_at: None,
+    };
+    let registered = match store.register_agent(&agent, &hash, &cred).await {
+        Ok(r) => r,
+        Err(StoreError::NodeTaken { cluster_id: other }) => {
+            let name = store.cluster(&other).await?.map(|c| c.name).unwrap_or_else(|| other.clone());
+            return Err(ApiError::conflict(
+                "NODE_ALREADY_MANAGED",
+                format!("EMQX node {} is already managed by cluster \"{name}\" ({other}); unregister it there first", agent.node_name),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(addr) = state.deps.dir.cluster(&cluster_id) {
+        addr.send(AgentRegistered { agent_id: registered.agent.id.clone(), new: !registered.reused })
+            .await??;
+    }
+    // A retry's old credential no longer works; close a session that used it.
+    if registered.reused {
+        if let Some(s) = state.deps.dir.session(&registered.agent.id) {
+            let _ = s.addr.try_send(ecp_actors::session::Shutdown { reason: "credential replaced by a new registration".into() });
+        }
+    }
+    tracing::info!(cluster_id = %cluster_id, agent_id = %registered.agent.id, node = %registered.agent.node_name, reused = registered.reused, "agent registered");
+    let s = &state.deps.session;
+    Ok(HttpResponse::Ok().json(RegisterResponse {
+        token: credential,
+        cluster_id: cluster.id,
+        agent_id: registered.agent.id,
+        heartbeat_interval_secs: s.heartbeat_interval_secs,
+        report_interval_secs: s.report_interval_secs,
+    }))
+}
+
+/// The agent behind a credential, or the right refusal (401, or 410 for a deleted cluster).
+async fn agent_of(state: &AppState, req: &HttpRequest) -> Result<AgentRecord, ApiError> {
+    let invalid = || ApiError::unauthorized("agent credential is invalid or revoked; register again");
+    let hash = auth::bearer(req).map(auth::hash_secret).ok_or_else(invalid)?;
+    let store = &state.deps.store;
+    let Some(TokenRecord { kind: TokenKind::Agent { cluster_id, agent_id }, .. }) = store.token(&hash, now_ms()).await? else {
+        return Err(invalid());
+    };
+    match store.cluster(&cluster_id).await? {
+        Some(c) if c.status != Status::Deleting => {}
+        _ => return Err(ApiError::gone("cluster was deleted")),
+    }
+    store.agent(&agent_id).await?.ok_or_else(invalid)
+}
+
+/// The agent's WebSocket (binary frames of the wire protocol).
+#[utoipa::path(get, path = "/api/clusters/agents/emqxee/connect", tag = "agents",
+    responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn connect(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(ApiError::unavailable("this node is draining; connect to another").into());
+    }
+    let agent = agent_of(&state, &req).await?;
+    let (response, ws, stream) = actix_ws::handle(&req, body)?;
+    ecp_actors::session::start_session(
+        state.deps.clone(),
+        state.registry.clone(),
+        agent.id,
+        agent.cluster_id,
+        ws,
+        stream,
+    );
+    Ok(response)
+}
+
+/// Unregister this agent: its credential stops working.
+#[utoipa::path(post, path = "/api/clusters/agents/emqxee/unregister", tag = "agents",
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn unregister(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let agent = agent_of(&state, &req).await?;
+    state.deps.store.remove_agent(&agent.id).await?;
+    if let Some(addr) = state.deps.dir.cluster(&agent.cluster_id) {
+        addr.send(AgentGone { agent_id: agent.id.clone(), removed: true }).await??;
+    }
+    tracing::info!(cluster_id = %agent.cluster_id, agent_id = %agent.id, "agent unregistered");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,105 @@
+//! HTTP API: routes, request/response shapes and the OpenAPI document.
+
+pub mod account;
+pub mod agents;
+pub mod clusters;
+pub mod events;
+pub mod ops;
+pub mod orgs;
+pub mod views;
+
+use crate::error::{json_error, path_error, query_error};
+use crate::AppState;
+use actix_web::web;
+use utoipa::OpenApi;
+
+/// Registers every route. Used by `main` and by tests alike.
+pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let limit = state.config.server.max_body_bytes;
+    cfg.app_data(state)
+        .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| json_error(e)))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
+        .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e)))
+        .app_data(web::PayloadConfig::default().limit(limit))
+        .route("/healthz", web::get().to(ops::healthz))
+        .route("/readyz", web::get().to(ops::readyz))
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/api/version", web::get().to(ops::version))
+        .route("/api/openapi.json", web::get().to(ops::openapi))
+        .route("/api/account/login", web::post().to(account::login))
+        .route("/api/account/logout", web::post().to(account::logout))
+        .route("/api/account/profile", web::get().to(account::profile))
+        .route("/api/events", web::get().to(events::stream))
+        .route("/api/orgs", web::get().to(orgs::list_orgs))
+        .route("/api/orgs/{org_id}/projects", web::get().to(orgs::list_projects))
+        .service(
+            web::scope("/api/orgs/{org_id}/projects/{project_id}/clusters")
+                .route("", web::get().to(clusters::list))
+                .route("", web::post().to(clusters::create))
+                .route("/{cluster_id}", web::get().to(clusters::get))
+                .route("/{cluster_id}", web::put().to(clusters::edit))
+                .route("/{cluster_id}", web::delete().to(clusters::delete))
+                .route(
+                    "/{cluster_id}/registration-tokens",
+                    web::post().to(clusters::issue_token),
+                )
+                .route(
+                    "/{cluster_id}/registration-tokens",
+                    web::delete().to(clusters::revoke_tokens),
+                )
+                .route(
+                    "/{cluster_id}/setup-instructions",
+                    web::get().to(clusters::setup_instructions),
+                )
+                .route("/{cluster_id}/agents", web::get().to(clusters::agents))
+                .route(
+                    "/{cluster_id}/agents/{agent_id}",
+                    web::delete().to(clusters::revoke_agent),
+                )
+                .route("/{cluster_id}/events", web::get().to(clusters::events)),
+        )
+        .route(
+            "/api/clusters/agents/emqxee/register",
+            web::post().to(agents::register),
+        )
+        .route(
+            "/api/clusters/agents/emqxee/connect",
+            web::get().to(agents::connect),
+        )
+        .route(
+            "/api/clusters/agents/emqxee/unregister",
+            web::post().to(agents::unregister),
+        )
+        .default_service(web::to(ops::not_found));
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ecp — control plane for EMQX clusters", description = "REST API of the ecp server. Errors are `{code, message}`."),
+    paths(
+        ops::healthz, ops::readyz, ops::version,
+        account::login, account::logout, account::profile,
+        orgs::list_orgs, orgs::list_projects,
+        clusters::list, clusters::create, clusters::get, clusters::edit, clusters::delete,
+        clusters::issue_token, clusters::revoke_tokens, clusters::setup_instructions,
+        clusters::agents, clusters::revoke_agent, clusters::events,
+        agents::register, agents::connect, agents::unregister,
+        events::stream,
+    ),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Secrets and users: random bearer secrets stored only as SHA-256 hashes,
+//! Argon2id password hashes computed off the async threads, and the
+//! `AuthUser` extractor every console/API route uses.
+
+use crate::error::ApiError;
+use crate::AppState;
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use ecp_actors::model::{now_ms, TokenKind, UserRecord};
+use ecp_actors::store::TokenHash;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Prefixes make a leaked secret recognisable (and greppable in logs).
+pub const REGISTRATION_PREFIX: &str = "ecpr_";
+pub const AGENT_PREFIX: &str = "ecpa_";
+pub const SESSION_PREFIX: &str = "ecps_";
+
+/// A new secret (32 random bytes, hex) with its prefix, and its hash.
+pub fn new_secret(prefix: &str) -> (String, TokenHash) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("{prefix}{}", hex::encode(bytes));
+    let hash = hash_secret(&token);
+    (token, hash)
+}
+
+pub fn hash_secret(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The bearer secret of a request, if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    web::block(move || {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}
+
+/// Verifies on the blocking pool. `hash` None still spends the time, so an
+/// unknown user answers as slowly as a wrong password.
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    web::block(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Q3v2n6pD2u7sJOVrxk9Yw0fW1c0c3k0o5e2m8m6k0QI";
+        let h = hash.as_deref().unwrap_or(DUMMY);
+        let ok = PasswordHash::new(h)
+            .map(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        ok && hash.is_some()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A logged-in user (Bearer access token).
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: UserRecord,
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req).map(hash_secret);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("no app state"))?;
+            let hash = token.ok_or_else(|| ApiError::unauthorized("log in first: no access token"))?;
+            let rec = state.deps.store.token(&hash, now_ms()).await?;
+            let Some(TokenKind::Session { user_id }) = rec.map(|r| r.kind) else {
+                return Err(ApiError::unauthorized("access token is invalid or expired; log in again"));
+            };
+            let user = state
+                .deps
+                .store
+                .user(&user_id)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
+            Ok(AuthUser { user })
+        })
+    }
+}

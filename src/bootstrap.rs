@@ -1,0 +1,59 @@
+//! First start: the default org and project, and the first system admin.
+
+use crate::auth;
+use ecp_actors::model::*;
+use ecp_actors::store::{SharedStore, StoreError};
+
+pub const DEFAULT_ORG: &str = "default";
+pub const DEFAULT_PROJECT: &str = "default";
+
+pub async fn run(store: &SharedStore) -> Result<(), StoreError> {
+    let now = now_ms();
+    if store.org(DEFAULT_ORG).await?.is_none() {
+        store
+            .put_org(&OrgRecord { id: DEFAULT_ORG.into(), name: "default".into(), created_at: now })
+            .await?;
+    }
+    if store.project(DEFAULT_PROJECT).await?.is_none() {
+        store
+            .put_project(&ProjectRecord {
+                id: DEFAULT_PROJECT.into(),
+                org_id: DEFAULT_ORG.into(),
+                name: "default".into(),
+                created_at: now,
+            })
+            .await?;
+    }
+    if store.user_count().await? == 0 {
+        let username = std::env::var("ECP_ADMIN_USERNAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "admin".into());
+        let (password, generated) = match std::env::var("ECP_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()) {
+            Some(p) => (p, false),
+            None => {
+                let (secret, _) = auth::new_secret("");
+                (secret[..20].to_string(), true)
+            }
+        };
+        create_admin(store, &username, &password).await?;
+        if generated {
+            // Printed once, on the terminal only: never through the log.
+            eprintln!("\n  ecp: created system admin {username:?} with password {password}\n  (set ECP_ADMIN_PASSWORD to choose it; it is not shown again)\n");
+        }
+        tracing::info!(username = %username, "created the first system admin");
+    }
+    Ok(())
+}
+
+pub async fn create_admin(store: &SharedStore, username: &str, password: &str) -> Result<(), StoreError> {
+    let hash = auth::hash_password(password.to_string())
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    store
+        .create_user(&UserRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            username: username.to_string(),
+            password_hash: hash,
+            system_admin: true,
+            created_at: now_ms(),
+        })
+        .await
+}

@@ -1,0 +1,350 @@
+//! Configuration: defaults < `config/ecp.toml` (or `--config FILE`) <
+//! environment (`ECP_<SECTION>_<KEY>`, e.g. `ECP_SERVER_LISTEN`) < flags.
+//! `config/ecp.toml` documents every option; a test keeps it equal to
+//! `Config::default()`.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub node: NodeConfig,
+    pub cluster: ClusterConfig,
+    pub agent: AgentConfig,
+    pub tokens: TokenConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    pub listen: String,
+    /// The console's public URL (used in links); empty: from the request.
+    pub public_url: String,
+    /// Largest accepted JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0: one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// "embedded" (on-disk, single node) or "redis".
+    pub backend: String,
+    /// Directory of the embedded store.
+    pub data_dir: String,
+    /// Redis URL for the "redis" back end.
+    pub redis_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id; empty: the host name.
+    pub id: String,
+    /// URL other nodes use to reach this one; empty: derived from `server.listen`.
+    pub advertise_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub agent: ClusterAgentConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterAgentConfig {
+    /// The ECP address agents use (download and register commands);
+    /// empty: `server.public_url`, else the console's own address.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub heartbeat_interval_secs: u32,
+    pub report_interval_secs: u32,
+    pub ping_interval_secs: u32,
+    /// A session silent (no frame, no pong) this long is closed.
+    pub idle_timeout_secs: u32,
+    /// No agent session for longer than this: `abnormal` / `agent_offline`.
+    pub offline_grace_secs: u32,
+    /// How long `deleting` waits for agents to acknowledge.
+    pub delete_timeout_secs: u32,
+    /// Outbound queue lengths per session (frames).
+    pub control_queue: usize,
+    pub bulk_queue: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Default lifetime of a registration token.
+    pub registration_ttl_secs: u64,
+    /// Upper bound for `ttlSeconds` when issuing one.
+    pub registration_max_ttl_secs: u64,
+    /// Lifetime of a console/API login.
+    pub session_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// "text" or "json".
+    pub format: String,
+    /// tracing filter, e.g. "info" or "ecp=debug,info".
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            node: NodeConfig::default(),
+            cluster: ClusterConfig::default(),
+            agent: AgentConfig::default(),
+            tokens: TokenConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:8080".into(),
+            public_url: String::new(),
+            max_body_bytes: 64 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "embedded".into(),
+            data_dir: "./data".into(),
+            redis_url: String::new(),
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: String::new(),
+            advertise_url: String::new(),
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            heartbeat_interval_secs: 10,
+            report_interval_secs: 10,
+            ping_interval_secs: 15,
+            idle_timeout_secs: 45,
+            offline_grace_secs: 30,
+            delete_timeout_secs: 10,
+            control_queue: 64,
+            bulk_queue: 256,
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            registration_ttl_secs: 24 * 3600,
+            registration_max_ttl_secs: 7 * 24 * 3600,
+            session_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+fn invalid(origin: &str, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        message: message.to_string(),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `ECP_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value = toml::Value::try_from(Config::default())
+            .map_err(|e| invalid("defaults", e))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let file_value: toml::Value =
+                toml::from_str(&text).map_err(|e| invalid(&path.display().to_string(), e))?;
+            merge(&mut value, file_value);
+        }
+        let env: Vec<(String, String)> = env.filter(|(k, _)| k.starts_with("ECP_")).collect();
+        apply_env(&mut value, &[], &env)?;
+        let origin = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "environment".into());
+        let config: Config = value.try_into().map_err(|e| invalid(&origin, e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.store.backend.as_str() {
+            "embedded" => {}
+            "redis" if !self.store.redis_url.is_empty() => {}
+            "redis" => return Err(invalid("store.redis_url", "required with store.backend = \"redis\"")),
+            other => return Err(invalid("store.backend", format!("unknown back end {other:?}; use \"embedded\" or \"redis\""))),
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "use \"text\" or \"json\""));
+        }
+        let a = &self.agent;
+        if a.heartbeat_interval_secs == 0 || a.report_interval_secs == 0 || a.ping_interval_secs == 0 {
+            return Err(invalid("agent", "intervals must be at least 1 second"));
+        }
+        if a.idle_timeout_secs <= a.ping_interval_secs {
+            return Err(invalid("agent.idle_timeout_secs", "must be longer than agent.ping_interval_secs"));
+        }
+        if self.tokens.registration_ttl_secs == 0
+            || self.tokens.registration_ttl_secs > self.tokens.registration_max_ttl_secs
+        {
+            return Err(invalid("tokens.registration_ttl_secs", "must be between 1 and tokens.registration_max_ttl_secs"));
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// `ECP_SERVER_LISTEN` sets `server.listen`; `ECP_CLUSTER_AGENT_URL` sets
+/// `cluster.agent.url`. Values are parsed as the option's type.
+fn apply_env(
+    value: &mut toml::Value,
+    path: &[String],
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let Some(table) = value.as_table_mut() else {
+        return Ok(());
+    };
+    for (key, slot) in table.iter_mut() {
+        let mut p = path.to_vec();
+        p.push(key.clone());
+        if slot.is_table() {
+            apply_env(slot, &p, env)?;
+            continue;
+        }
+        let var = format!("ECP_{}", p.join("_").to_uppercase());
+        if let Some((_, raw)) = env.iter().find(|(k, _)| *k == var) {
+            *slot = match slot {
+                toml::Value::Integer(_) => toml::Value::Integer(
+                    raw.parse().map_err(|_| invalid(&var, format!("{raw:?} is not a number")))?,
+                ),
+                toml::Value::Boolean(_) => toml::Value::Boolean(
+                    raw.parse().map_err(|_| invalid(&var, format!("{raw:?} is not true/false")))?,
+                ),
+                _ => toml::Value::String(raw.clone()),
+            };
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ecp.toml")
+    }
+
+    #[test]
+    fn shipped_file_equals_the_code_defaults_key_for_key() {
+        let text = std::fs::read_to_string(shipped()).expect("config/ecp.toml");
+        let file: toml::Value = toml::from_str(&text).expect("valid toml");
+        let defaults = toml::Value::try_from(Config::default()).expect("serialize");
+        assert_eq!(file, defaults, "config/ecp.toml must list every option with its default");
+    }
+
+    #[test]
+    fn precedence_file_then_env() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:1\"\n[agent]\noffline_grace_secs = 5\n")
+            .expect("write");
+        let env = vec![
+            ("ECP_SERVER_LISTEN".to_string(), "127.0.0.1:2".to_string()),
+            ("ECP_CLUSTER_AGENT_URL".to_string(), "https://ecp.example".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let c = Config::load(Some(&f), env.into_iter()).expect("load");
+        assert_eq!(c.server.listen, "127.0.0.1:2");
+        assert_eq!(c.agent.offline_grace_secs, 5);
+        assert_eq!(c.cluster.agent.url, "https://ecp.example");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let env = vec![("ECP_AGENT_OFFLINE_GRACE_SECS".to_string(), "soon".to_string())];
+        let e = Config::load(None, env.into_iter()).expect_err("must fail");
+        assert!(e.to_string().contains("ECP_AGENT_OFFLINE_GRACE_SECS"), "{e}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nlisten_addr = \"x\"\n").expect("write");
+        let e = Config::load(Some(&f), std::iter::empty()).expect_err("unknown key");
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let env = vec![("ECP_STORE_BACKEND".to_string(), "redis".to_string())];
+        let e = Config::load(None, env.into_iter()).expect_err("redis without url");
+        assert!(e.to_string().contains("redis_url"), "{e}");
+    }
+}

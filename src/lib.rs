@@ -1,0 +1,165 @@
+//! The `ecp` server: configuration, store back ends, HTTP API and wiring.
+//! `main.rs` only parses the command line; tests start the same server.
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod store;
+pub mod validate;
+
+use actix::{Actor, Addr};
+use actix_web::{web, App, HttpRequest, HttpServer};
+use config::Config;
+use ecp_actors::machine::Timing;
+use ecp_actors::registry::{Ready, Registry};
+use ecp_actors::session::SessionConfig;
+use ecp_actors::store::SharedStore;
+use ecp_actors::Deps;
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request handler needs; built once in `main`.
+pub struct AppState {
+    pub deps: Arc<Deps>,
+    pub registry: Addr<Registry>,
+    pub config: Arc<Config>,
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    /// The ECP address agents use: `cluster.agent.url`, else
+    /// `server.public_url`, else the address this request came to.
+    pub fn agent_url(&self, req: &HttpRequest) -> String {
+        let c = &self.config;
+        let configured = if !c.cluster.agent.url.is_empty() {
+            &c.cluster.agent.url
+        } else {
+            &c.server.public_url
+        };
+        if !configured.is_empty() {
+            return configured.trim_end_matches('/').trim_end_matches("/api").to_string();
+        }
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] ecp_actors::store::StoreError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+    match config.store.backend.as_str() {
+        "embedded" => Ok(Arc::new(store::embedded::EmbeddedStore::open(
+            std::path::Path::new(&config.store.data_dir),
+        )?)),
+        other => Err(StartError::Unsupported(format!(
+            "store back end {other:?} is not available in this build; use \"embedded\""
+        ))),
+    }
+}
+
+fn timing(config: &Config) -> (Timing, SessionConfig) {
+    let a = &config.agent;
+    (
+        Timing {
+            offline_grace_ms: u64::from(a.offline_grace_secs) * 1000,
+            delete_timeout_ms: u64::from(a.delete_timeout_secs) * 1000,
+        },
+        SessionConfig {
+            heartbeat_interval_secs: a.heartbeat_interval_secs,
+            report_interval_secs: a.report_interval_secs,
+            ping_interval_secs: a.ping_interval_secs,
+            idle_timeout: Duration::from_secs(u64::from(a.idle_timeout_secs)),
+            handshake_timeout: Duration::from_secs(10),
+            control_queue: a.control_queue,
+            bulk_queue: a.bulk_queue,
+        },
+    )
+}
+
+/// Opens the store, bootstraps the first admin and the default org/project,
+/// and starts the registry (once). Must run inside the actix system.
+pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartError> {
+    let store = open_store(&config)?;
+    bootstrap::run(&store).await?;
+    let (timing, session) = timing(&config);
+    let deps = Deps::new(store, timing, session);
+    let registry = Registry::new(deps.clone()).start();
+    let clusters = registry
+        .send(Ready)
+        .await
+        .map_err(|e| StartError::Unsupported(format!("registry failed to start: {e}")))?;
+    tracing::info!(clusters, "registry ready");
+    Ok(web::Data::new(AppState {
+        deps,
+        registry,
+        config: Arc::new(config),
+        draining: AtomicBool::new(false),
+    }))
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let listen = config.server.listen.clone();
+    let workers = config.server.workers;
+    let state = build_state(config).await?;
+    spawn_housekeeping(state.clone());
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        let state = app_state.clone();
+        App::new()
+            .wrap(actix_web::middleware::Compress::default())
+            .configure(move |cfg| api::routes(cfg, state))
+    })
+    .shutdown_timeout(10);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    let server = server.bind(&listen).map_err(|source| StartError::Listen {
+        addr: listen.clone(),
+        source,
+    })?;
+    for addr in server.addrs() {
+        // The one line tests and scripts read to find the port.
+        println!("ecp listening on http://{addr}");
+    }
+    let _ = std::io::stdout().flush();
+    server.run().await?;
+    tracing::info!("ecp stopped");
+    Ok(())
+}
+
+/// Periodic chores: drop expired tokens.
+fn spawn_housekeeping(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match state
+                .deps
+                .store
+                .purge_expired_tokens(ecp_actors::model::now_ms())
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired tokens removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "token purge failed"),
+            }
+        }
+    });
+}

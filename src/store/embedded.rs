@@ -1,0 +1,707 @@
+//! The embedded, on-disk back end (redb): one file under `store.data_dir`,
+//! every call one ACID transaction, run on the blocking pool.
+
+use ecp_actors::model::*;
+use ecp_actors::store::*;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+type Json = &'static [u8];
+const USERS: TableDefinition<&str, Json> = TableDefinition::new("users");
+const USER_NAMES: TableDefinition<&str, &str> = TableDefinition::new("user_names");
+const ORGS: TableDefinition<&str, Json> = TableDefinition::new("orgs");
+const PROJECTS: TableDefinition<&str, Json> = TableDefinition::new("projects");
+const CLUSTERS: TableDefinition<&str, Json> = TableDefinition::new("clusters");
+/// "{project_id}/{name}" → cluster id
+const CLUSTER_NAMES: TableDefinition<&str, &str> = TableDefinition::new("cluster_names");
+const TOMBSTONES: TableDefinition<&str, u64> = TableDefinition::new("cluster_tombstones");
+/// "{cluster_id}/{revision:020}/{n:04}" → event
+const EVENTS: TableDefinition<&str, Json> = TableDefinition::new("events");
+const TOKENS: TableDefinition<&[u8], Json> = TableDefinition::new("tokens");
+/// "{cluster_id}/{token hash hex}" → () for registration tokens
+const CLUSTER_TOKENS: TableDefinition<&str, ()> = TableDefinition::new("cluster_tokens");
+const AGENTS: TableDefinition<&str, Json> = TableDefinition::new("agents");
+/// "{cluster_id}/{agent_id}" → ()
+const CLUSTER_AGENTS: TableDefinition<&str, ()> = TableDefinition::new("cluster_agents");
+const AGENT_CREDS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_credentials");
+const NODE_KEYS: TableDefinition<&str, &str> = TableDefinition::new("node_keys");
+const NODE_IDS: TableDefinition<&str, &str> = TableDefinition::new("node_ids");
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn to_json<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(b: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn name_key(project_id: &str, name: &str) -> String {
+    format!("{project_id}/{name}")
+}
+
+/// Keys starting with `prefix` in a `&str`-keyed table.
+fn keys_with_prefix<V: redb::Value + 'static>(
+    t: &impl ReadableTable<&'static str, V>,
+    prefix: &str,
+) -> StoreResult<Vec<String>> {
+    let mut out = Vec::new();
+    for item in t.range(prefix..).map_err(unavailable)? {
+        let (k, _) = item.map_err(unavailable)?;
+        let k = k.value();
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push(k.to_string());
+    }
+    Ok(out)
+}
+
+fn get_json<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, Json>,
+    key: &str,
+) -> StoreResult<Option<T>> {
+    match t.get(key).map_err(unavailable)? {
+        Some(v) => Ok(Some(from_json(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn all_json<T: DeserializeOwned>(t: &impl ReadableTable<&'static str, Json>) -> StoreResult<Vec<T>> {
+    let mut out = Vec::new();
+    for item in t.iter().map_err(unavailable)? {
+        let (_, v) = item.map_err(unavailable)?;
+        out.push(from_json(v.value())?);
+    }
+    Ok(out)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `dir/ecp.redb`.
+    pub fn open(dir: &Path) -> StoreResult<EmbeddedStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("ecp.redb");
+        let db = Database::create(&path)
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let tx = db.begin_write().map_err(unavailable)?;
+        {
+            tx.open_table(USERS).map_err(unavailable)?;
+            tx.open_table(USER_NAMES).map_err(unavailable)?;
+            tx.open_table(ORGS).map_err(unavailable)?;
+            tx.open_table(PROJECTS).map_err(unavailable)?;
+            tx.open_table(CLUSTERS).map_err(unavailable)?;
+            tx.open_table(CLUSTER_NAMES).map_err(unavailable)?;
+            tx.open_table(TOMBSTONES).map_err(unavailable)?;
+            tx.open_table(EVENTS).map_err(unavailable)?;
+            tx.open_table(TOKENS).map_err(unavailable)?;
+            tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            tx.open_table(AGENTS).map_err(unavailable)?;
+            tx.open_table(CLUSTER_AGENTS).map_err(unavailable)?;
+            tx.open_table(AGENT_CREDS).map_err(unavailable)?;
+            tx.open_table(NODE_KEYS).map_err(unavailable)?;
+            tx.open_table(NODE_IDS).map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on the blocking pool: redb does synchronous file I/O.
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| unavailable(format!("store task failed: {e}")))?
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(unavailable)?;
+            let out = f(&tx)?; // on error the transaction is dropped: aborted
+            tx.commit().map_err(unavailable)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            f(&tx)
+        })
+        .await
+    }
+}
+
+/// Removes an agent with its bindings inside `tx`. Its credential is
+/// removed, or with `keep_credential_until` kept until then (so a deleted
+/// cluster's agent is told 410, not 401).
+fn remove_agent_in(
+    tx: &redb::WriteTransaction,
+    id: &str,
+    keep_credential_until: Option<Millis>,
+) -> StoreResult<()> {
+    let mut agents = tx.open_table(AGENTS).map_err(unavailable)?;
+    let Some(agent): Option<AgentRecord> = get_json(&agents, id)? else {
+        return Ok(());
+    };
+    agents.remove(id).map_err(unavailable)?;
+    let mut creds = tx.open_table(AGENT_CREDS).map_err(unavailable)?;
+    let old = creds.remove(id).map_err(unavailable)?.map(|h| h.value().to_vec());
+    if let Some(h) = old {
+        let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
+        match keep_credential_until {
+            None => {
+                tokens.remove(h.as_slice()).map_err(unavailable)?;
+            }
+            Some(until) => {
+                let rec: Option<TokenRecord> = match tokens.get(h.as_slice()).map_err(unavailable)? {
+                    Some(v) => Some(from_json(v.value())?),
+                    None => None,
+                };
+                if let Some(mut rec) = rec {
+                    rec.expires_at = Some(until);
+                    tokens
+                        .insert(h.as_slice(), to_json(&rec)?.as_slice())
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+    }
+    let mut keys = tx.open_table(NODE_KEYS).map_err(unavailable)?;
+    let bound = keys.get(agent.node_key.as_str()).map_err(unavailable)?.map(|v| v.value() == id);
+    if bound == Some(true) {
+        keys.remove(agent.node_key.as_str()).map_err(unavailable)?;
+    }
+    let mut ids = tx.open_table(NODE_IDS).map_err(unavailable)?;
+    let bound = ids.get(agent.node_id.as_str()).map_err(unavailable)?.map(|v| v.value() == id);
+    if bound == Some(true) {
+        ids.remove(agent.node_id.as_str()).map_err(unavailable)?;
+    }
+    tx.open_table(CLUSTER_AGENTS)
+        .map_err(unavailable)?
+        .remove(format!("{}/{}", agent.cluster_id, id).as_str())
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn put_events(tx: &redb::WriteTransaction, events: &[ClusterEvent]) -> StoreResult<()> {
+    let mut t = tx.open_table(EVENTS).map_err(unavailable)?;
+    for (n, e) in events.iter().enumerate() {
+        let key = format!("{}/{:020}/{:04}", e.cluster_id, e.revision, n);
+        t.insert(key.as_str(), to_json(e)?.as_slice()).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn user_count(&self) -> StoreResult<u64> {
+        self.read(|tx| tx.open_table(USERS).map_err(unavailable)?.len().map_err(unavailable))
+            .await
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let mut names = tx.open_table(USER_NAMES).map_err(unavailable)?;
+            if names.get(user.username.as_str()).map_err(unavailable)?.is_some() {
+                return Err(StoreError::Exists);
+            }
+            names
+                .insert(user.username.as_str(), user.id.as_str())
+                .map_err(unavailable)?;
+            tx.open_table(USERS)
+                .map_err(unavailable)?
+                .insert(user.id.as_str(), to_json(&user)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        let id = id.to_string();
+        self.read(move |tx| get_json(&tx.open_table(USERS).map_err(unavailable)?, &id))
+            .await
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let username = username.to_string();
+        self.read(move |tx| {
+            let names = tx.open_table(USER_NAMES).map_err(unavailable)?;
+            let Some(id) = names.get(username.as_str()).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            get_json(&tx.open_table(USERS).map_err(unavailable)?, id.value())
+        })
+        .await
+    }
+
+    async fn put_org(&self, org: &OrgRecord) -> StoreResult<()> {
+        let org = org.clone();
+        self.write(move |tx| {
+            tx.open_table(ORGS)
+                .map_err(unavailable)?
+                .insert(org.id.as_str(), to_json(&org)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>> {
+        let id = id.to_string();
+        self.read(move |tx| get_json(&tx.open_table(ORGS).map_err(unavailable)?, &id))
+            .await
+    }
+
+    async fn orgs(&self) -> StoreResult<Vec<OrgRecord>> {
+        self.read(|tx| all_json(&tx.open_table(ORGS).map_err(unavailable)?))
+            .await
+    }
+
+    async fn put_project(&self, project: &ProjectRecord) -> StoreResult<()> {
+        let p = project.clone();
+        self.write(move |tx| {
+            tx.open_table(PROJECTS)
+                .map_err(unavailable)?
+                .insert(p.id.as_str(), to_json(&p)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn project(&self, id: &str) -> StoreResult<Option<ProjectRecord>> {
+        let id = id.to_string();
+        self.read(move |tx| get_json(&tx.open_table(PROJECTS).map_err(unavailable)?, &id))
+            .await
+    }
+
+    async fn projects(&self, org_id: &str) -> StoreResult<Vec<ProjectRecord>> {
+        let org_id = org_id.to_string();
+        self.read(move |tx| {
+            let all: Vec<ProjectRecord> = all_json(&tx.open_table(PROJECTS).map_err(unavailable)?)?;
+            Ok(all.into_iter().filter(|p| p.org_id == org_id).collect())
+        })
+        .await
+    }
+
+    async fn create_cluster(&self, c: &ClusterRecord, event: &ClusterEvent) -> StoreResult<()> {
+        let c = c.clone();
+        let event = event.clone();
+        self.write(move |tx| {
+            let mut names = tx.open_table(CLUSTER_NAMES).map_err(unavailable)?;
+            let key = name_key(&c.project_id, &c.name);
+            if names.get(key.as_str()).map_err(unavailable)?.is_some() {
+                return Err(StoreError::NameTaken(c.name.clone()));
+            }
+            names.insert(key.as_str(), c.id.as_str()).map_err(unavailable)?;
+            let mut clusters = tx.open_table(CLUSTERS).map_err(unavailable)?;
+            if clusters.get(c.id.as_str()).map_err(unavailable)?.is_some() {
+                return Err(StoreError::Exists);
+            }
+            clusters
+                .insert(c.id.as_str(), to_json(&c)?.as_slice())
+                .map_err(unavailable)?;
+            put_events(tx, std::slice::from_ref(&event))
+        })
+        .await
+    }
+
+    async fn update_cluster(
+        &self,
+        c: &ClusterRecord,
+        expected_revision: u64,
+        events: &[ClusterEvent],
+    ) -> StoreResult<()> {
+        let c = c.clone();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            let mut clusters = tx.open_table(CLUSTERS).map_err(unavailable)?;
+            let Some(old): Option<ClusterRecord> = get_json(&clusters, &c.id)? else {
+                return Err(StoreError::NotFound);
+            };
+            if old.revision != expected_revision {
+                return Err(StoreError::RevisionConflict {
+                    expected: expected_revision,
+                    found: old.revision,
+                });
+            }
+            if old.name != c.name || old.project_id != c.project_id {
+                let mut names = tx.open_table(CLUSTER_NAMES).map_err(unavailable)?;
+                let key = name_key(&c.project_id, &c.name);
+                if names.get(key.as_str()).map_err(unavailable)?.is_some() {
+                    return Err(StoreError::NameTaken(c.name.clone()));
+                }
+                names
+                    .remove(name_key(&old.project_id, &old.name).as_str())
+                    .map_err(unavailable)?;
+                names.insert(key.as_str(), c.id.as_str()).map_err(unavailable)?;
+            }
+            clusters
+                .insert(c.id.as_str(), to_json(&c)?.as_slice())
+                .map_err(unavailable)?;
+            put_events(tx, &events)
+        })
+        .await
+    }
+
+    async fn cluster(&self, id: &str) -> StoreResult<Option<ClusterRecord>> {
+        let id = id.to_string();
+        self.read(move |tx| get_json(&tx.open_table(CLUSTERS).map_err(unavailable)?, &id))
+            .await
+    }
+
+    async fn clusters_in_project(&self, project_id: &str) -> StoreResult<Vec<ClusterRecord>> {
+        let project_id = project_id.to_string();
+        self.read(move |tx| {
+            let names = tx.open_table(CLUSTER_NAMES).map_err(unavailable)?;
+            let clusters = tx.open_table(CLUSTERS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for key in keys_with_prefix(&names, &format!("{project_id}/"))? {
+                if let Some(id) = names.get(key.as_str()).map_err(unavailable)? {
+                    if let Some(c) = get_json::<ClusterRecord>(&clusters, id.value())? {
+                        out.push(c);
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn all_clusters(&self) -> StoreResult<Vec<ClusterRecord>> {
+        self.read(|tx| all_json(&tx.open_table(CLUSTERS).map_err(unavailable)?))
+            .await
+    }
+
+    async fn remove_cluster(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            let mut clusters = tx.open_table(CLUSTERS).map_err(unavailable)?;
+            if let Some(c) = get_json::<ClusterRecord>(&clusters, &id)? {
+                clusters.remove(id.as_str()).map_err(unavailable)?;
+                tx.open_table(CLUSTER_NAMES)
+                    .map_err(unavailable)?
+                    .remove(name_key(&c.project_id, &c.name).as_str())
+                    .map_err(unavailable)?;
+            }
+            drop(clusters);
+            let agent_keys = keys_with_prefix(
+                &tx.open_table(CLUSTER_AGENTS).map_err(unavailable)?,
+                &format!("{id}/"),
+            )?;
+            // Credentials and registration tokens stay until they expire (at
+            // most 7 days) so that they answer 410 "cluster was deleted".
+            let keep_until = now_ms() + 7 * 24 * 3600 * 1000;
+            for k in agent_keys {
+                if let Some((_, agent_id)) = k.split_once('/') {
+                    remove_agent_in(tx, agent_id, Some(keep_until))?;
+                }
+            }
+            tx.open_table(TOMBSTONES)
+                .map_err(unavailable)?
+                .insert(id.as_str(), now_ms())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cluster_deleted(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.read(move |tx| {
+            Ok(tx
+                .open_table(TOMBSTONES)
+                .map_err(unavailable)?
+                .get(id.as_str())
+                .map_err(unavailable)?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn events(&self, cluster_id: &str) -> StoreResult<Vec<ClusterEvent>> {
+        let prefix = format!("{cluster_id}/");
+        self.read(move |tx| {
+            let t = tx.open_table(EVENTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in t.range(prefix.as_str()..).map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
+        let hash = *hash;
+        let token = token.clone();
+        self.write(move |tx| {
+            tx.open_table(TOKENS)
+                .map_err(unavailable)?
+                .insert(hash.as_slice(), to_json(&token)?.as_slice())
+                .map_err(unavailable)?;
+            if let TokenKind::Registration { cluster_id } = &token.kind {
+                tx.open_table(CLUSTER_TOKENS)
+                    .map_err(unavailable)?
+                    .insert(format!("{cluster_id}/{}", hex::encode(hash)).as_str(), ())
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
+        let hash = *hash;
+        self.read(move |tx| {
+            let t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let rec: Option<TokenRecord> = match t.get(hash.as_slice()).map_err(unavailable)? {
+                Some(v) => Some(from_json(v.value())?),
+                None => None,
+            };
+            Ok(rec.filter(|r| !r.expired(now)))
+        })
+        .await
+    }
+
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
+        let hash = *hash;
+        self.write(move |tx| {
+            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let old: Option<TokenRecord> = match t.remove(hash.as_slice()).map_err(unavailable)? {
+                Some(v) => Some(from_json(v.value())?),
+                None => None,
+            };
+            if let Some(TokenRecord {
+                kind: TokenKind::Registration { cluster_id },
+                ..
+            }) = old
+            {
+                tx.open_table(CLUSTER_TOKENS)
+                    .map_err(unavailable)?
+                    .remove(format!("{cluster_id}/{}", hex::encode(hash)).as_str())
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
+        let prefix = format!("{cluster_id}/");
+        self.write(move |tx| {
+            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
+            let keys = keys_with_prefix(&ct, &prefix)?;
+            for k in &keys {
+                if let Some(h) = k.split_once('/').and_then(|(_, h)| hex::decode(h).ok()) {
+                    tokens.remove(h.as_slice()).map_err(unavailable)?;
+                }
+                ct.remove(k.as_str()).map_err(unavailable)?;
+            }
+            Ok(keys.len() as u64)
+        })
+        .await
+    }
+
+    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let mut expired = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                let rec: TokenRecord = from_json(v.value())?;
+                if rec.expired(now) {
+                    expired.push((k.value().to_vec(), rec));
+                }
+            }
+            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            for (k, rec) in &expired {
+                t.remove(k.as_slice()).map_err(unavailable)?;
+                if let TokenKind::Registration { cluster_id } = &rec.kind {
+                    ct.remove(format!("{cluster_id}/{}", hex::encode(k)).as_str())
+                        .map_err(unavailable)?;
+                }
+            }
+            Ok(expired.len() as u64)
+        })
+        .await
+    }
+
+    async fn register_agent(
+        &self,
+        agent: &AgentRecord,
+        credential: &TokenHash,
+        credential_record: &TokenRecord,
+    ) -> StoreResult<Registered> {
+        let mut agent = agent.clone();
+        let credential = *credential;
+        let cred_rec = credential_record.clone();
+        self.write(move |tx| {
+            let agents = tx.open_table(AGENTS).map_err(unavailable)?;
+            // Is this EMQX node already managed (by any cluster)?
+            let by_key: Option<AgentRecord> = {
+                let keys = tx.open_table(NODE_KEYS).map_err(unavailable)?;
+                let id = keys
+                    .get(agent.node_key.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value().to_string());
+                match id {
+                    Some(id) => get_json(&agents, &id)?,
+                    None => None,
+                }
+            };
+            if let Some(other) = &by_key {
+                if other.cluster_id != agent.cluster_id {
+                    return Err(StoreError::NodeTaken {
+                        cluster_id: other.cluster_id.clone(),
+                    });
+                }
+            }
+            // Same agent instance (retry) or same node re-registering?
+            let by_node_id: Option<AgentRecord> = {
+                let ids = tx.open_table(NODE_IDS).map_err(unavailable)?;
+                let id = ids
+                    .get(agent.node_id.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value().to_string());
+                match id {
+                    Some(id) => get_json(&agents, &id)?,
+                    None => None,
+                }
+            };
+            drop(agents);
+            let previous = by_node_id
+                .filter(|a| a.cluster_id == agent.cluster_id)
+                .or(by_key);
+            let mut revoked = None;
+            let reused = previous.is_some();
+            if let Some(prev) = &previous {
+                agent.id = prev.id.clone();
+                agent.created_at = prev.created_at;
+                let creds = tx.open_table(AGENT_CREDS).map_err(unavailable)?;
+                revoked = creds.get(prev.id.as_str()).map_err(unavailable)?.and_then(|h| {
+                    let v = h.value();
+                    <[u8; 32]>::try_from(v).ok()
+                });
+                drop(creds);
+                remove_agent_in(tx, &prev.id, None)?;
+            }
+            // The instance may have been bound to another cluster before: rebind.
+            let stale_instance = tx
+                .open_table(NODE_IDS)
+                .map_err(unavailable)?
+                .get(agent.node_id.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value().to_string());
+            if let Some(stale) = stale_instance {
+                remove_agent_in(tx, &stale, None)?;
+            }
+            tx.open_table(AGENTS)
+                .map_err(unavailable)?
+                .insert(agent.id.as_str(), to_json(&agent)?.as_slice())
+                .map_err(unavailable)?;
+            tx.open_table(CLUSTER_AGENTS)
+                .map_err(unavailable)?
+                .insert(format!("{}/{}", agent.cluster_id, agent.id).as_str(), ())
+                .map_err(unavailable)?;
+            tx.open_table(NODE_KEYS)
+                .map_err(unavailable)?
+                .insert(agent.node_key.as_str(), agent.id.as_str())
+                .map_err(unavailable)?;
+            tx.open_table(NODE_IDS)
+                .map_err(unavailable)?
+                .insert(agent.node_id.as_str(), agent.id.as_str())
+                .map_err(unavailable)?;
+            tx.open_table(AGENT_CREDS)
+                .map_err(unavailable)?
+                .insert(agent.id.as_str(), credential.as_slice())
+                .map_err(unavailable)?;
+            tx.open_table(TOKENS)
+                .map_err(unavailable)?
+                .insert(credential.as_slice(), to_json(&cred_rec)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(Registered {
+                agent,
+                reused,
+                revoked_credential: revoked,
+            })
+        })
+        .await
+    }
+
+    async fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
+        let id = id.to_string();
+        self.read(move |tx| get_json(&tx.open_table(AGENTS).map_err(unavailable)?, &id))
+            .await
+    }
+
+    async fn agents_of_cluster(&self, cluster_id: &str) -> StoreResult<Vec<AgentRecord>> {
+        let prefix = format!("{cluster_id}/");
+        self.read(move |tx| {
+            let idx = tx.open_table(CLUSTER_AGENTS).map_err(unavailable)?;
+            let agents = tx.open_table(AGENTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for k in keys_with_prefix(&idx, &prefix)? {
+                if let Some((_, id)) = k.split_once('/') {
+                    if let Some(a) = get_json::<AgentRecord>(&agents, id)? {
+                        out.push(a);
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_agent(&self, agent: &AgentRecord) -> StoreResult<()> {
+        let agent = agent.clone();
+        self.write(move |tx| {
+            let mut t = tx.open_table(AGENTS).map_err(unavailable)?;
+            // Only update an agent that still exists (no resurrection).
+            if t.get(agent.id.as_str()).map_err(unavailable)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            t.insert(agent.id.as_str(), to_json(&agent)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_agent(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| remove_agent_in(tx, &id, None)).await
+    }
+}

@@ -1,0 +1,5 @@
+//! Store back ends. The interface is `ecp_actors::store::Store`.
+
+pub mod embedded;
+
+pub use ecp_actors::store::*;
