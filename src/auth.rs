@@ -88,10 +88,13 @@ impl FromRequest for AuthUser {
         let token = bearer(req).map(hash_secret);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("no app state"))?;
-            let hash = token.ok_or_else(|| ApiError::unauthorized("log in first: no access token"))?;
+            let hash =
+                token.ok_or_else(|| ApiError::unauthorized("log in first: no access token"))?;
             let rec = state.deps.store.token(&hash, now_ms()).await?;
             let Some(TokenKind::Session { user_id }) = rec.map(|r| r.kind) else {
-                return Err(ApiError::unauthorized("access token is invalid or expired; log in again"));
+                return Err(ApiError::unauthorized(
+                    "access token is invalid or expired; log in again",
+                ));
             };
             let user = state
                 .deps

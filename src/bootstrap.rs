@@ -11,7 +11,11 @@ pub async fn run(store: &SharedStore) -> Result<(), StoreError> {
     let now = now_ms();
     if store.org(DEFAULT_ORG).await?.is_none() {
         store
-            .put_org(&OrgRecord { id: DEFAULT_ORG.into(), name: "default".into(), created_at: now })
+            .put_org(&OrgRecord {
+                id: DEFAULT_ORG.into(),
+                name: "default".into(),
+                created_at: now,
+            })
             .await?;
     }
     if store.project(DEFAULT_PROJECT).await?.is_none() {
@@ -25,8 +29,14 @@ pub async fn run(store: &SharedStore) -> Result<(), StoreError> {
             .await?;
     }
     if store.user_count().await? == 0 {
-        let username = std::env::var("ECP_ADMIN_USERNAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "admin".into());
-        let (password, generated) = match std::env::var("ECP_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()) {
+        let username = std::env::var("ECP_ADMIN_USERNAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "admin".into());
+        let (password, generated) = match std::env::var("ECP_ADMIN_PASSWORD")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
             Some(p) => (p, false),
             None => {
                 let (secret, _) = auth::new_secret("");
@@ -43,7 +53,11 @@ pub async fn run(store: &SharedStore) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn create_admin(store: &SharedStore, username: &str, password: &str) -> Result<(), StoreError> {
+pub async fn create_admin(
+    store: &SharedStore,
+    username: &str,
+    password: &str,
+) -> Result<(), StoreError> {
     let hash = auth::hash_password(password.to_string())
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;

@@ -204,8 +204,8 @@ impl Config {
         file: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut value = toml::Value::try_from(Config::default())
-            .map_err(|e| invalid("defaults", e))?;
+        let mut value =
+            toml::Value::try_from(Config::default()).map_err(|e| invalid("defaults", e))?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
@@ -229,23 +229,42 @@ impl Config {
         match self.store.backend.as_str() {
             "embedded" => {}
             "redis" if !self.store.redis_url.is_empty() => {}
-            "redis" => return Err(invalid("store.redis_url", "required with store.backend = \"redis\"")),
-            other => return Err(invalid("store.backend", format!("unknown back end {other:?}; use \"embedded\" or \"redis\""))),
+            "redis" => {
+                return Err(invalid(
+                    "store.redis_url",
+                    "required with store.backend = \"redis\"",
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    "store.backend",
+                    format!("unknown back end {other:?}; use \"embedded\" or \"redis\""),
+                ))
+            }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "use \"text\" or \"json\""));
         }
         let a = &self.agent;
-        if a.heartbeat_interval_secs == 0 || a.report_interval_secs == 0 || a.ping_interval_secs == 0 {
+        if a.heartbeat_interval_secs == 0
+            || a.report_interval_secs == 0
+            || a.ping_interval_secs == 0
+        {
             return Err(invalid("agent", "intervals must be at least 1 second"));
         }
         if a.idle_timeout_secs <= a.ping_interval_secs {
-            return Err(invalid("agent.idle_timeout_secs", "must be longer than agent.ping_interval_secs"));
+            return Err(invalid(
+                "agent.idle_timeout_secs",
+                "must be longer than agent.ping_interval_secs",
+            ));
         }
         if self.tokens.registration_ttl_secs == 0
             || self.tokens.registration_ttl_secs > self.tokens.registration_max_ttl_secs
         {
-            return Err(invalid("tokens.registration_ttl_secs", "must be between 1 and tokens.registration_max_ttl_secs"));
+            return Err(invalid(
+                "tokens.registration_ttl_secs",
+                "must be between 1 and tokens.registration_max_ttl_secs",
+            ));
         }
         Ok(())
     }
@@ -288,10 +307,12 @@ fn apply_env(
         if let Some((_, raw)) = env.iter().find(|(k, _)| *k == var) {
             *slot = match slot {
                 toml::Value::Integer(_) => toml::Value::Integer(
-                    raw.parse().map_err(|_| invalid(&var, format!("{raw:?} is not a number")))?,
+                    raw.parse()
+                        .map_err(|_| invalid(&var, format!("{raw:?} is not a number")))?,
                 ),
                 toml::Value::Boolean(_) => toml::Value::Boolean(
-                    raw.parse().map_err(|_| invalid(&var, format!("{raw:?} is not true/false")))?,
+                    raw.parse()
+                        .map_err(|_| invalid(&var, format!("{raw:?} is not true/false")))?,
                 ),
                 _ => toml::Value::String(raw.clone()),
             };
@@ -313,18 +334,27 @@ mod tests {
         let text = std::fs::read_to_string(shipped()).expect("config/ecp.toml");
         let file: toml::Value = toml::from_str(&text).expect("valid toml");
         let defaults = toml::Value::try_from(Config::default()).expect("serialize");
-        assert_eq!(file, defaults, "config/ecp.toml must list every option with its default");
+        assert_eq!(
+            file, defaults,
+            "config/ecp.toml must list every option with its default"
+        );
     }
 
     #[test]
     fn precedence_file_then_env() {
         let dir = tempfile::tempdir().expect("tmp");
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:1\"\n[agent]\noffline_grace_secs = 5\n")
-            .expect("write");
+        std::fs::write(
+            &f,
+            "[server]\nlisten = \"127.0.0.1:1\"\n[agent]\noffline_grace_secs = 5\n",
+        )
+        .expect("write");
         let env = vec![
             ("ECP_SERVER_LISTEN".to_string(), "127.0.0.1:2".to_string()),
-            ("ECP_CLUSTER_AGENT_URL".to_string(), "https://ecp.example".to_string()),
+            (
+                "ECP_CLUSTER_AGENT_URL".to_string(),
+                "https://ecp.example".to_string(),
+            ),
             ("HOME".to_string(), "/root".to_string()),
         ];
         let c = Config::load(Some(&f), env.into_iter()).expect("load");
@@ -335,9 +365,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_clear_errors() {
-        let env = vec![("ECP_AGENT_OFFLINE_GRACE_SECS".to_string(), "soon".to_string())];
+        let env = vec![(
+            "ECP_AGENT_OFFLINE_GRACE_SECS".to_string(),
+            "soon".to_string(),
+        )];
         let e = Config::load(None, env.into_iter()).expect_err("must fail");
-        assert!(e.to_string().contains("ECP_AGENT_OFFLINE_GRACE_SECS"), "{e}");
+        assert!(
+            e.to_string().contains("ECP_AGENT_OFFLINE_GRACE_SECS"),
+            "{e}"
+        );
         let dir = tempfile::tempdir().expect("tmp");
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "[server]\nlisten_addr = \"x\"\n").expect("write");

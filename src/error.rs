@@ -39,7 +39,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
     }
     pub fn conflict(code: &'static str, m: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, m)
@@ -92,10 +96,9 @@ impl From<StoreError> for ApiError {
                 format!("this EMQX node is already managed by cluster {cluster_id}"),
             ),
             StoreError::Exists => ApiError::conflict("EXISTS", "already exists"),
-            StoreError::RevisionConflict { .. } => ApiError::conflict(
-                "CONFLICT",
-                "the record changed concurrently; retry",
-            ),
+            StoreError::RevisionConflict { .. } => {
+                ApiError::conflict("CONFLICT", "the record changed concurrently; retry")
+            }
             StoreError::Unavailable(m) => {
                 tracing::error!(error = %m, "store unavailable");
                 ApiError::unavailable("the store is unavailable; retry later")

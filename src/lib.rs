@@ -41,7 +41,10 @@ impl AppState {
             &c.server.public_url
         };
         if !configured.is_empty() {
-            return configured.trim_end_matches('/').trim_end_matches("/api").to_string();
+            return configured
+                .trim_end_matches('/')
+                .trim_end_matches("/api")
+                .to_string();
         }
         let info = req.connection_info();
         format!("{}://{}", info.scheme(), info.host())
@@ -57,7 +60,10 @@ pub enum StartError {
     #[error("{0}")]
     Unsupported(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

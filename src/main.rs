@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ecp", version, about = "Control plane for fleets of EMQX clusters")]
+#[command(
+    name = "ecp",
+    version,
+    about = "Control plane for fleets of EMQX clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,7 +86,9 @@ fn load(args: &ServeArgs) -> Result<Config, ecp::config::ConfigError> {
 fn init_tracing(c: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&c.log.level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if c.log.format == "json" {
         b.json().init();
     } else {
@@ -94,7 +100,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => {
-            println!("ecp {} (protocol {})", env!("CARGO_PKG_VERSION"), ecp_protocol::PROTOCOL_VERSION);
+            println!(
+                "ecp {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                ecp_protocol::PROTOCOL_VERSION
+            );
             Ok(())
         }
         Command::Config(args) => load(&args)
@@ -112,14 +122,23 @@ fn main() -> ExitCode {
                 })
             }
         },
-        Command::User { command: UserCommand::Create { username, password, serve } } => match load(&serve) {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    username,
+                    password,
+                    serve,
+                },
+        } => match load(&serve) {
             Err(e) => Err(e.to_string()),
             Ok(c) => actix_web::rt::System::new().block_on(async move {
                 let store = ecp::open_store(&c).map_err(|e| e.to_string())?;
                 ecp::bootstrap::create_admin(&store, &username, &password)
                     .await
                     .map_err(|e| match e {
-                        ecp_actors::store::StoreError::Exists => format!("user {username:?} already exists"),
+                        ecp_actors::store::StoreError::Exists => {
+                            format!("user {username:?} already exists")
+                        }
                         other => other.to_string(),
                     })?;
                 println!("created system admin {username:?}");

@@ -17,7 +17,9 @@ fn entity_name(name: &str, max: usize, what: &str) -> Result<(), String> {
         return Err(format!("{what} is required"));
     }
     if len > max {
-        return Err(format!("{what} is {len} characters long; at most {max} are allowed"));
+        return Err(format!(
+            "{what} is {len} characters long; at most {max} are allowed"
+        ));
     }
     if name.starts_with(' ') || name.ends_with(' ') {
         return Err(format!("{what} must not start or end with a space"));
@@ -47,14 +49,18 @@ pub fn service_address(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("service address {s:?} must be an http:// or https:// URL"))
+        Err(format!(
+            "service address {s:?} must be an http:// or https:// URL"
+        ))
     }
 }
 
 pub fn description(s: &str) -> Result<(), String> {
     let n = s.chars().count();
     if n > 1000 {
-        return Err(format!("description is {n} characters long; at most 1000 are allowed"));
+        return Err(format!(
+            "description is {n} characters long; at most 1000 are allowed"
+        ));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err("description contains control characters".into());
@@ -70,7 +76,9 @@ pub fn emqx_version(v: &str) -> Result<(), String> {
     let parts: Vec<Option<u32>> = core.split('.').map(|p| p.parse().ok()).collect();
     let nums: Option<Vec<u32>> = parts.into_iter().collect();
     let Some(nums) = nums.filter(|n| n.len() >= 2) else {
-        return Err(format!("EMQX version {v:?} is not recognised; {required} is required"));
+        return Err(format!(
+            "EMQX version {v:?} is not recognised; {required} is required"
+        ));
     };
     let ver = (nums[0], nums[1], nums.get(2).copied().unwrap_or(0));
     let ok = match ver.0 {
@@ -94,7 +102,10 @@ mod tests {
         assert!(cluster_name("prod-east_1 cluster").is_ok());
         assert!(cluster_name("生产集群 一号").is_ok(), "CJK accepted");
         assert!(cluster_name(&"a".repeat(200)).is_ok());
-        assert!(cluster_name(&"集".repeat(200)).is_ok(), "characters, not bytes");
+        assert!(
+            cluster_name(&"集".repeat(200)).is_ok(),
+            "characters, not bytes"
+        );
         let e = cluster_name("").expect_err("empty");
         assert!(e.contains("required"));
         let e = cluster_name(&"a".repeat(201)).expect_err("201");
@@ -115,7 +126,9 @@ mod tests {
 
     #[test]
     fn versions() {
-        for ok in ["4.4.6", "4.4.19", "e4.4.6", "5.6.0", "5.8.1", "e5.6.0", "v5.7.2", "6.0.0"] {
+        for ok in [
+            "4.4.6", "4.4.19", "e4.4.6", "5.6.0", "5.8.1", "e5.6.0", "v5.7.2", "6.0.0",
+        ] {
             assert!(emqx_version(ok).is_ok(), "{ok}");
         }
         for bad in ["4.4.5", "4.3.20", "5.5.1", "5.0.0", "3.0", "x", ""] {

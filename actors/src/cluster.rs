@@ -233,9 +233,7 @@ impl Handler<AgentRegistered> for ClusterActor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ClusterError::Deleting))));
         }
         let fx = self.machine.step(
-            Input::Registered {
-                agent: m.agent_id,
-            },
+            Input::Registered { agent: m.agent_id },
             now_ms(),
             &self.deps.timing,
         );
@@ -383,9 +381,7 @@ impl Handler<AgentGone> for ClusterActor {
             }
         }
         let fx = self.machine.step(
-            Input::Unregistered {
-                agent: m.agent_id,
-            },
+            Input::Unregistered { agent: m.agent_id },
             now_ms(),
             &self.deps.timing,
         );

@@ -22,9 +22,17 @@ pub struct Timing {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A registration token was redeemed by an agent.
-    Registered { agent: AgentId },
-    Connected { agent: AgentId, session: SessionId },
-    Disconnected { agent: AgentId, session: SessionId },
+    Registered {
+        agent: AgentId,
+    },
+    Connected {
+        agent: AgentId,
+        session: SessionId,
+    },
+    Disconnected {
+        agent: AgentId,
+        session: SessionId,
+    },
     Report {
         agent: AgentId,
         session: SessionId,
@@ -34,7 +42,9 @@ pub enum Input {
     Tick,
     Delete,
     /// An agent acknowledged `Unregister`, was revoked, or unregistered itself.
-    Unregistered { agent: AgentId },
+    Unregistered {
+        agent: AgentId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,16 +165,14 @@ impl Machine {
                 session,
                 health,
             } => {
-                if self.sessions.get(&agent) == Some(&session) && self.status != Status::Deleting
-                {
+                if self.sessions.get(&agent) == Some(&session) && self.status != Status::Deleting {
                     self.health.insert(agent, health);
                     self.evaluate(now, "report", &mut fx);
                 }
             }
             Input::Tick => {
                 if self.status == Status::Deleting {
-                    if self.sessions.is_empty() || self.delete_deadline.is_some_and(|d| now >= d)
-                    {
+                    if self.sessions.is_empty() || self.delete_deadline.is_some_and(|d| now >= d) {
                         fx.push(Effect::Gone);
                     }
                 } else if let Some(since) = self.offline_since {
@@ -191,7 +199,9 @@ impl Machine {
                         fx.push(Effect::Gone);
                     } else {
                         self.delete_deadline = Some(now + t.delete_timeout_ms);
-                        fx.push(Effect::TellUnregister(self.sessions.keys().cloned().collect()));
+                        fx.push(Effect::TellUnregister(
+                            self.sessions.keys().cloned().collect(),
+                        ));
                         fx.push(Effect::WakeAt(now + t.delete_timeout_ms));
                     }
                 }
@@ -370,7 +380,10 @@ mod tests {
     fn created_to_registering_on_token_redeemed() {
         let mut m = Machine::load(Status::Created, None, 0);
         let fx = m.step(Input::Registered { agent: "a".into() }, 5, &T);
-        assert_eq!(transitions(&fx), vec![(Status::Created, Status::Registering)]);
+        assert_eq!(
+            transitions(&fx),
+            vec![(Status::Created, Status::Registering)]
+        );
         // A second agent registering changes nothing.
         let fx = m.step(Input::Registered { agent: "b".into() }, 6, &T);
         assert!(transitions(&fx).is_empty());
@@ -389,9 +402,15 @@ mod tests {
         let mut m = Machine::load(Status::Created, None, 0);
         m.step(Input::Registered { agent: "a".into() }, 0, &T);
         let fx = m.step(connect("a", 1), 1, &T);
-        assert!(transitions(&fx).is_empty(), "connecting alone is not running");
+        assert!(
+            transitions(&fx).is_empty(),
+            "connecting alone is not running"
+        );
         let fx = m.step(report("a", 1, Health::Healthy), 2, &T);
-        assert_eq!(transitions(&fx), vec![(Status::Registering, Status::Running)]);
+        assert_eq!(
+            transitions(&fx),
+            vec![(Status::Registering, Status::Running)]
+        );
         assert_eq!(m.reason, None);
     }
 
@@ -426,7 +445,10 @@ mod tests {
         assert_eq!(fx, vec![Effect::WakeAt(30_100)]);
         m.step(Input::Tick, 30_100, &T);
         assert_eq!(m.status, Status::Abnormal);
-        assert_eq!(m.reason.as_ref().map(|r| r.code), Some(ReasonCode::AgentOffline));
+        assert_eq!(
+            m.reason.as_ref().map(|r| r.code),
+            Some(ReasonCode::AgentOffline)
+        );
     }
 
     #[test]

@@ -213,7 +213,9 @@ impl TokenRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum ClusterChange {
-    Upserted { cluster: Box<ClusterRecord> },
+    Upserted {
+        cluster: Box<ClusterRecord>,
+    },
     Removed {
         cluster_id: String,
         org_id: String,

@@ -157,8 +157,15 @@ impl SessionActor {
             &self.control
         };
         if queue.try_send(Out::Binary(bytes)).is_err() {
-            self.deps.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-            self.close(ctx, CloseCode::Policy, "agent too slow: outbound queue full");
+            self.deps
+                .metrics
+                .slow_disconnects
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(
+                ctx,
+                CloseCode::Policy,
+                "agent too slow: outbound queue full",
+            );
         } else {
             self.deps.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
         }
@@ -289,8 +296,15 @@ impl Actor for SessionActor {
             if idle > cfg.idle_timeout.as_millis() as u64 {
                 act.close(ctx, CloseCode::Away, "no traffic from agent: timed out");
             } else if act.control.try_send(Out::Ping).is_err() {
-                act.deps.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                act.close(ctx, CloseCode::Policy, "agent too slow: outbound queue full");
+                act.deps
+                    .metrics
+                    .slow_disconnects
+                    .fetch_add(1, Ordering::Relaxed);
+                act.close(
+                    ctx,
+                    CloseCode::Policy,
+                    "agent too slow: outbound queue full",
+                );
             }
         });
     }
@@ -339,12 +353,18 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
                     Err(e) => self.bad_frame(ctx, CloseCode::Invalid, &e.to_string()),
                 }
             }
-            Ok(AggregatedMessage::Text(_)) => {
-                self.bad_frame(ctx, CloseCode::Unsupported, "text messages are not accepted")
-            }
+            Ok(AggregatedMessage::Text(_)) => self.bad_frame(
+                ctx,
+                CloseCode::Unsupported,
+                "text messages are not accepted",
+            ),
             Ok(AggregatedMessage::Ping(b)) => {
                 if self.control.try_send(Out::Pong(b)).is_err() {
-                    self.close(ctx, CloseCode::Policy, "agent too slow: outbound queue full");
+                    self.close(
+                        ctx,
+                        CloseCode::Policy,
+                        "agent too slow: outbound queue full",
+                    );
                 }
             }
             Ok(AggregatedMessage::Pong(_)) => {}

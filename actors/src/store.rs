@@ -57,8 +57,11 @@ pub trait Store: Send + Sync + 'static {
     // --- clusters ----------------------------------------------------------
     /// Inserts a new cluster with its first history entry; `NameTaken` if the
     /// project already has the name.
-    async fn create_cluster(&self, cluster: &ClusterRecord, event: &ClusterEvent)
-        -> StoreResult<()>;
+    async fn create_cluster(
+        &self,
+        cluster: &ClusterRecord,
+        event: &ClusterEvent,
+    ) -> StoreResult<()>;
     /// Replaces a cluster and appends its history entries in one step, if its
     /// stored revision is `expected_revision` (fencing); `NameTaken` if a
     /// rename collides.

@@ -64,10 +64,16 @@ pub struct RegisterResponse {
 
 fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError> {
     if required && v.trim().is_empty() {
-        return Err(ApiError::bad_request("INVALID_FIELD", format!("{what} is required")));
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!("{what} is required"),
+        ));
     }
     if v.len() > max || v.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad_request("INVALID_FIELD", format!("{what} is not valid (at most {max} printable characters)")));
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!("{what} is not valid (at most {max} printable characters)"),
+        ));
     }
     Ok(())
 }
@@ -79,7 +85,10 @@ fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError
         (status = 409, description = "node already managed by another cluster", body = crate::error::ErrorBody),
         (status = 410, description = "cluster was deleted", body = crate::error::ErrorBody),
         (status = 422, description = "unsupported EMQX version", body = crate::error::ErrorBody)))]
-pub async fn register(state: web::Data<AppState>, body: web::Json<RegisterRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
     let res = do_register(&state, body.into_inner()).await;
     let m = &state.deps.metrics;
     match &res {
@@ -92,12 +101,19 @@ pub async fn register(state: web::Data<AppState>, body: web::Json<RegisterReques
 async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpResponse, ApiError> {
     let store = &state.deps.store;
     let now = now_ms();
-    let invalid_token = || ApiError::unauthorized("registration token is invalid, expired or revoked");
+    let invalid_token =
+        || ApiError::unauthorized("registration token is invalid, expired or revoked");
     if b.registration_token.len() > 256 {
         return Err(invalid_token());
     }
-    let cluster_id = match store.token(&auth::hash_secret(&b.registration_token), now).await? {
-        Some(TokenRecord { kind: TokenKind::Registration { cluster_id }, .. }) => cluster_id,
+    let cluster_id = match store
+        .token(&auth::hash_secret(&b.registration_token), now)
+        .await?
+    {
+        Some(TokenRecord {
+            kind: TokenKind::Registration { cluster_id },
+            ..
+        }) => cluster_id,
         _ => return Err(invalid_token()),
     };
     let cluster = match store.cluster(&cluster_id).await? {
@@ -115,7 +131,8 @@ async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpRespons
     field("dashboardUrl", &b.dashboard_url, 500, true)?;
     field("apiUrl", &b.api_url, 500, false)?;
     field("logCollection.dir", &b.log_collection.dir, 500, false)?;
-    validate::emqx_version(&b.emqx.version).map_err(|m| ApiError::unprocessable("UNSUPPORTED_VERSION", m))?;
+    validate::emqx_version(&b.emqx.version)
+        .map_err(|m| ApiError::unprocessable("UNSUPPORTED_VERSION", m))?;
 
     // Identity of an EMQX node: node name + machine id (binary) or API URL (Kubernetes).
     let place = if !b.machine_id.is_empty() {
@@ -135,21 +152,31 @@ async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpRespons
         machine_id: b.machine_id,
         agent_version: b.agent_version,
         dashboard_url: b.dashboard_url,
-        log_collection: LogCollection { enabled: b.log_collection.enabled, dir: b.log_collection.dir },
+        log_collection: LogCollection {
+            enabled: b.log_collection.enabled,
+            dir: b.log_collection.dir,
+        },
         emqx_reachable: true,
         created_at: now,
         last_seen: now,
     };
     let (credential, hash) = auth::new_secret(auth::AGENT_PREFIX);
     let cred = TokenRecord {
-        kind: TokenKind::Agent { cluster_id: cluster_id.clone(), agent_id: agent.id.clone() },
+        kind: TokenKind::Agent {
+            cluster_id: cluster_id.clone(),
+            agent_id: agent.id.clone(),
+        },
         created_at: now,
         expires_at: None,
     };
     let registered = match store.register_agent(&agent, &hash, &cred).await {
         Ok(r) => r,
         Err(StoreError::NodeTaken { cluster_id: other }) => {
-            let name = store.cluster(&other).await?.map(|c| c.name).unwrap_or_else(|| other.clone());
+            let name = store
+                .cluster(&other)
+                .await?
+                .map(|c| c.name)
+                .unwrap_or_else(|| other.clone());
             return Err(ApiError::conflict(
                 "NODE_ALREADY_MANAGED",
                 format!("EMQX node {} is already managed by cluster \"{name}\" ({other}); unregister it there first", agent.node_name),
@@ -158,13 +185,18 @@ async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpRespons
         Err(e) => return Err(e.into()),
     };
     if let Some(addr) = state.deps.dir.cluster(&cluster_id) {
-        addr.send(AgentRegistered { agent_id: registered.agent.id.clone(), new: !registered.reused })
-            .await??;
+        addr.send(AgentRegistered {
+            agent_id: registered.agent.id.clone(),
+            new: !registered.reused,
+        })
+        .await??;
     }
     // A retry's old credential no longer works; close a session that used it.
     if registered.reused {
         if let Some(s) = state.deps.dir.session(&registered.agent.id) {
-            let _ = s.addr.try_send(ecp_actors::session::Shutdown { reason: "credential replaced by a new registration".into() });
+            let _ = s.addr.try_send(ecp_actors::session::Shutdown {
+                reason: "credential replaced by a new registration".into(),
+            });
         }
     }
     tracing::info!(cluster_id = %cluster_id, agent_id = %registered.agent.id, node = %registered.agent.node_name, reused = registered.reused, "agent registered");
@@ -180,10 +212,20 @@ async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpRespons
 
 /// The agent behind a credential, or the right refusal (401, or 410 for a deleted cluster).
 async fn agent_of(state: &AppState, req: &HttpRequest) -> Result<AgentRecord, ApiError> {
-    let invalid = || ApiError::unauthorized("agent credential is invalid or revoked; register again");
-    let hash = auth::bearer(req).map(auth::hash_secret).ok_or_else(invalid)?;
+    let invalid =
+        || ApiError::unauthorized("agent credential is invalid or revoked; register again");
+    let hash = auth::bearer(req)
+        .map(auth::hash_secret)
+        .ok_or_else(invalid)?;
     let store = &state.deps.store;
-    let Some(TokenRecord { kind: TokenKind::Agent { cluster_id, agent_id }, .. }) = store.token(&hash, now_ms()).await? else {
+    let Some(TokenRecord {
+        kind: TokenKind::Agent {
+            cluster_id,
+            agent_id,
+        },
+        ..
+    }) = store.token(&hash, now_ms()).await?
+    else {
         return Err(invalid());
     };
     match store.cluster(&cluster_id).await? {
@@ -197,7 +239,11 @@ async fn agent_of(state: &AppState, req: &HttpRequest) -> Result<AgentRecord, Ap
 #[utoipa::path(get, path = "/api/clusters/agents/emqxee/connect", tag = "agents",
     responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn connect(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+pub async fn connect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::unavailable("this node is draining; connect to another").into());
     }
@@ -218,11 +264,18 @@ pub async fn connect(state: web::Data<AppState>, req: HttpRequest, body: web::Pa
 #[utoipa::path(post, path = "/api/clusters/agents/emqxee/unregister", tag = "agents",
     responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 410, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn unregister(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn unregister(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let agent = agent_of(&state, &req).await?;
     state.deps.store.remove_agent(&agent.id).await?;
     if let Some(addr) = state.deps.dir.cluster(&agent.cluster_id) {
-        addr.send(AgentGone { agent_id: agent.id.clone(), removed: true }).await??;
+        addr.send(AgentGone {
+            agent_id: agent.id.clone(),
+            removed: true,
+        })
+        .await??;
     }
     tracing::info!(cluster_id = %agent.cluster_id, agent_id = %agent.id, "agent unregistered");
     Ok(HttpResponse::NoContent().finish())

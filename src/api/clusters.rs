@@ -17,7 +17,12 @@ type ProjectPath = web::Path<(String, String)>;
 type ClusterPath = web::Path<(String, String, String)>;
 
 /// The cluster if it lives in that org/project (404 otherwise).
-async fn cluster_in(state: &AppState, org: &str, project: &str, id: &str) -> Result<ClusterRecord, ApiError> {
+async fn cluster_in(
+    state: &AppState,
+    org: &str,
+    project: &str,
+    id: &str,
+) -> Result<ClusterRecord, ApiError> {
     match state.deps.store.cluster(id).await? {
         Some(c) if c.org_id == org && c.project_id == project => Ok(c),
         _ => Err(ApiError::not_found("cluster")),
@@ -36,7 +41,11 @@ fn actor(state: &AppState, id: &str) -> Result<Addr<ClusterActor>, ApiError> {
 #[utoipa::path(get, path = "/api/orgs/{orgId}/projects/{projectId}/clusters", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path)),
     responses((status = 200, body = ClusterList), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn list(state: web::Data<AppState>, _u: AuthUser, path: ProjectPath) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    _u: AuthUser,
+    path: ProjectPath,
+) -> Result<HttpResponse, ApiError> {
     let (org, project) = path.into_inner();
     project_in_org(&state, &org, &project).await?;
     let data: Vec<ClusterView> = state
@@ -47,7 +56,10 @@ pub async fn list(state: web::Data<AppState>, _u: AuthUser, path: ProjectPath) -
         .iter()
         .map(ClusterView::from_record)
         .collect();
-    Ok(HttpResponse::Ok().json(ClusterList { total: data.len(), data }))
+    Ok(HttpResponse::Ok().json(ClusterList {
+        total: data.len(),
+        data,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -78,7 +90,8 @@ pub async fn create(
     validate::service_address(&service_address)
         .map_err(|m| ApiError::bad_request("INVALID_SERVICE_ADDRESS", m))?;
     let description = body.description.unwrap_or_default();
-    validate::description(&description).map_err(|m| ApiError::bad_request("INVALID_DESCRIPTION", m))?;
+    validate::description(&description)
+        .map_err(|m| ApiError::bad_request("INVALID_DESCRIPTION", m))?;
     let now = now_ms();
     let record = ClusterRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -121,7 +134,11 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/orgs/{orgId}/projects/{projectId}/clusters/{clusterId}", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path), ("clusterId" = String, Path)),
     responses((status = 200, body = ClusterView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn get(state: web::Data<AppState>, _u: AuthUser, path: ClusterPath) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    _u: AuthUser,
+    path: ClusterPath,
+) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     let c = cluster_in(&state, &org, &project, &id).await?;
     Ok(HttpResponse::Ok().json(ClusterView::from_record(&c)))
@@ -153,7 +170,8 @@ pub async fn edit(
     }
     let service_address = body.service_address.map(|s| s.trim().to_string());
     if let Some(s) = &service_address {
-        validate::service_address(s).map_err(|m| ApiError::bad_request("INVALID_SERVICE_ADDRESS", m))?;
+        validate::service_address(s)
+            .map_err(|m| ApiError::bad_request("INVALID_SERVICE_ADDRESS", m))?;
     }
     if let Some(d) = &body.description {
         validate::description(d).map_err(|m| ApiError::bad_request("INVALID_DESCRIPTION", m))?;
@@ -173,7 +191,11 @@ pub async fn edit(
 #[utoipa::path(delete, path = "/api/orgs/{orgId}/projects/{projectId}/clusters/{clusterId}", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path), ("clusterId" = String, Path)),
     responses((status = 202, body = ClusterView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn delete(state: web::Data<AppState>, user: AuthUser, path: ClusterPath) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: ClusterPath,
+) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     cluster_in(&state, &org, &project, &id).await?;
     let rec = actor(&state, &id)?.send(ca::Delete).await??;
@@ -211,11 +233,16 @@ pub async fn issue_token(
         return Err(ApiError::gone("cluster was deleted"));
     }
     let t = &state.config.tokens;
-    let ttl = body.and_then(|b| b.into_inner().ttl_seconds).unwrap_or(t.registration_ttl_secs);
+    let ttl = body
+        .and_then(|b| b.into_inner().ttl_seconds)
+        .unwrap_or(t.registration_ttl_secs);
     if ttl == 0 || ttl > t.registration_max_ttl_secs {
         return Err(ApiError::bad_request(
             "INVALID_TTL",
-            format!("ttlSeconds must be between 1 and {}", t.registration_max_ttl_secs),
+            format!(
+                "ttlSeconds must be between 1 and {}",
+                t.registration_max_ttl_secs
+            ),
         ));
     }
     let (token, hash) = auth::new_secret(auth::REGISTRATION_PREFIX);
@@ -227,7 +254,9 @@ pub async fn issue_token(
         .put_token(
             &hash,
             &TokenRecord {
-                kind: TokenKind::Registration { cluster_id: id.clone() },
+                kind: TokenKind::Registration {
+                    cluster_id: id.clone(),
+                },
                 created_at: now,
                 expires_at: Some(expires_at),
             },
@@ -244,7 +273,11 @@ pub async fn issue_token(
 #[utoipa::path(delete, path = "/api/orgs/{orgId}/projects/{projectId}/clusters/{clusterId}/registration-tokens", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path), ("clusterId" = String, Path)),
     responses((status = 200, description = "{revoked: n}"), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn revoke_tokens(state: web::Data<AppState>, user: AuthUser, path: ClusterPath) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_tokens(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: ClusterPath,
+) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     cluster_in(&state, &org, &project, &id).await?;
     let n = state.deps.store.revoke_registration_tokens(&id).await?;
@@ -292,7 +325,10 @@ pub const PASSWORD_PLACEHOLDER: &str = "<EMQX_DASHBOARD_PASSWORD>";
 
 /// Shell-quote a value for the rendered commands.
 fn sh(v: &str) -> String {
-    if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@=<>".contains(c)) {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@=<>".contains(c))
+    {
         v.to_string()
     } else {
         format!("'{}'", v.replace('\'', "'\\''"))
@@ -316,13 +352,23 @@ pub async fn setup_instructions(
     let platform = q.platform.unwrap_or_else(|| "binary".into());
     let agent_url = state.agent_url(&req);
     let username = q.username.unwrap_or_else(|| "admin".into());
-    let dashboard_url = q.dashboard_url.unwrap_or_else(|| "http://127.0.0.1:18083".into());
+    let dashboard_url = q
+        .dashboard_url
+        .unwrap_or_else(|| "http://127.0.0.1:18083".into());
     let api_url = q.api_url.unwrap_or_else(|| "http://127.0.0.1:18083".into());
     let enable_log = q.enable_log.unwrap_or(false);
     let log_dir = q.log_dir.unwrap_or_else(|| "/opt/emqx/log".into());
-    for (what, v) in [("username", &username), ("dashboardUrl", &dashboard_url), ("apiUrl", &api_url), ("logDir", &log_dir)] {
+    for (what, v) in [
+        ("username", &username),
+        ("dashboardUrl", &dashboard_url),
+        ("apiUrl", &api_url),
+        ("logDir", &log_dir),
+    ] {
         if v.len() > 500 || v.chars().any(|c| c.is_control()) {
-            return Err(ApiError::bad_request("INVALID_FIELD", format!("{what} is not valid")));
+            return Err(ApiError::bad_request(
+                "INVALID_FIELD",
+                format!("{what} is not valid"),
+            ));
         }
     }
     let defaults = serde_json::json!({
@@ -336,12 +382,18 @@ pub async fn setup_instructions(
     if enable_log {
         register.push_str(&format!(" --enable-log --log-dir {}", sh(&log_dir)));
     }
-    let placeholders = vec![TOKEN_PLACEHOLDER.to_string(), PASSWORD_PLACEHOLDER.to_string()];
+    let placeholders = vec![
+        TOKEN_PLACEHOLDER.to_string(),
+        PASSWORD_PLACEHOLDER.to_string(),
+    ];
     let out = match platform.as_str() {
         "binary" => {
             let arch = q.arch.unwrap_or_else(|| "amd64".into());
             if !matches!(arch.as_str(), "amd64" | "arm" | "arm64") {
-                return Err(ApiError::bad_request("INVALID_ARCH", format!("arch {arch:?} is not offered; choose amd64, arm or arm64")));
+                return Err(ApiError::bad_request(
+                    "INVALID_ARCH",
+                    format!("arch {arch:?} is not offered; choose amd64, arm or arm64"),
+                ));
             }
             let download = format!("{agent_url}/dl/emqx/agents/binaries/emqxee-agent-linux-{arch}");
             SetupInstructions {
@@ -351,16 +403,38 @@ pub async fn setup_instructions(
                 download_url: Some(download.clone()),
                 defaults,
                 steps: vec![
-                    SetupStep { title: "Download the agent".into(), command: format!("sudo curl -L -f -k --output /usr/local/bin/emqxee-agent {}", sh(&download)) },
-                    SetupStep { title: "Make it executable".into(), command: "sudo chmod +x /usr/local/bin/emqxee-agent".into() },
-                    SetupStep { title: "Start the agent".into(), command: "sudo /usr/local/bin/emqxee-agent start".into() },
-                    SetupStep { title: "Register with ECP".into(), command: register },
+                    SetupStep {
+                        title: "Download the agent".into(),
+                        command: format!(
+                            "sudo curl -L -f -k --output /usr/local/bin/emqxee-agent {}",
+                            sh(&download)
+                        ),
+                    },
+                    SetupStep {
+                        title: "Make it executable".into(),
+                        command: "sudo chmod +x /usr/local/bin/emqxee-agent".into(),
+                    },
+                    SetupStep {
+                        title: "Start the agent".into(),
+                        command: "sudo /usr/local/bin/emqxee-agent start".into(),
+                    },
+                    SetupStep {
+                        title: "Register with ECP".into(),
+                        command: register,
+                    },
                 ],
                 placeholders,
             }
         }
         "kubernetes" => {
-            let manifest = kubernetes_manifest(&agent_url, &username, &dashboard_url, &api_url, enable_log, &log_dir);
+            let manifest = kubernetes_manifest(
+                &agent_url,
+                &username,
+                &dashboard_url,
+                &api_url,
+                enable_log,
+                &log_dir,
+            );
             SetupInstructions {
                 platform,
                 arch: None,
@@ -375,7 +449,10 @@ pub async fn setup_instructions(
             }
         }
         other => {
-            return Err(ApiError::bad_request("INVALID_PLATFORM", format!("platform {other:?} is not offered; choose binary or kubernetes")))
+            return Err(ApiError::bad_request(
+                "INVALID_PLATFORM",
+                format!("platform {other:?} is not offered; choose binary or kubernetes"),
+            ))
         }
     };
     Ok(HttpResponse::Ok().json(out))
@@ -385,7 +462,14 @@ fn yaml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-fn kubernetes_manifest(agent_url: &str, username: &str, dashboard_url: &str, api_url: &str, enable_log: bool, log_dir: &str) -> String {
+fn kubernetes_manifest(
+    agent_url: &str,
+    username: &str,
+    dashboard_url: &str,
+    api_url: &str,
+    enable_log: bool,
+    log_dir: &str,
+) -> String {
     format!(
         r#"apiVersion: v1
 kind: Secret
@@ -448,7 +532,11 @@ pub struct AgentView {
 #[utoipa::path(get, path = "/api/orgs/{orgId}/projects/{projectId}/clusters/{clusterId}/agents", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path), ("clusterId" = String, Path)),
     responses((status = 200, body = [AgentView]), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn agents(state: web::Data<AppState>, _u: AuthUser, path: ClusterPath) -> Result<HttpResponse, ApiError> {
+pub async fn agents(
+    state: web::Data<AppState>,
+    _u: AuthUser,
+    path: ClusterPath,
+) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     cluster_in(&state, &org, &project, &id).await?;
     let live = match state.deps.dir.cluster(&id) {
@@ -460,7 +548,12 @@ pub async fn agents(state: web::Data<AppState>, _u: AuthUser, path: ClusterPath)
         .into_iter()
         .map(|a| {
             let l = live.get(&a.id);
-            let seen = state.deps.dir.session(&a.id).map(|s| s.last_seen()).unwrap_or(a.last_seen);
+            let seen = state
+                .deps
+                .dir
+                .session(&a.id)
+                .map(|s| s.last_seen())
+                .unwrap_or(a.last_seen);
             AgentView {
                 connected: l.is_some_and(|l| l.connected),
                 emqx_reachable: l.and_then(|l| l.emqx_reachable),
@@ -493,7 +586,10 @@ pub async fn revoke_agent(
     }
     state.deps.store.remove_agent(&agent_id).await?;
     actor(&state, &id)?
-        .send(ca::AgentGone { agent_id: agent_id.clone(), removed: true })
+        .send(ca::AgentGone {
+            agent_id: agent_id.clone(),
+            removed: true,
+        })
         .await??;
     tracing::info!(cluster_id = %id, agent_id = %agent_id, user_id = %user.user.id, "agent revoked");
     Ok(HttpResponse::NoContent().finish())
@@ -503,9 +599,20 @@ pub async fn revoke_agent(
 #[utoipa::path(get, path = "/api/orgs/{orgId}/projects/{projectId}/clusters/{clusterId}/events", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path), ("clusterId" = String, Path)),
     responses((status = 200, body = [EventView]), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
-pub async fn events(state: web::Data<AppState>, _u: AuthUser, path: ClusterPath) -> Result<HttpResponse, ApiError> {
+pub async fn events(
+    state: web::Data<AppState>,
+    _u: AuthUser,
+    path: ClusterPath,
+) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     cluster_in(&state, &org, &project, &id).await?;
-    let events: Vec<EventView> = state.deps.store.events(&id).await?.iter().map(EventView::from_event).collect();
+    let events: Vec<EventView> = state
+        .deps
+        .store
+        .events(&id)
+        .await?
+        .iter()
+        .map(EventView::from_event)
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": events, "total": events.len() })))
 }

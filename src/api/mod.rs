@@ -17,7 +17,11 @@ use utoipa::OpenApi;
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let limit = state.config.server.max_body_bytes;
     cfg.app_data(state)
-        .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| json_error(e)))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(limit)
+                .error_handler(|e, _| json_error(e)),
+        )
         .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
         .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e)))
         .app_data(web::PayloadConfig::default().limit(limit))
@@ -31,7 +35,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/api/account/profile", web::get().to(account::profile))
         .route("/api/events", web::get().to(events::stream))
         .route("/api/orgs", web::get().to(orgs::list_orgs))
-        .route("/api/orgs/{org_id}/projects", web::get().to(orgs::list_projects))
+        .route(
+            "/api/orgs/{org_id}/projects",
+            web::get().to(orgs::list_projects),
+        )
         .service(
             web::scope("/api/orgs/{org_id}/projects/{project_id}/clusters")
                 .route("", web::get().to(clusters::list))

@@ -44,17 +44,58 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let m = &state.deps.metrics;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, v: i64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     };
-    gauge("ecp_agent_sessions", "Open agent WebSocket sessions on this node.", "gauge", m.sessions.load(Ordering::Relaxed));
-    gauge("ecp_frames_received_total", "Frames received from agents.", "counter", m.frames_in.load(Ordering::Relaxed) as i64);
-    gauge("ecp_frames_sent_total", "Frames sent to agents.", "counter", m.frames_out.load(Ordering::Relaxed) as i64);
-    gauge("ecp_bad_frames_total", "Sessions closed for a bad frame.", "counter", m.bad_frames.load(Ordering::Relaxed) as i64);
-    gauge("ecp_slow_agent_disconnects_total", "Sessions closed because the agent did not read.", "counter", m.slow_disconnects.load(Ordering::Relaxed) as i64);
-    gauge("ecp_registrations_total", "Successful agent registrations.", "counter", m.registrations.load(Ordering::Relaxed) as i64);
-    gauge("ecp_registration_failures_total", "Refused agent registrations.", "counter", m.registration_failures.load(Ordering::Relaxed) as i64);
+    gauge(
+        "ecp_agent_sessions",
+        "Open agent WebSocket sessions on this node.",
+        "gauge",
+        m.sessions.load(Ordering::Relaxed),
+    );
+    gauge(
+        "ecp_frames_received_total",
+        "Frames received from agents.",
+        "counter",
+        m.frames_in.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "ecp_frames_sent_total",
+        "Frames sent to agents.",
+        "counter",
+        m.frames_out.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "ecp_bad_frames_total",
+        "Sessions closed for a bad frame.",
+        "counter",
+        m.bad_frames.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "ecp_slow_agent_disconnects_total",
+        "Sessions closed because the agent did not read.",
+        "counter",
+        m.slow_disconnects.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "ecp_registrations_total",
+        "Successful agent registrations.",
+        "counter",
+        m.registrations.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "ecp_registration_failures_total",
+        "Refused agent registrations.",
+        "counter",
+        m.registration_failures.load(Ordering::Relaxed) as i64,
+    );
     let clusters = state.deps.store.all_clusters().await?;
-    let _ = writeln!(out, "# HELP ecp_clusters Managed clusters by status.\n# TYPE ecp_clusters gauge");
+    let _ = writeln!(
+        out,
+        "# HELP ecp_clusters Managed clusters by status.\n# TYPE ecp_clusters gauge"
+    );
     for s in Status::ALL {
         let n = clusters.iter().filter(|c| c.status == s).count();
         let _ = writeln!(out, "ecp_clusters{{status=\"{}\"}} {n}", s.as_str());

@@ -29,7 +29,10 @@ fn list(items: Vec<NamedView>) -> HttpResponse {
 
 /// Organizations the caller can see.
 #[utoipa::path(get, path = "/api/orgs", tag = "orgs", responses((status = 200, body = NamedList)), security(("bearer" = [])))]
-pub async fn list_orgs(state: web::Data<AppState>, _user: AuthUser) -> Result<HttpResponse, ApiError> {
+pub async fn list_orgs(
+    state: web::Data<AppState>,
+    _user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
     let mut orgs = state.deps.store.orgs().await?;
     orgs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     Ok(list(

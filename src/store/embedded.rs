@@ -76,7 +76,9 @@ fn get_json<T: DeserializeOwned>(
     }
 }
 
-fn all_json<T: DeserializeOwned>(t: &impl ReadableTable<&'static str, Json>) -> StoreResult<Vec<T>> {
+fn all_json<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, Json>,
+) -> StoreResult<Vec<T>> {
     let mut out = Vec::new();
     for item in t.iter().map_err(unavailable)? {
         let (_, v) = item.map_err(unavailable)?;
@@ -168,7 +170,10 @@ fn remove_agent_in(
     };
     agents.remove(id).map_err(unavailable)?;
     let mut creds = tx.open_table(AGENT_CREDS).map_err(unavailable)?;
-    let old = creds.remove(id).map_err(unavailable)?.map(|h| h.value().to_vec());
+    let old = creds
+        .remove(id)
+        .map_err(unavailable)?
+        .map(|h| h.value().to_vec());
     if let Some(h) = old {
         let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
         match keep_credential_until {
@@ -176,10 +181,11 @@ fn remove_agent_in(
                 tokens.remove(h.as_slice()).map_err(unavailable)?;
             }
             Some(until) => {
-                let rec: Option<TokenRecord> = match tokens.get(h.as_slice()).map_err(unavailable)? {
-                    Some(v) => Some(from_json(v.value())?),
-                    None => None,
-                };
+                let rec: Option<TokenRecord> =
+                    match tokens.get(h.as_slice()).map_err(unavailable)? {
+                        Some(v) => Some(from_json(v.value())?),
+                        None => None,
+                    };
                 if let Some(mut rec) = rec {
                     rec.expires_at = Some(until);
                     tokens
@@ -190,12 +196,18 @@ fn remove_agent_in(
         }
     }
     let mut keys = tx.open_table(NODE_KEYS).map_err(unavailable)?;
-    let bound = keys.get(agent.node_key.as_str()).map_err(unavailable)?.map(|v| v.value() == id);
+    let bound = keys
+        .get(agent.node_key.as_str())
+        .map_err(unavailable)?
+        .map(|v| v.value() == id);
     if bound == Some(true) {
         keys.remove(agent.node_key.as_str()).map_err(unavailable)?;
     }
     let mut ids = tx.open_table(NODE_IDS).map_err(unavailable)?;
-    let bound = ids.get(agent.node_id.as_str()).map_err(unavailable)?.map(|v| v.value() == id);
+    let bound = ids
+        .get(agent.node_id.as_str())
+        .map_err(unavailable)?
+        .map(|v| v.value() == id);
     if bound == Some(true) {
         ids.remove(agent.node_id.as_str()).map_err(unavailable)?;
     }
@@ -210,7 +222,8 @@ fn put_events(tx: &redb::WriteTransaction, events: &[ClusterEvent]) -> StoreResu
     let mut t = tx.open_table(EVENTS).map_err(unavailable)?;
     for (n, e) in events.iter().enumerate() {
         let key = format!("{}/{:020}/{:04}", e.cluster_id, e.revision, n);
-        t.insert(key.as_str(), to_json(e)?.as_slice()).map_err(unavailable)?;
+        t.insert(key.as_str(), to_json(e)?.as_slice())
+            .map_err(unavailable)?;
     }
     Ok(())
 }
@@ -218,15 +231,24 @@ fn put_events(tx: &redb::WriteTransaction, events: &[ClusterEvent]) -> StoreResu
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
     async fn user_count(&self) -> StoreResult<u64> {
-        self.read(|tx| tx.open_table(USERS).map_err(unavailable)?.len().map_err(unavailable))
-            .await
+        self.read(|tx| {
+            tx.open_table(USERS)
+                .map_err(unavailable)?
+                .len()
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
         let user = user.clone();
         self.write(move |tx| {
             let mut names = tx.open_table(USER_NAMES).map_err(unavailable)?;
-            if names.get(user.username.as_str()).map_err(unavailable)?.is_some() {
+            if names
+                .get(user.username.as_str())
+                .map_err(unavailable)?
+                .is_some()
+            {
                 return Err(StoreError::Exists);
             }
             names
@@ -318,7 +340,9 @@ impl Store for EmbeddedStore {
             if names.get(key.as_str()).map_err(unavailable)?.is_some() {
                 return Err(StoreError::NameTaken(c.name.clone()));
             }
-            names.insert(key.as_str(), c.id.as_str()).map_err(unavailable)?;
+            names
+                .insert(key.as_str(), c.id.as_str())
+                .map_err(unavailable)?;
             let mut clusters = tx.open_table(CLUSTERS).map_err(unavailable)?;
             if clusters.get(c.id.as_str()).map_err(unavailable)?.is_some() {
                 return Err(StoreError::Exists);
@@ -359,7 +383,9 @@ impl Store for EmbeddedStore {
                 names
                     .remove(name_key(&old.project_id, &old.name).as_str())
                     .map_err(unavailable)?;
-                names.insert(key.as_str(), c.id.as_str()).map_err(unavailable)?;
+                names
+                    .insert(key.as_str(), c.id.as_str())
+                    .map_err(unavailable)?;
             }
             clusters
                 .insert(c.id.as_str(), to_json(&c)?.as_slice())
@@ -566,7 +592,7 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<Registered> {
         let mut agent = agent.clone();
         let credential = *credential;
-        let cred_rec = credential_record.clone();
+        let mut cred_rec = credential_record.clone();
         self.write(move |tx| {
             let agents = tx.open_table(AGENTS).map_err(unavailable)?;
             // Is this EMQX node already managed (by any cluster)?
@@ -610,12 +636,18 @@ impl Store for EmbeddedStore {
                 agent.id = prev.id.clone();
                 agent.created_at = prev.created_at;
                 let creds = tx.open_table(AGENT_CREDS).map_err(unavailable)?;
-                revoked = creds.get(prev.id.as_str()).map_err(unavailable)?.and_then(|h| {
-                    let v = h.value();
-                    <[u8; 32]>::try_from(v).ok()
-                });
+                revoked = creds
+                    .get(prev.id.as_str())
+                    .map_err(unavailable)?
+                    .and_then(|h| {
+                        let v = h.value();
+                        <[u8; 32]>::try_from(v).ok()
+                    });
                 drop(creds);
                 remove_agent_in(tx, &prev.id, None)?;
+            }
+            if let TokenKind::Agent { agent_id, .. } = &mut cred_rec.kind {
+                agent_id.clone_from(&agent.id);
             }
             // The instance may have been bound to another cluster before: rebind.
             let stale_instance = tx

@@ -1,0 +1,278 @@
+//! A small protocol client that speaks to `ecp` the way an agent does:
+//! register over HTTP, then a WebSocket session of bincode frames. Used by
+//! the integration tests and the session benchmark until (and beside) the
+//! real agent.
+
+use ecp_protocol::{
+    AgentHello, Connections, EmqxSummary, Frame, Health, NodeStatus, Report, Settings,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// What `POST /api/clusters/agents/emqxee/register` answered.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub token: String,
+    pub cluster_id: String,
+    pub agent_id: String,
+}
+
+/// A register body as an agent on `node_name` running EMQX `version` sends it.
+pub fn register_body(
+    registration_token: &str,
+    node_id: &str,
+    node_name: &str,
+    version: &str,
+) -> Value {
+    json!({
+        "registrationToken": registration_token,
+        "nodeId": node_id,
+        "agentVersion": "testkit",
+        "hostname": "test-host",
+        "machineId": format!("machine-{node_id}"),
+        "emqx": {"version": version, "edition": "Enterprise", "clusterName": "emqxcl",
+                 "nodes": [node_name], "localNode": node_name},
+        "dashboardUrl": "http://127.0.0.1:18083",
+        "logCollection": {"enabled": false, "dir": "/opt/emqx/log"}
+    })
+}
+
+/// Registers; `Err((status, body))` for a refusal.
+pub async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> Result<Registration, (u16, Value)> {
+    let res = http
+        .post(format!("{base}/api/clusters/agents/emqxee/register"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| (0, json!({"message": e.to_string()})))?;
+    let status = res.status().as_u16();
+    let v: Value = res.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        return Err((status, v));
+    }
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    Ok(Registration {
+        token: s("token"),
+        cluster_id: s("clusterId"),
+        agent_id: s("agentId"),
+    })
+}
+
+/// A healthy report of a cluster with these nodes (all running).
+pub fn report(seq: u64, health: Health, nodes: &[(&str, bool)]) -> Frame {
+    Frame::Report(Report {
+        seq,
+        observed_at_ms: 0,
+        health,
+        emqx: Some(EmqxSummary {
+            version: "5.6.0".into(),
+            edition: "Enterprise".into(),
+            cluster_name: "emqxcl".into(),
+        }),
+        nodes: nodes
+            .iter()
+            .map(|(n, running)| NodeStatus {
+                name: n.to_string(),
+                running: *running,
+                version: Some("5.6.0".into()),
+                role: Some("core".into()),
+                connections: Some(if *running { 10 } else { 0 }),
+                uptime_secs: Some(60),
+            })
+            .collect(),
+        connections: Some(Connections {
+            current: 10 * nodes.iter().filter(|n| n.1).count() as u64,
+            max: Some(100_000),
+        }),
+    })
+}
+
+/// Why a WebSocket connect failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server refused the upgrade with this HTTP status.
+    Status(u16),
+    /// The session opened but closed before `Welcome`.
+    Closed(Option<String>),
+    Other(Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+pub struct Session {
+    ws: WebSocketStream<TcpStream>,
+    pub settings: Option<Settings>,
+    pub agent_id: String,
+    pub close_reason: Option<String>,
+    seq: u64,
+}
+
+impl Session {
+    /// Opens the WebSocket (optionally from a given local IP), without Hello.
+    pub async fn open(
+        base: &str,
+        credential: &str,
+        agent_id: &str,
+        local_ip: Option<IpAddr>,
+    ) -> Result<Session, ConnectError> {
+        let url = format!(
+            "{}/api/clusters/agents/emqxee/connect",
+            base.replacen("http://", "ws://", 1)
+        );
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ConnectError::Other(e.into()))?;
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {credential}").parse().map_err(
+                |e: tungstenite::http::header::InvalidHeaderValue| ConnectError::Other(e.into()),
+            )?,
+        );
+        let host = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let addr: SocketAddr = tokio::net::lookup_host(&host)
+            .await
+            .map_err(|e| ConnectError::Other(e.into()))?
+            .next()
+            .ok_or_else(|| ConnectError::Other("no address".into()))?;
+        let socket = TcpSocket::new_v4().map_err(|e| ConnectError::Other(e.into()))?;
+        if let Some(ip) = local_ip {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| ConnectError::Other(e.into()))?;
+        }
+        let tcp = socket
+            .connect(addr)
+            .await
+            .map_err(|e| ConnectError::Other(e.into()))?;
+        let (ws, _) = tokio_tungstenite::client_async(req, tcp)
+            .await
+            .map_err(|e| match e {
+                tungstenite::Error::Http(r) => ConnectError::Status(r.status().as_u16()),
+                other => ConnectError::Other(other.into()),
+            })?;
+        Ok(Session {
+            ws,
+            settings: None,
+            agent_id: agent_id.to_string(),
+            close_reason: None,
+            seq: 0,
+        })
+    }
+
+    /// Opens, sends Hello and waits for Welcome.
+    pub async fn connect(
+        base: &str,
+        credential: &str,
+        agent_id: &str,
+        local_ip: Option<IpAddr>,
+    ) -> Result<Session, ConnectError> {
+        let mut s = Session::open(base, credential, agent_id, local_ip).await?;
+        s.send(&Frame::Hello {
+            protocol: ecp_protocol::PROTOCOL_VERSION,
+            agent: AgentHello {
+                agent_id: agent_id.to_string(),
+                agent_version: "testkit".into(),
+                node_name: "emqx@test".into(),
+            },
+        })
+        .await
+        .map_err(ConnectError::Other)?;
+        match s.next_frame(Duration::from_secs(10)).await {
+            Ok(Some(Frame::Welcome { settings })) => {
+                s.settings = Some(settings);
+                Ok(s)
+            }
+            Ok(Some(other)) => Err(ConnectError::Other(
+                format!("expected Welcome, got {other:?}").into(),
+            )),
+            Ok(None) => Err(ConnectError::Closed(s.close_reason.take())),
+            Err(e) => Err(ConnectError::Other(e)),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), Error> {
+        let bytes = ecp_protocol::encode(frame)?;
+        self.send_raw(bytes).await
+    }
+
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), Error> {
+        self.ws.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
+    pub async fn heartbeat(&mut self) -> Result<(), Error> {
+        self.seq += 1;
+        let seq = self.seq;
+        self.send(&Frame::Heartbeat { seq, at_ms: 0 }).await
+    }
+
+    pub async fn report(&mut self, health: Health, nodes: &[(&str, bool)]) -> Result<(), Error> {
+        self.seq += 1;
+        let f = report(self.seq, health, nodes);
+        self.send(&f).await
+    }
+
+    /// The next protocol frame, `Ok(None)` once the server closed (reason in
+    /// `close_reason`). Pings are answered by the library while reading.
+    pub async fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| "timed out waiting for a frame")?;
+            match msg {
+                None => return Ok(None),
+                Some(Err(tungstenite::Error::ConnectionClosed))
+                | Some(Err(tungstenite::Error::AlreadyClosed)) => return Ok(None),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(Message::Binary(b))) => return Ok(Some(ecp_protocol::decode(&b)?)),
+                Some(Ok(Message::Close(frame))) => {
+                    self.close_reason =
+                        frame.map(|f: CloseFrame| format!("{}: {}", u16::from(f.code), f.reason));
+                    return Ok(None);
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Waits until the server closes the session; returns its reason.
+    pub async fn closed(&mut self, timeout: Duration) -> Result<Option<String>, Error> {
+        loop {
+            match self.next_frame(timeout).await? {
+                None => return Ok(self.close_reason.take()),
+                Some(_) => continue,
+            }
+        }
+    }
+
+    /// Drops the TCP connection without a WebSocket close (a vanished agent).
+    pub fn vanish(self) {
+        drop(self);
+    }
+}

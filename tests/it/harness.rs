@@ -1,0 +1,301 @@
+//! Starts the real `ecp` binary on a free port with its own data directory,
+//! and talks to it as a console user would (REST + the SSE event stream).
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub const ADMIN_PASSWORD: &str = "test-admin-pass-1";
+/// Short grace so lifecycle tests run quickly; production default is 30 s.
+pub const GRACE_SECS: u64 = 2;
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data: tempfile::TempDir,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(&[]).await
+    }
+
+    pub async fn start_with(env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().expect("tempdir");
+        let log = data.path().join("ecp.log");
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut s = Server {
+            child: None,
+            base: String::new(),
+            data,
+            log,
+            env,
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecp"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data.path().join("store"))
+            .env_remove("ECP_CONFIG")
+            .env("ECP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("ECP_AGENT_OFFLINE_GRACE_SECS", GRACE_SECS.to_string())
+            .env("ECP_AGENT_DELETE_TIMEOUT_SECS", "3")
+            .env("ECP_SERVER_WORKERS", "2")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ecp");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("ecp listening on ") {
+                    return Some(rest.to_string());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "ecp did not start; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.base = addr;
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, wait for exit, start again on the same data directory.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn().await;
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+            let _ = child.kill().await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn api(&self) -> Api {
+        Api::login(&self.base, "admin", ADMIN_PASSWORD).await
+    }
+}
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+pub const P: &str = "/api/orgs/default/projects/default";
+
+impl Api {
+    pub async fn login(base: &str, user: &str, password: &str) -> Api {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{base}/api/account/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(r.status(), 200, "login failed");
+        let v: Value = r.json().await.expect("login json");
+        Api {
+            http,
+            base: base.to_string(),
+            token: v["accessToken"].as_str().expect("token").to_string(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn create_cluster(&self, name: &str) -> Value {
+        let (s, v) = self
+            .post(&format!("{P}/clusters"), json!({"name": name}))
+            .await;
+        assert_eq!(s, 201, "create {name}: {v}");
+        v
+    }
+
+    pub async fn issue_token(&self, cluster_id: &str) -> String {
+        let (s, v) = self
+            .post(
+                &format!("{P}/clusters/{cluster_id}/registration-tokens"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, 201, "issue token: {v}");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn cluster(&self, id: &str) -> (u16, Value) {
+        self.get(&format!("{P}/clusters/{id}")).await
+    }
+
+    /// The recorded transitions as (from, to, reason code) triples.
+    pub async fn history(&self, id: &str) -> Vec<(String, String, Option<String>)> {
+        let (s, v) = self.get(&format!("{P}/clusters/{id}/events")).await;
+        assert_eq!(s, 200, "{v}");
+        v["data"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| {
+                (
+                    e["from"].as_str().unwrap_or_default().to_string(),
+                    e["to"].as_str().unwrap_or_default().to_string(),
+                    e["reason"]["code"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    /// Subscribes to `GET /api/events` (the console's live stream).
+    pub async fn events(&self) -> Events {
+        let r = self
+            .http
+            .get(format!("{}/api/events", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(r.status(), 200);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut body = r.bytes_stream();
+        tokio::spawn(async move {
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let mut event = "";
+                    let mut data = String::new();
+                    for line in block.lines() {
+                        if let Some(e) = line.strip_prefix("event: ") {
+                            event = if e == "cluster" { "cluster" } else { "other" };
+                        } else if let Some(d) = line.strip_prefix("data: ") {
+                            data.push_str(d);
+                        }
+                    }
+                    if event == "cluster" {
+                        if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                            if tx.send(v).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        // The server subscribed before it answered 200: nothing is missed.
+        Events { rx }
+    }
+}
+
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Value>,
+}
+
+impl Events {
+    /// Waits for a change of cluster `id` whose cluster matches `pred`;
+    /// returns the cluster and when it arrived.
+    pub async fn wait(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Value, Instant) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let v = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no matching event for cluster {id} within {timeout:?}"))
+                .expect("event stream ended");
+            if v["type"] == "upserted" && v["cluster"]["id"] == id && pred(&v["cluster"]) {
+                return (v["cluster"].clone(), Instant::now());
+            }
+            if v["type"] == "removed" && v["clusterId"] == id && pred(&json!({"removed": true})) {
+                return (v, Instant::now());
+            }
+        }
+    }
+
+    pub async fn wait_status(
+        &mut self,
+        id: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> (Value, Instant) {
+        self.wait(id, timeout, |c| c["status"] == status).await
+    }
+}

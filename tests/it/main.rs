@@ -1,0 +1,7 @@
+//! Integration tests: the real `ecp` binary over real sockets, with the
+//! protocol test client standing in for agents.
+
+mod bad_input;
+mod harness;
+mod lifecycle;
+mod sessions;
