@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -42,7 +42,7 @@ pub struct StoreConfig {
     pub redis_url: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// This node's id; empty: the host name.
@@ -102,20 +102,6 @@ pub struct LogConfig {
     pub level: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            node: NodeConfig::default(),
-            cluster: ClusterConfig::default(),
-            agent: AgentConfig::default(),
-            tokens: TokenConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -133,15 +119,6 @@ impl Default for StoreConfig {
             backend: "embedded".into(),
             data_dir: "./data".into(),
             redis_url: String::new(),
-        }
-    }
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            id: String::new(),
-            advertise_url: String::new(),
         }
     }
 }

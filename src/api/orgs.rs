@@ -34,7 +34,7 @@ pub async fn list_orgs(
     _user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
     let mut orgs = state.deps.store.orgs().await?;
-    orgs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    orgs.sort_by_key(|o| o.created_at);
     Ok(list(
         orgs.iter()
             .map(|o| NamedView {
@@ -59,7 +59,7 @@ pub async fn list_projects(
         return Err(ApiError::not_found("organization"));
     }
     let mut projects = state.deps.store.projects(&org_id).await?;
-    projects.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    projects.sort_by_key(|p| p.created_at);
     Ok(list(
         projects
             .iter()
