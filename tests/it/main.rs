@@ -2,6 +2,9 @@
 //! protocol test client standing in for agents.
 
 mod bad_input;
+mod e2e;
 mod harness;
 mod lifecycle;
+mod ops;
+mod procs;
 mod sessions;

@@ -1,0 +1,537 @@
+//! Talking to EMQX with the dashboard user: v5 (`POST /api/v5/login`,
+//! Bearer, re-login on 401) or v4 (Basic on the dashboard port, `{code,
+//! data}` envelope). The flavour is detected. Parsing is in plain functions.
+
+use ecp_protocol::{Connections, EmqxSummary, Health, NodeStatus};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    V4,
+    V5,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmqxError {
+    Unreachable(String),
+    AuthFailed(String),
+    Malformed(String),
+}
+
+impl EmqxError {
+    pub fn health(&self) -> Health {
+        match self {
+            EmqxError::Unreachable(m) => Health::EmqxUnreachable { message: m.clone() },
+            EmqxError::AuthFailed(m) => Health::EmqxAuthFailed { message: m.clone() },
+            EmqxError::Malformed(m) => Health::AgentError {
+                message: format!("unexpected EMQX response: {m}"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for EmqxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmqxError::Unreachable(m) => write!(f, "cannot reach the EMQX API: {m}"),
+            EmqxError::AuthFailed(m) => {
+                write!(f, "EMQX rejected the dashboard username or password ({m})")
+            }
+            EmqxError::Malformed(m) => write!(f, "unexpected EMQX response: {m}"),
+        }
+    }
+}
+
+/// One observation of the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub health: Health,
+    pub emqx: Option<EmqxSummary>,
+    pub nodes: Vec<NodeStatus>,
+    pub connections: Option<Connections>,
+    pub local_node: Option<String>,
+}
+
+pub struct Emqx {
+    http: reqwest::Client,
+    api_url: String,
+    username: String,
+    password: String,
+    pub flavor: Option<Flavor>,
+    token: Option<String>,
+    /// v4: every node seen so far.
+    pub seen: BTreeSet<String>,
+}
+
+fn unreachable(e: reqwest::Error) -> EmqxError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    EmqxError::Unreachable(msg)
+}
+
+fn status_error(status: StatusCode, body: &str) -> EmqxError {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        EmqxError::AuthFailed(format!("HTTP {}", status.as_u16()))
+    } else if status.is_server_error() {
+        EmqxError::Unreachable(format!("HTTP {}", status.as_u16()))
+    } else {
+        EmqxError::Malformed(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            body.chars().take(200).collect::<String>()
+        ))
+    }
+}
+
+impl Emqx {
+    pub fn new(
+        http: reqwest::Client,
+        api_url: &str,
+        username: &str,
+        password: &str,
+        seen: Vec<String>,
+    ) -> Emqx {
+        Emqx {
+            http,
+            api_url: api_url.trim_end_matches('/').to_string(),
+            username: username.to_string(),
+            password: password.to_string(),
+            flavor: None,
+            token: None,
+            seen: seen.into_iter().collect(),
+        }
+    }
+
+    /// v5 if `/api/v5/login` exists, else v4.
+    pub async fn detect(&mut self) -> Result<Flavor, EmqxError> {
+        match self.login_v5().await {
+            Ok(()) => {
+                self.flavor = Some(Flavor::V5);
+                return Ok(Flavor::V5);
+            }
+            Err(EmqxError::Malformed(_)) => {}
+            Err(e) => return Err(e),
+        }
+        // v4: a Basic-authenticated call on the dashboard port.
+        self.get_v4("/api/v4/brokers").await?;
+        self.flavor = Some(Flavor::V4);
+        Ok(Flavor::V4)
+    }
+
+    async fn login_v5(&mut self) -> Result<(), EmqxError> {
+        let r = self
+            .http
+            .post(format!("{}/api/v5/login", self.api_url))
+            .json(&serde_json::json!({"username": self.username, "password": self.password}))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = r.status();
+        let body = r.text().await.map_err(unreachable)?;
+        if status == StatusCode::OK {
+            let v: Value =
+                serde_json::from_str(&body).map_err(|e| EmqxError::Malformed(e.to_string()))?;
+            let token = v["token"]
+                .as_str()
+                .ok_or_else(|| EmqxError::Malformed("login answer has no token".into()))?;
+            self.token = Some(token.to_string());
+            return Ok(());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(EmqxError::AuthFailed("v5 login refused".into()));
+        }
+        Err(status_error(status, &body))
+    }
+
+    async fn get_v5(&mut self, path: &str) -> Result<Value, EmqxError> {
+        for attempt in 0..2 {
+            if self.token.is_none() {
+                self.login_v5().await?;
+            }
+            let r = self
+                .http
+                .get(format!("{}{path}", self.api_url))
+                .bearer_auth(self.token.as_deref().unwrap_or_default())
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = r.status();
+            let body = r.text().await.map_err(unreachable)?;
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                // TOKEN_TIME_OUT or BAD_TOKEN: log in again once.
+                self.token = None;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(status_error(status, &body));
+            }
+            return serde_json::from_str(&body)
+                .map_err(|e| EmqxError::Malformed(format!("{path}: {e}")));
+        }
+        Err(EmqxError::AuthFailed("token refused after re-login".into()))
+    }
+
+    async fn get_v4(&self, path: &str) -> Result<Value, EmqxError> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api_url))
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = r.status();
+        let body = r.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(status_error(status, &body));
+        }
+        let v: Value = serde_json::from_str(&body)
+            .map_err(|e| EmqxError::Malformed(format!("{path}: {e}")))?;
+        // Errors come on HTTP 200 with a non-zero code.
+        match v.get("code").and_then(Value::as_i64) {
+            Some(0) => Ok(v["data"].clone()),
+            _ => Err(EmqxError::Malformed(format!(
+                "{path}: code {} {}",
+                v["code"],
+                v["message"].as_str().unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Polls the cluster. Errors become the observation's health.
+    pub async fn observe(&mut self) -> Observation {
+        let flavor = match self.flavor {
+            Some(f) => f,
+            None => match self.detect().await {
+                Ok(f) => f,
+                Err(e) => return failed(&e),
+            },
+        };
+        let res = match flavor {
+            Flavor::V5 => self.observe_v5().await,
+            Flavor::V4 => self.observe_v4().await,
+        };
+        res.unwrap_or_else(|e| failed(&e))
+    }
+
+    async fn observe_v5(&mut self) -> Result<Observation, EmqxError> {
+        let nodes = self.get_v5("/api/v5/nodes").await?;
+        let stats = self.get_v5("/api/v5/stats?aggregate=true").await?;
+        let cluster = self.get_v5("/api/v5/cluster").await?;
+        let license = match self.get_v5("/api/v5/license").await {
+            Ok(v) => Some(v),
+            Err(EmqxError::Malformed(_)) => None, // not EE, or no license API
+            Err(e) => return Err(e),
+        };
+        parse_v5(&nodes, &stats, &cluster, license.as_ref())
+    }
+
+    async fn observe_v4(&mut self) -> Result<Observation, EmqxError> {
+        let nodes = self.get_v4("/api/v4/nodes").await?;
+        let brokers = self.get_v4("/api/v4/brokers").await?;
+        let stats = self.get_v4("/api/v4/stats").await?;
+        let license = self.get_v4("/api/v4/license").await.ok();
+        let obs = parse_v4(&nodes, &brokers, &stats, license.as_ref(), &mut self.seen)?;
+        Ok(obs)
+    }
+}
+
+fn failed(e: &EmqxError) -> Observation {
+    Observation {
+        health: e.health(),
+        emqx: None,
+        nodes: Vec::new(),
+        connections: None,
+        local_node: None,
+    }
+}
+
+/// Minimum versions: v4 ≥ 4.4.6, v5 ≥ 5.6.0. `Err` names found and required.
+pub fn check_version(version: &str) -> Result<(), (String, String)> {
+    let core = version.trim().trim_start_matches(['v', 'e']);
+    let core = core.split(['-', '+']).next().unwrap_or("");
+    let n: Vec<u32> = core.split('.').filter_map(|p| p.parse().ok()).collect();
+    let v = (
+        n.first().copied().unwrap_or(0),
+        n.get(1).copied().unwrap_or(0),
+        n.get(2).copied().unwrap_or(0),
+    );
+    let required = match v.0 {
+        4 => "4.4.6 or later",
+        5 => "5.6.0 or later",
+        _ if v.0 > 5 => return Ok(()),
+        _ => "4.4.6 or later (v4) or 5.6.0 or later (v5)",
+    };
+    let ok = match v.0 {
+        4 => v >= (4, 4, 6),
+        5 => v >= (5, 6, 0),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err((version.to_string(), required.to_string()))
+    }
+}
+
+fn u64_of(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_f64().map(|f| f as u64))
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+pub fn parse_v5(
+    nodes: &Value,
+    stats: &Value,
+    cluster: &Value,
+    license: Option<&Value>,
+) -> Result<Observation, EmqxError> {
+    let list = nodes
+        .as_array()
+        .ok_or_else(|| EmqxError::Malformed("/api/v5/nodes is not an array".into()))?;
+    if list.is_empty() {
+        return Err(EmqxError::Malformed("/api/v5/nodes is empty".into()));
+    }
+    let mut out = Vec::new();
+    for n in list {
+        let name = n["node"]
+            .as_str()
+            .ok_or_else(|| EmqxError::Malformed("node without a name".into()))?;
+        let running = n["node_status"].as_str() == Some("running");
+        out.push(NodeStatus {
+            name: name.to_string(),
+            running,
+            version: n["version"].as_str().map(str::to_string),
+            role: n["role"].as_str().map(str::to_string),
+            connections: u64_of(&n["connections"]),
+            uptime_secs: u64_of(&n["uptime"]).map(|ms| ms / 1000),
+        });
+    }
+    let first = list
+        .iter()
+        .find(|n| n["node_status"] == "running")
+        .unwrap_or(&list[0]);
+    let version = first["version"].as_str().unwrap_or_default().to_string();
+    let edition = first["edition"].as_str().unwrap_or_default().to_string();
+    let summary = EmqxSummary {
+        version: version.clone(),
+        edition,
+        cluster_name: cluster["name"].as_str().unwrap_or_default().to_string(),
+    };
+    let connections = Connections {
+        current: u64_of(&stats["connections.count"])
+            .or_else(|| u64_of(&stats["live_connections.count"]))
+            .unwrap_or(0),
+        max: license.and_then(|l| u64_of(&l["max_connections"])),
+    };
+    let stopped: Vec<String> = out
+        .iter()
+        .filter(|n| !n.running)
+        .map(|n| n.name.clone())
+        .collect();
+    let health = match check_version(&version) {
+        Err((found, required)) => Health::UnsupportedVersion { found, required },
+        Ok(()) if !stopped.is_empty() => Health::NodesStopped { nodes: stopped },
+        Ok(()) => Health::Healthy,
+    };
+    Ok(Observation {
+        health,
+        emqx: Some(summary),
+        nodes: out,
+        connections: Some(connections),
+        local_node: cluster["self"].as_str().map(str::to_string),
+    })
+}
+
+/// v4 drops stopped nodes from `/api/v4/nodes`: compare with every node seen.
+pub fn parse_v4(
+    nodes: &Value,
+    brokers: &Value,
+    stats: &Value,
+    license: Option<&Value>,
+    seen: &mut BTreeSet<String>,
+) -> Result<Observation, EmqxError> {
+    let list = nodes
+        .as_array()
+        .ok_or_else(|| EmqxError::Malformed("/api/v4/nodes data is not an array".into()))?;
+    let mut running = Vec::new();
+    for n in list {
+        let name = n["node"]
+            .as_str()
+            .ok_or_else(|| EmqxError::Malformed("node without a name".into()))?;
+        if n["node_status"].as_str() == Some("Running") {
+            running.push((name.to_string(), n));
+        }
+        seen.insert(name.to_string());
+    }
+    let version = list
+        .first()
+        .and_then(|n| n["version"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let sysdescr = brokers
+        .as_array()
+        .and_then(|b| b.first())
+        .and_then(|b| b["sysdescr"].as_str())
+        .unwrap_or_default();
+    let edition = if sysdescr.contains("Enterprise") {
+        "Enterprise"
+    } else {
+        "Opensource"
+    };
+    let mut out: Vec<NodeStatus> = Vec::new();
+    for name in seen.iter() {
+        let live = running.iter().find(|(n, _)| n == name);
+        out.push(NodeStatus {
+            name: name.clone(),
+            running: live.is_some(),
+            version: live.and_then(|(_, v)| v["version"].as_str().map(str::to_string)),
+            role: None,
+            connections: live.and_then(|(_, v)| u64_of(&v["connections"])),
+            uptime_secs: live.and_then(|(_, v)| v["uptime"].as_str().map(uptime_secs)),
+        });
+    }
+    let current: u64 = stats
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| u64_of(&s["stats"]["connections.count"]))
+                .sum()
+        })
+        .unwrap_or(0);
+    let stopped: Vec<String> = out
+        .iter()
+        .filter(|n| !n.running)
+        .map(|n| n.name.clone())
+        .collect();
+    let health = match check_version(&version) {
+        Err((found, required)) => Health::UnsupportedVersion { found, required },
+        Ok(()) if !stopped.is_empty() => Health::NodesStopped { nodes: stopped },
+        Ok(()) => Health::Healthy,
+    };
+    Ok(Observation {
+        health,
+        emqx: Some(EmqxSummary {
+            version,
+            edition: edition.into(),
+            cluster_name: String::new(),
+        }),
+        nodes: out,
+        connections: Some(Connections {
+            current,
+            max: license.and_then(|l| u64_of(&l["max_connections"])),
+        }),
+        local_node: running.first().map(|(n, _)| n.clone()),
+    })
+}
+
+/// "2 days, 19 hours, 41 minutes, 47 seconds" → seconds.
+pub fn uptime_secs(text: &str) -> u64 {
+    text.split(',')
+        .filter_map(|part| {
+            let mut it = part.split_whitespace();
+            let n: u64 = it.next()?.parse().ok()?;
+            let unit = it.next()?;
+            Some(
+                n * match unit.trim_end_matches('s') {
+                    "day" => 86_400,
+                    "hour" => 3_600,
+                    "minute" => 60,
+                    _ => 1,
+                },
+            )
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn versions() {
+        assert!(check_version("4.4.6").is_ok());
+        assert!(check_version("5.6.1-patch.1").is_ok());
+        assert_eq!(
+            check_version("4.4.5"),
+            Err(("4.4.5".into(), "4.4.6 or later".into()))
+        );
+        assert_eq!(
+            check_version("5.5.1"),
+            Err(("5.5.1".into(), "5.6.0 or later".into()))
+        );
+    }
+
+    #[test]
+    fn v5_stopped_core_nodes_have_three_fields() {
+        let nodes = json!([
+            {"node": "emqx@a", "node_status": "running", "role": "core", "version": "5.6.0", "edition": "Enterprise", "uptime": 5120000, "connections": 7},
+            {"node": "emqx@b", "node_status": "stopped", "role": "core"}
+        ]);
+        let o = parse_v5(
+            &nodes,
+            &json!({"connections.count": 7}),
+            &json!({"name": "emqxcl", "self": "emqx@a"}),
+            Some(&json!({"max_connections": 100})),
+        )
+        .expect("parse");
+        assert_eq!(
+            o.health,
+            Health::NodesStopped {
+                nodes: vec!["emqx@b".into()]
+            }
+        );
+        assert_eq!(
+            o.connections,
+            Some(Connections {
+                current: 7,
+                max: Some(100)
+            })
+        );
+        assert_eq!(o.nodes[0].uptime_secs, Some(5120));
+        assert_eq!(o.local_node.as_deref(), Some("emqx@a"));
+        assert!(parse_v5(&json!({"data": []}), &json!({}), &json!({}), None).is_err());
+    }
+
+    #[test]
+    fn v4_remembers_nodes_that_vanished() {
+        let mut seen = BTreeSet::new();
+        let node = |n: &str| json!({"node": n, "node_status": "Running", "version": "4.4.6", "uptime": "1 hours, 2 minutes, 3 seconds", "connections": 4});
+        let brokers = json!([{"sysdescr": "EMQ X Enterprise"}]);
+        let stats = json!([{"node": "emqx@a", "stats": {"connections.count": 4}}, {"node": "emqx@b", "stats": {"connections.count": 4}}]);
+        let o = parse_v4(
+            &json!([node("emqx@a"), node("emqx@b")]),
+            &brokers,
+            &stats,
+            None,
+            &mut seen,
+        )
+        .expect("parse");
+        assert_eq!(o.health, Health::Healthy);
+        assert_eq!(o.connections.map(|c| c.current), Some(8));
+        assert_eq!(o.nodes[0].uptime_secs, Some(3723));
+        assert_eq!(o.emqx.map(|e| e.edition), Some("Enterprise".into()));
+        let o =
+            parse_v4(&json!([node("emqx@a")]), &brokers, &stats, None, &mut seen).expect("parse");
+        assert_eq!(
+            o.health,
+            Health::NodesStopped {
+                nodes: vec!["emqx@b".into()]
+            }
+        );
+        assert_eq!(o.nodes.len(), 2);
+    }
+
+    #[test]
+    fn old_versions_are_unsupported_in_reports() {
+        let nodes = json!([{"node": "emqx@a", "node_status": "running", "version": "5.5.1", "edition": "Enterprise"}]);
+        let o = parse_v5(&nodes, &json!({}), &json!({}), None).expect("parse");
+        assert!(matches!(o.health, Health::UnsupportedVersion { .. }));
+    }
+}

@@ -1,0 +1,344 @@
+//! The run loop: wait for a credential, keep a session, poll EMQX, report.
+
+use crate::emqx::{Emqx, Observation};
+use crate::home::{Credential, Home, Settings, Status};
+use crate::tls;
+use ecp_protocol::{AgentHello, Frame, Report};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+pub struct RunOptions {
+    /// Exit non-zero after this long without a session (a supervisor restarts us).
+    pub watchdog: Duration,
+}
+
+enum SessionEnd {
+    /// Reconnect after a delay chosen by backoff.
+    Lost(String),
+    /// The server asked us to move (draining): reconnect after this long.
+    Moved(Duration),
+    /// The cluster was deleted or the agent revoked: credential dropped.
+    Dropped(String),
+    Terminate,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Full-jitter exponential backoff, capped at 60 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap = 60_000u64;
+    let ceiling = (500u64 << attempt.min(10)).min(cap);
+    Duration::from_millis(rand::random_range(0..=ceiling))
+}
+
+pub async fn run(home: Home, opts: RunOptions) -> Result<(), String> {
+    home.ensure()?;
+    let pid = std::process::id();
+    crate::home::write_private(&home.pid_path(), pid.to_string().as_bytes())?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let result = tokio::select! {
+        r = main_loop(&home, &opts, pid) => r,
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    };
+    let _ = std::fs::remove_file(home.pid_path());
+    tracing::info!("agent stopped");
+    result
+}
+
+async fn main_loop(home: &Home, opts: &RunOptions, pid: u32) -> Result<(), String> {
+    let mut attempt = 0u32;
+    let mut offline_since = Instant::now();
+    let mut last_state = String::new();
+    loop {
+        let (Some(settings), Some(cred)) = (home.settings()?, home.credential()?) else {
+            if last_state != "idle" {
+                tracing::info!("not registered; idling until `emqxee-agent register` runs");
+                home.save_status(&Status {
+                    pid,
+                    state: "idle".into(),
+                    since_ms: now_ms(),
+                    ..Default::default()
+                });
+                last_state = "idle".into();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            offline_since = Instant::now();
+            continue;
+        };
+        last_state = "connecting".into();
+        home.save_status(&Status {
+            pid,
+            state: "connecting".into(),
+            since_ms: now_ms(),
+            ..Default::default()
+        });
+        let end = session(home, &settings, &cred, pid, &mut attempt).await;
+        match end {
+            SessionEnd::Terminate => return Ok(()),
+            SessionEnd::Dropped(why) => {
+                tracing::warn!(reason = %why, "credential dropped; idling");
+                home.drop_credential()?;
+                attempt = 0;
+            }
+            SessionEnd::Moved(after) => {
+                attempt = 0;
+                offline_since = Instant::now();
+                tokio::time::sleep(after).await;
+            }
+            SessionEnd::Lost(why) => {
+                if attempt == 0 {
+                    offline_since = Instant::now();
+                }
+                if offline_since.elapsed() > opts.watchdog {
+                    return Err(format!("no session with ECP for {:?} ({why}); exiting so the supervisor restarts the agent", opts.watchdog));
+                }
+                let wait = backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(reason = %why, retry_in = ?wait, "session lost");
+                home.save_status(&Status {
+                    pid,
+                    state: "connecting".into(),
+                    since_ms: now_ms(),
+                    last_error: Some(why),
+                    ..Default::default()
+                });
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+async fn session(
+    home: &Home,
+    s: &Settings,
+    cred: &Credential,
+    pid: u32,
+    attempt: &mut u32,
+) -> SessionEnd {
+    let tls = match tls::client_config(s.insecure, s.ca_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return SessionEnd::Lost(e),
+    };
+    let http = match tls::http_client(&tls, Duration::from_secs(10)) {
+        Ok(h) => h,
+        Err(e) => return SessionEnd::Lost(e),
+    };
+    let ws_url = format!(
+        "{}/api/clusters/agents/emqxee/connect",
+        s.url.replacen("http", "ws", 1)
+    );
+    let mut req = match ws_url.as_str().into_client_request() {
+        Ok(r) => r,
+        Err(e) => return SessionEnd::Lost(e.to_string()),
+    };
+    if let Ok(v) = format!("Bearer {}", cred.token).parse() {
+        req.headers_mut().insert("authorization", v);
+    }
+    // The URL is resolved again on every attempt.
+    let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&tls));
+    let ws = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)),
+    )
+    .await;
+    let mut ws = match ws {
+        Err(_) => return SessionEnd::Lost("connect timed out".into()),
+        Ok(Err(tungstenite::Error::Http(r))) => {
+            return match r.status().as_u16() {
+                401 => SessionEnd::Dropped(
+                    "ECP no longer accepts this agent's credential (revoked)".into(),
+                ),
+                410 => SessionEnd::Dropped("the cluster was deleted in ECP".into()),
+                code => SessionEnd::Lost(format!("ECP answered {code}")),
+            }
+        }
+        Ok(Err(e)) => return SessionEnd::Lost(format!("cannot connect to ECP: {e}")),
+        Ok(Ok((ws, _))) => ws,
+    };
+    let hello = Frame::Hello {
+        protocol: ecp_protocol::PROTOCOL_VERSION,
+        agent: AgentHello {
+            agent_id: cred.agent_id.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            node_name: String::new(),
+        },
+    };
+    if let Err(e) = send(&mut ws, &hello).await {
+        return SessionEnd::Lost(e);
+    }
+    let settings = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Binary(b)))) => match ecp_protocol::decode(&b) {
+            Ok(Frame::Welcome { settings }) => settings,
+            Ok(other) => {
+                return SessionEnd::Lost(format!("expected Welcome, got {}", other.kind()))
+            }
+            Err(e) => return SessionEnd::Lost(e.to_string()),
+        },
+        Ok(Some(Ok(Message::Close(f)))) => {
+            let why = f.map(|f| f.reason.to_string()).unwrap_or_default();
+            if why.contains("deleted") {
+                return SessionEnd::Dropped(why);
+            }
+            return SessionEnd::Lost(format!("ECP closed the session: {why}"));
+        }
+        Ok(other) => return SessionEnd::Lost(format!("no Welcome: {other:?}")),
+        Err(_) => return SessionEnd::Lost("no Welcome within 10 s".into()),
+    };
+    *attempt = 0;
+    tracing::info!(cluster_id = %settings.cluster_id, "session up");
+    let mut emqx = Emqx::new(
+        http,
+        &s.api_url,
+        &s.dashboard_username,
+        &s.dashboard_password,
+        home.seen_nodes(),
+    );
+    let report_every = Duration::from_secs(u64::from(settings.report_interval_secs.max(1)));
+    let heartbeat_every = Duration::from_secs(u64::from(settings.heartbeat_interval_secs.max(1)));
+    let ping_every = Duration::from_secs(u64::from(settings.ping_interval_secs.max(1)));
+    let mut poll = tokio::time::interval(report_every);
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + heartbeat_every,
+        heartbeat_every,
+    );
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut last_sent: Option<Observation> = None;
+    let mut last_heard = Instant::now();
+    let mut seq = 0u64;
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => return SessionEnd::Lost(e.to_string()),
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                let _ = ws.close(None).await;
+                return SessionEnd::Terminate;
+            }
+            _ = poll.tick() => {
+                let obs = emqx.observe().await;
+                if !obs.nodes.is_empty() {
+                    let names: Vec<String> = emqx.seen.iter().cloned().collect();
+                    if names != home.seen_nodes() {
+                        home.save_seen_nodes(&names);
+                    }
+                }
+                // Report only what changed (or the first time in a session).
+                let changed = last_sent.as_ref().map(|l| !same(l, &obs)).unwrap_or(true);
+                if changed {
+                    seq += 1;
+                    let frame = Frame::Report(Report {
+                        seq,
+                        observed_at_ms: now_ms(),
+                        health: obs.health.clone(),
+                        emqx: obs.emqx.clone(),
+                        nodes: obs.nodes.clone(),
+                        connections: obs.connections,
+                    });
+                    if let Err(e) = send(&mut ws, &frame).await {
+                        return SessionEnd::Lost(e);
+                    }
+                    tracing::info!(health = ?obs.health, "report sent");
+                    home.save_status(&Status { pid, state: "connected".into(), since_ms: now_ms(), last_error: None,
+                        emqx: Some(format!("{:?}", obs.health)) });
+                    last_sent = Some(obs);
+                }
+            }
+            _ = heartbeat.tick() => {
+                seq += 1;
+                if let Err(e) = send(&mut ws, &Frame::Heartbeat { seq, at_ms: now_ms() }).await {
+                    return SessionEnd::Lost(e);
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 3 {
+                    return SessionEnd::Lost("no traffic from ECP: timed out".into());
+                }
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return SessionEnd::Lost("ping failed".into());
+                }
+            }
+            msg = ws.next() => {
+                last_heard = Instant::now();
+                match msg {
+                    None => return SessionEnd::Lost("ECP closed the connection".into()),
+                    Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                    Some(Ok(Message::Binary(b))) => match ecp_protocol::decode(&b) {
+                        Ok(Frame::Reconnect { after_ms, reason }) => {
+                            tracing::info!(reason = %reason, "asked to reconnect");
+                            let _ = ws.close(None).await;
+                            let jitter = rand::random_range(0..=after_ms.max(1));
+                            return SessionEnd::Moved(Duration::from_millis(after_ms + jitter));
+                        }
+                        Ok(Frame::Unregister { reason }) => {
+                            let _ = home.drop_credential();
+                            let _ = send(&mut ws, &Frame::UnregisterAck).await;
+                            let _ = ws.close(None).await;
+                            return SessionEnd::Dropped(reason);
+                        }
+                        Ok(other) => tracing::debug!(kind = other.kind(), "ignored frame"),
+                        Err(e) => tracing::warn!(error = %e, "bad frame from ECP"),
+                    },
+                    Some(Ok(Message::Close(f))) => {
+                        let why = f.map(|f| f.reason.to_string()).unwrap_or_default();
+                        if why.contains("deleted") || why.contains("unregistered") {
+                            return SessionEnd::Dropped(why);
+                        }
+                        return SessionEnd::Lost(format!("ECP closed the session: {why}"));
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Equal for reporting purposes (uptime and observation time ignored).
+fn same(a: &Observation, b: &Observation) -> bool {
+    let strip = |o: &Observation| {
+        o.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.running, n.version.clone(), n.connections))
+            .collect::<Vec<_>>()
+    };
+    a.health == b.health
+        && a.emqx == b.emqx
+        && a.connections == b.connections
+        && strip(a) == strip(b)
+}
+
+async fn send<S>(ws: &mut S, frame: &Frame) -> Result<(), String>
+where
+    S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    let bytes = ecp_protocol::encode(frame).map_err(|e| e.to_string())?;
+    ws.send(Message::Binary(bytes.into()))
+        .await
+        .map_err(|e| format!("send failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for a in 0..20 {
+            assert!(backoff(a) <= Duration::from_secs(60));
+        }
+        let spread: std::collections::BTreeSet<u128> =
+            (0..50).map(|_| backoff(6).as_millis()).collect();
+        assert!(spread.len() > 10, "full jitter spreads retries");
+    }
+}

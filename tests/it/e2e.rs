@@ -1,0 +1,316 @@
+//! The seed's registration flow end to end with the real binaries:
+//! `ecp serve`, `emqx-sim` (3 nodes), `emqxee-agent start` + `register`.
+
+use crate::harness::*;
+use crate::procs::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+/// Agents poll EMQX this often in these tests (default 10 s).
+const REPORT_SECS: u64 = 1;
+
+async fn server() -> Server {
+    Server::start_with(&[
+        ("ECP_AGENT_REPORT_INTERVAL_SECS", "1"),
+        ("ECP_AGENT_HEARTBEAT_INTERVAL_SECS", "2"),
+    ])
+    .await
+}
+
+async fn full_flow(version: &str) {
+    let server = server().await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let sim = Sim::start(version, 3, &format!("c{}", version.replace('.', ""))).await;
+    let id = api
+        .create_cluster(&format!("EMQX {}", version.replace('.', "_")))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+
+    // As the guide says: start first, then register.
+    let agent = Agent::new();
+    let out = agent.cmd(&["start"]).await;
+    assert!(out.status.success(), "start: {:?}", text(&out));
+    let out = agent
+        .register(&server.base, &token, &sim.url, "public")
+        .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "register failed: {stdout} {stderr}");
+    assert!(
+        stdout.contains(&format!("EMQX {version} Enterprise, 3 nodes")),
+        "{stdout}"
+    );
+
+    let (c, _) = events.wait_status(&id, "running", WAIT).await;
+    assert_eq!(c["emqx"]["version"], version);
+    assert_eq!(c["emqx"]["edition"], "Enterprise");
+    assert_eq!(c["nodes"], json!({"running": 3, "total": 3}));
+    assert_eq!(c["connections"], json!({"current": 300, "max": 10000}));
+    let agent_id = agent.credential().expect("credential")["agentId"]
+        .as_str()
+        .expect("agentId")
+        .to_string();
+
+    // One EMQX node stops: abnormal / nodes_stopped naming it, within two report intervals.
+    let stopped_at = Instant::now();
+    sim.stop_node(2).await;
+    let (c, at) = events.wait_status(&id, "abnormal", WAIT).await;
+    assert_eq!(c["reason"]["code"], "nodes_stopped", "{c}");
+    assert!(
+        c["reason"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&sim.node(2)),
+        "{c}"
+    );
+    assert_eq!(c["nodes"], json!({"running": 2, "total": 3}));
+    assert!(
+        at - stopped_at <= Duration::from_secs(2 * REPORT_SECS),
+        "took {:?}",
+        at - stopped_at
+    );
+
+    sim.start_node(2).await;
+    events.wait_status(&id, "running", WAIT).await;
+
+    // The agent dies hard: agent_offline within grace + 1 s.
+    agent.kill9();
+    let killed = Instant::now();
+    let (c, at) = events.wait_status(&id, "abnormal", WAIT).await;
+    assert_eq!(c["reason"]["code"], "agent_offline");
+    assert!(
+        at - killed <= Duration::from_secs(GRACE_SECS + 1),
+        "took {:?}",
+        at - killed
+    );
+
+    // Started again: running, same agentId.
+    let out = agent.cmd(&["start"]).await;
+    assert!(out.status.success(), "restart: {:?}", text(&out));
+    events.wait_status(&id, "running", WAIT).await;
+    let (_, agents) = api.get(&format!("{P}/clusters/{id}/agents")).await;
+    assert_eq!(agents.as_array().map(Vec::len), Some(1), "{agents}");
+    assert_eq!(agents[0]["agentId"], agent_id.as_str());
+    assert_eq!(agents[0]["connected"], true);
+    let out = agent.cmd(&["status"]).await;
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("running") && stdout.contains(&agent_id) && stdout.contains("connected"),
+        "{stdout}"
+    );
+
+    // The cluster is deleted: the agent is told, drops its credential, idles.
+    let (s, _) = api
+        .call(reqwest::Method::DELETE, &format!("{P}/clusters/{id}"), None)
+        .await;
+    assert_eq!(s, 202);
+    events.wait(&id, WAIT, |v| v["removed"] == true).await;
+    assert!(agent.credential().is_none(), "credential dropped");
+    assert_eq!(api.cluster(&id).await.0, 404);
+    let out = agent.cmd(&["status"]).await;
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("agent: running") && stdout.contains("registered: no"),
+        "{stdout}"
+    );
+    let out = agent.cmd(&["stop"]).await;
+    assert!(out.status.success());
+    assert!(
+        !agent.log().contains(&token),
+        "the agent never logs its token"
+    );
+}
+
+#[tokio::test]
+async fn v5_cluster_registered_with_the_seed_commands_end_to_end() {
+    full_flow("5.6.0").await;
+}
+
+#[tokio::test]
+async fn v4_cluster_registered_with_the_seed_commands_end_to_end() {
+    full_flow("4.4.6").await;
+}
+
+/// Each refusal: a non-zero exit, one clear line, nothing registered.
+#[tokio::test]
+async fn register_refuses_with_one_clear_line_and_registers_nothing() {
+    let server = server().await;
+    let api = server.api().await;
+    let id = api.create_cluster("refusals").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let v5 = Sim::start("5.6.0", 3, "ok5").await;
+    let v4 = Sim::start("4.4.6", 3, "ok4").await;
+    let old4 = Sim::start("4.4.5", 1, "old4").await;
+    let old5 = Sim::start("5.5.1", 1, "old5").await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let ecp = server.base.clone();
+
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "wrong v5 dashboard password",
+            seed(&ecp, &token, &v5.url, "nope"),
+            "EMQX rejected the dashboard username or password",
+        ),
+        (
+            "wrong v4 dashboard password",
+            seed(&ecp, &token, &v4.url, "nope"),
+            "EMQX rejected the dashboard username or password",
+        ),
+        (
+            "unreachable EMQX",
+            seed(&ecp, &token, &closed, "public"),
+            "cannot reach the EMQX API",
+        ),
+        (
+            "EMQX 4.4.5",
+            seed(&ecp, &token, &old4.url, "public"),
+            "EMQX 4.4.5 is not supported: 4.4.6 or later is required",
+        ),
+        (
+            "EMQX 5.5.1",
+            seed(&ecp, &token, &old5.url, "public"),
+            "EMQX 5.5.1 is not supported: 5.6.0 or later is required",
+        ),
+        (
+            "unreadable logDir",
+            with_logs(
+                seed(&ecp, &token, &v5.url, "public"),
+                "/nonexistent/emqx/log",
+            ),
+            "cannot read the log directory /nonexistent/emqx/log",
+        ),
+        (
+            "bad token",
+            seed(&ecp, "ecpr_not-a-token", &v5.url, "public"),
+            "ECP refused the registration token",
+        ),
+        (
+            "unreachable ECP",
+            seed(&closed, &token, &v5.url, "public"),
+            "cannot reach ECP",
+        ),
+        (
+            "not a URL",
+            seed("ecp.example.com", &token, &v5.url, "public"),
+            "must be an http:// or https:// address",
+        ),
+    ];
+    for (what, args, expected) in cases {
+        let agent = Agent::new();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = agent.cmd(&args).await;
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{what}: must fail, said {stdout}");
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected {expected:?} in {stderr:?}"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{what}: one line, got {stderr:?}"
+        );
+        assert!(agent.credential().is_none(), "{what}: no credential saved");
+    }
+    let (_, agents) = api.get(&format!("{P}/clusters/{id}/agents")).await;
+    assert_eq!(agents, json!([]), "nothing registered");
+    assert_eq!(api.cluster(&id).await.1["status"], "created");
+}
+
+fn seed(ecp: &str, token: &str, emqx: &str, password: &str) -> Vec<String> {
+    [
+        "register",
+        "--url",
+        &format!("{ecp}/api"),
+        "--registration-token",
+        token,
+        "--emqx-dashboard-username",
+        "admin",
+        "--emqx-dashboard-password",
+        password,
+        "--emqx-dashboard-url",
+        emqx,
+        "--emqx-api-url",
+        emqx,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn with_logs(mut args: Vec<String>, dir: &str) -> Vec<String> {
+    args.extend([
+        "--enable-log".to_string(),
+        "--log-dir".to_string(),
+        dir.to_string(),
+    ]);
+    args
+}
+
+#[tokio::test]
+async fn unregister_drops_the_credential_and_the_server_forgets_the_agent() {
+    let server = server().await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let sim = Sim::start("5.6.0", 1, "unreg").await;
+    let id = api.create_cluster("unregister me").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    let out = agent
+        .register(&server.base, &token, &sim.url, "public")
+        .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(agent.cmd(&["start"]).await.status.code(), Some(0));
+    events.wait_status(&id, "running", WAIT).await;
+    let out = agent.cmd(&["unregister"]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(agent.credential().is_none());
+    let (_, agents) = api.get(&format!("{P}/clusters/{id}/agents")).await;
+    assert_eq!(agents, json!([]));
+    let (c, _) = events.wait(&id, WAIT, |c| c["agents"]["total"] == 0).await;
+    assert_eq!(c["agents"]["online"], 0);
+    // Status tells it plainly; stop works.
+    let (stdout, _) = text(&agent.cmd(&["status"]).await);
+    assert!(stdout.contains("registered: no"), "{stdout}");
+    assert!(agent.cmd(&["stop"]).await.status.success());
+    let out = agent.cmd(&["status"]).await;
+    assert_eq!(out.status.code(), Some(3), "LSB: not running");
+}
+
+#[tokio::test]
+async fn install_writes_a_systemd_unit_that_restarts_on_failure() {
+    let agent = Agent::new();
+    let units = tempfile::tempdir().expect("tmp");
+    let out = agent
+        .cmd(&["install", "--unit-dir", &units.path().display().to_string()])
+        .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let unit = std::fs::read_to_string(units.path().join("emqxee-agent.service")).expect("unit");
+    assert!(unit.contains("Restart=on-failure"), "{unit}");
+    assert!(
+        unit.contains(&format!("--home {} run", agent.home.path().display())),
+        "{unit}"
+    );
+    let out = agent
+        .cmd(&[
+            "uninstall",
+            "--unit-dir",
+            &units.path().display().to_string(),
+        ])
+        .await;
+    assert!(out.status.success());
+    assert!(!units.path().join("emqxee-agent.service").exists());
+}

@@ -1,0 +1,192 @@
+//! The other real binaries: `emqx-sim` and `emqxee-agent`, run the way a
+//! user runs them. They are siblings of the `ecp` binary in the target dir
+//! (`scripts/test` builds the whole workspace first).
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub fn sibling(name: &str) -> PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_ecp")).with_file_name(name);
+    assert!(p.exists(), "{} is missing: build the whole workspace first (scripts/test does: cargo build --workspace --all-targets)", p.display());
+    p
+}
+
+pub struct Sim {
+    /// Killed when the test ends (kill_on_drop).
+    _child: Child,
+    pub url: String,
+    pub cluster_name: String,
+}
+
+impl Sim {
+    pub async fn start(version: &str, nodes: usize, cluster_name: &str) -> Sim {
+        let mut child = Command::new(sibling("emqx-sim"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--emqx-version",
+                version,
+                "--nodes",
+                &nodes.to_string(),
+            ])
+            .args([
+                "--cluster-name",
+                cluster_name,
+                "--v4-bad-login-penalty",
+                "0.2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn emqx-sim");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Some(u) = l.strip_prefix("emqx-sim listening on ") {
+                    return u.to_string();
+                }
+            }
+            String::new()
+        })
+        .await
+        .expect("emqx-sim did not start");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Sim {
+            _child: child,
+            url,
+            cluster_name: cluster_name.to_string(),
+        }
+    }
+
+    pub fn node(&self, i: usize) -> String {
+        format!("emqx@node{i}.{}", self.cluster_name)
+    }
+
+    pub async fn control(&self, method: reqwest::Method, path: &str, body: serde_json::Value) {
+        let r = reqwest::Client::new()
+            .request(method, format!("{}/__sim/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim control");
+        assert!(
+            r.status().is_success(),
+            "sim control {path}: {}",
+            r.status()
+        );
+    }
+
+    pub async fn stop_node(&self, i: usize) {
+        self.control(
+            reqwest::Method::POST,
+            &format!("nodes/{}/stop", self.node(i)),
+            serde_json::json!({}),
+        )
+        .await;
+    }
+
+    pub async fn start_node(&self, i: usize) {
+        self.control(
+            reqwest::Method::POST,
+            &format!("nodes/{}/start", self.node(i)),
+            serde_json::json!({}),
+        )
+        .await;
+    }
+}
+
+pub struct Agent {
+    pub home: tempfile::TempDir,
+}
+
+impl Agent {
+    pub fn new() -> Agent {
+        Agent {
+            home: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    /// Runs `emqxee-agent --home HOME args…` to completion.
+    pub async fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(sibling("emqxee-agent"))
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .output()
+            .await
+            .expect("run emqxee-agent")
+    }
+
+    /// The seed's register command, with the simulator as EMQX.
+    pub async fn register(&self, ecp: &str, token: &str, sim_url: &str, password: &str) -> Output {
+        self.cmd(&[
+            "register",
+            "--url",
+            &format!("{ecp}/api"),
+            "--registration-token",
+            token,
+            "--emqx-dashboard-username",
+            "admin",
+            "--emqx-dashboard-password",
+            password,
+            "--emqx-dashboard-url",
+            sim_url,
+            "--emqx-api-url",
+            sim_url,
+        ])
+        .await
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.home.path().join("run/agent.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    pub fn credential(&self) -> Option<serde_json::Value> {
+        std::fs::read_to_string(self.home.path().join("etc/credential.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+    }
+
+    pub fn kill9(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            // Wait until the process is gone.
+            for _ in 0..200 {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("log/agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
