@@ -63,6 +63,10 @@ pub struct ClusterAgentConfig {
     /// The ECP address agents use (download and register commands);
     /// empty: `server.public_url`, else the console's own address.
     pub url: String,
+    /// Directory holding `emqxee-agent-linux-{amd64,arm,arm64}` for download;
+    /// empty: the directory of the `ecp` executable (whose own-architecture
+    /// `emqxee-agent` is also served).
+    pub binaries_dir: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

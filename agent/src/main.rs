@@ -65,9 +65,10 @@ struct InstallArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Exit non-zero after this many minutes without a session.
-    #[arg(long, env = "EMQXEE_AGENT_WATCHDOG_MINUTES", default_value_t = 10)]
-    watchdog_minutes: u64,
+    /// Exit non-zero after this many seconds without a session (while
+    /// registered), so systemd or Kubernetes restarts the agent clean.
+    #[arg(long, env = "EMQXEE_AGENT_WATCHDOG_SECS", default_value_t = 600)]
+    watchdog_secs: u64,
 }
 
 #[derive(Args)]
@@ -130,7 +131,7 @@ fn main() -> ExitCode {
                 rt.block_on(run::run(
                     home,
                     run::RunOptions {
-                        watchdog: Duration::from_secs(a.watchdog_minutes * 60),
+                        watchdog: Duration::from_secs(a.watchdog_secs),
                     },
                 ))
             })

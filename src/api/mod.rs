@@ -3,6 +3,7 @@
 pub mod account;
 pub mod agents;
 pub mod clusters;
+pub mod download;
 pub mod events;
 pub mod ops;
 pub mod orgs;
@@ -77,6 +78,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             "/api/clusters/agents/emqxee/unregister",
             web::post().to(agents::unregister),
         )
+        .route(
+            "/dl/emqx/agents/binaries/emqxee-agent-linux-{arch}",
+            web::get().to(download::agent_binary),
+        )
         .default_service(web::to(ops::not_found));
 }
 
@@ -92,6 +97,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         clusters::agents, clusters::revoke_agent, clusters::events,
         agents::register, agents::connect, agents::unregister,
         events::stream,
+        download::agent_binary,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),

@@ -314,3 +314,121 @@ async fn install_writes_a_systemd_unit_that_restarts_on_failure() {
     assert!(out.status.success());
     assert!(!units.path().join("emqxee-agent.service").exists());
 }
+
+#[tokio::test]
+async fn the_agent_logs_in_again_when_its_v5_token_expires_and_the_cluster_stays_running() {
+    let server = server().await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let sim = Sim::start_with("5.6.0", 3, "ttl", &["--token-ttl-secs", "1"]).await;
+    let id = api.create_cluster("short tokens").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    assert!(agent
+        .register(&server.base, &token, &sim.url, "public")
+        .await
+        .status
+        .success());
+    assert!(agent.cmd(&["start"]).await.status.success());
+    events.wait_status(&id, "running", WAIT).await;
+    let logins = Agent::sim_hits(&sim.url, "/api/v5/login").await;
+    // Several report intervals, each outliving the 1 s token, must not flip the status.
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(4),
+        events.wait_status(&id, "abnormal", WAIT),
+    )
+    .await;
+    assert!(
+        outcome.is_err(),
+        "went abnormal: {:?}",
+        outcome.ok().map(|c| c.0)
+    );
+    let later = Agent::sim_hits(&sim.url, "/api/v5/login").await;
+    assert!(
+        later >= logins + 2,
+        "re-logged in after expiry: {logins} → {later}"
+    );
+}
+
+#[tokio::test]
+async fn the_watchdog_exits_non_zero_after_a_long_disconnection() {
+    let mut server = server().await;
+    let api = server.api().await;
+    let sim = Sim::start("5.6.0", 1, "dog").await;
+    let id = api.create_cluster("watchdog").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    assert!(agent
+        .register(&server.base, &token, &sim.url, "public")
+        .await
+        .status
+        .success());
+    server.stop().await; // ECP goes away for good
+    let started = Instant::now();
+    let out = agent
+        .cmd_env(&["run"], &[("EMQXEE_AGENT_WATCHDOG_SECS", "2")])
+        .await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "must exit non-zero");
+    assert!(stderr.contains("no session with ECP"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        agent.credential().is_some(),
+        "identity is kept for the restart"
+    );
+}
+
+#[tokio::test]
+async fn the_guide_download_command_fetches_the_agent_and_other_arches_say_what_is_missing() {
+    let server = server().await;
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        _ => "arm",
+    };
+    let other = if host == "amd64" { "arm64" } else { "amd64" };
+    let dir = tempfile::tempdir().expect("tmp");
+    let target = dir.path().join("emqxee-agent");
+    // The guide's command, minus sudo, against this server.
+    let out = tokio::process::Command::new("curl")
+        .args(["-L", "-f", "-k", "-s", "--output"])
+        .arg(&target)
+        .arg(format!(
+            "{}/dl/emqx/agents/binaries/emqxee-agent-linux-{host}",
+            server.base
+        ))
+        .status()
+        .await
+        .expect("curl");
+    assert!(out.success(), "download failed");
+    assert_eq!(
+        std::fs::read(&target).expect("read"),
+        std::fs::read(sibling("emqxee-agent")).expect("read")
+    );
+    let r = reqwest::get(format!(
+        "{}/dl/emqx/agents/binaries/emqxee-agent-linux-{other}",
+        server.base
+    ))
+    .await
+    .expect("get");
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["code"], "AGENT_NOT_BUILT");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("linux-{other} was not built")),
+        "{v}"
+    );
+}

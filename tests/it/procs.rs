@@ -23,7 +23,17 @@ pub struct Sim {
 
 impl Sim {
     pub async fn start(version: &str, nodes: usize, cluster_name: &str) -> Sim {
+        Sim::start_with(version, nodes, cluster_name, &[]).await
+    }
+
+    pub async fn start_with(
+        version: &str,
+        nodes: usize,
+        cluster_name: &str,
+        extra: &[&str],
+    ) -> Sim {
         let mut child = Command::new(sibling("emqx-sim"))
+            .args(extra)
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -112,14 +122,29 @@ impl Agent {
 
     /// Runs `emqxee-agent --home HOME args…` to completion.
     pub async fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_env(args, &[]).await
+    }
+
+    pub async fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(sibling("emqxee-agent"))
             .arg("--home")
             .arg(self.home.path())
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .output()
             .await
             .expect("run emqxee-agent")
+    }
+
+    pub async fn sim_hits(sim_url: &str, path: &str) -> u64 {
+        let v: serde_json::Value = reqwest::get(format!("{sim_url}/__sim/state"))
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("json");
+        v["hits"][path].as_u64().unwrap_or(0)
     }
 
     /// The seed's register command, with the simulator as EMQX.

@@ -30,6 +30,9 @@ struct Args {
     password: String,
     #[arg(long, default_value_t = 10_000)]
     license_max_connections: u64,
+    /// v5: lifetime of a dashboard login token (EMQX default: 60 min).
+    #[arg(long, default_value_t = 3600)]
+    token_ttl_secs: u64,
     /// v4: seconds a failed Basic check sleeps (EMQX: 2).
     #[arg(long, default_value_t = 2.0)]
     v4_bad_login_penalty: f64,
@@ -64,6 +67,7 @@ fn main() -> std::io::Result<()> {
         password: a.password,
         license_max_connections: a.license_max_connections,
         v4_bad_login_penalty: Duration::from_secs_f64(a.v4_bad_login_penalty.max(0.0)),
+        token_ttl: Duration::from_secs(a.token_ttl_secs),
         ..SimConfig::default()
     };
     let nodes: Vec<String> = emqx_sim::SimState::new(config.clone())
