@@ -26,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
         .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e)))
         .app_data(web::PayloadConfig::default().limit(limit))
+        .configure(crate::console::routes)
         .route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/metrics", web::get().to(ops::metrics))

@@ -31,6 +31,15 @@ pub struct DashboardView {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct NodeView {
+    pub name: String,
+    pub running: bool,
+    pub version: Option<String>,
+    pub connections: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterView {
     pub id: String,
     pub org_id: String,
@@ -51,6 +60,9 @@ pub struct ClusterView {
     #[schema(value_type = Object)]
     pub agents: AgentCounts,
     pub dashboard: DashboardView,
+    /// EMQX nodes as the agents last reported them.
+    #[schema(value_type = Vec<Object>)]
+    pub node_list: Vec<NodeView>,
     pub started_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -77,6 +89,16 @@ impl ClusterView {
             connections: c.connections,
             agents: c.agents,
             dashboard: dashboard(c),
+            node_list: c
+                .node_list
+                .iter()
+                .map(|n| NodeView {
+                    name: n.name.clone(),
+                    running: n.running,
+                    version: n.version.clone(),
+                    connections: n.connections,
+                })
+                .collect(),
             started_at: c.started_at.map(rfc3339),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),

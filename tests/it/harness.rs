@@ -16,6 +16,7 @@ pub const GRACE_SECS: u64 = 2;
 
 pub struct Server {
     child: Option<Child>,
+    listen: String,
     pub base: String,
     pub data: tempfile::TempDir,
     pub log: PathBuf,
@@ -36,6 +37,7 @@ impl Server {
             .collect();
         let mut s = Server {
             child: None,
+            listen: "127.0.0.1:0".into(),
             base: String::new(),
             data,
             log,
@@ -54,7 +56,7 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecp"));
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(self.data.path().join("store"))
             .env_remove("ECP_CONFIG")
@@ -98,6 +100,13 @@ impl Server {
     /// SIGTERM, wait for exit, start again on the same data directory.
     pub async fn restart(&mut self) {
         self.stop().await;
+        self.spawn().await;
+    }
+
+    /// Starts again (same data) on a given address, e.g. the one it had.
+    pub async fn restart_on(&mut self, addr: &str) {
+        self.stop().await;
+        self.listen = addr.to_string();
         self.spawn().await;
     }
 

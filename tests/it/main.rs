@@ -2,9 +2,11 @@
 //! protocol test client standing in for agents.
 
 mod bad_input;
+mod browser;
 mod e2e;
 mod harness;
 mod lifecycle;
 mod ops;
 mod procs;
 mod sessions;
+mod webdriver;

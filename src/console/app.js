@@ -1,0 +1,494 @@
+// ECP console: Workspace → Data Integration → Data Access.
+// Text from outside (names, descriptions, addresses, anything an agent
+// reports) only ever goes through textContent or attribute setters.
+import { t, setLang, getLang } from "/console/i18n.js";
+
+const ORG = "default", PROJECT = "default";
+const P = `/api/orgs/${ORG}/projects/${PROJECT}`;
+const state = { token: sessionStorage.getItem("ecp.token"), clusters: new Map(), gone: new Set(), view: localStorage.getItem("ecp.view") || "cards", live: null };
+const $ = (sel, root = document) => root.querySelector(sel);
+
+/** Build an element: h("button.primary", {onclick, "data-x": 1}, "text", child…) */
+function h(spec, attrs = {}, ...children) {
+  const [tag, ...classes] = spec.split(".");
+  const el = document.createElement(tag || "div");
+  if (classes.length) el.className = classes.join(" ");
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = String(v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (state.token) headers["Authorization"] = `Bearer ${state.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (r.status === 401 && path !== "/api/account/login") {
+    logout(false);
+    throw new ApiError(401, "UNAUTHORIZED", t("loginFailed"));
+  }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!r.ok) throw new ApiError(r.status, data?.code || "ERROR", data?.message || `HTTP ${r.status}`);
+  return data;
+}
+
+function announce(msg) { $("#live").textContent = msg; }
+
+// ------------------------------------------------------------------ language
+
+function applyStatic() {
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  $("#lang").value = getLang();
+  document.title = `ECP · ${t("dataAccess")}`;
+}
+
+// ------------------------------------------------------------------ login
+
+function renderLogin(error) {
+  $("#logout").hidden = true;
+  const err = h("p.error", { role: "alert", id: "login-error" }, error || "");
+  const user = h("input", { id: "username", name: "username", autocomplete: "username", required: true });
+  const pass = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
+  const form = h("form.login", {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      err.textContent = "";
+      try {
+        const r = await api("POST", "/api/account/login", { username: user.value, password: pass.value });
+        state.token = r.accessToken;
+        sessionStorage.setItem("ecp.token", state.token);
+        await showAccess();
+      } catch (ex) {
+        err.textContent = ex.status === 401 ? t("loginFailed") : ex.message;
+      }
+    },
+  },
+    h("h1", {}, t("login")),
+    h("label", { for: "username" }, t("username")), user,
+    h("label", { for: "password" }, t("password")), pass,
+    err,
+    h("button.primary", { type: "submit", id: "login-submit" }, t("login")));
+  $("#main").replaceChildren(form);
+  user.focus();
+}
+
+function logout(callServer = true) {
+  if (callServer && state.token) fetch("/api/account/logout", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } }).catch(() => {});
+  state.token = null;
+  sessionStorage.removeItem("ecp.token");
+  if (state.live) state.live.abort();
+  state.live = null;
+  state.clusters.clear();
+  renderLogin();
+}
+
+// ------------------------------------------------------------------ data access
+
+async function showAccess() {
+  $("#logout").hidden = false;
+  const list = await api("GET", `${P}/clusters`);
+  state.clusters = new Map(list.data.map((c) => [c.id, c]));
+  renderAccess();
+  startLive();
+}
+
+function renderAccess() {
+  const toggle = h("div.toggle", { role: "group", "aria-label": `${t("cards")} / ${t("list")}` },
+    h("button", { "aria-pressed": state.view === "cards", "data-view": "cards", onclick: () => setView("cards") }, t("cards")),
+    h("button", { "aria-pressed": state.view === "list", "data-view": "list", onclick: () => setView("list") }, t("list")));
+  const bar = h("div.toolbar", {},
+    h("h1", {}, t("dataAccess")),
+    h("span.spacer"),
+    toggle,
+    h("button.primary", { id: "add-cluster", onclick: openCreate }, t("addCluster")));
+  $("#main").replaceChildren(bar, h("section", { id: "clusters", "aria-live": "off" }));
+  renderClusters();
+}
+
+function setView(v) {
+  state.view = v;
+  localStorage.setItem("ecp.view", v);
+  renderAccess();
+}
+
+function sorted() { return [...state.clusters.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id)); }
+
+function renderClusters() {
+  const box = $("#clusters");
+  if (!box) return;
+  const all = sorted();
+  if (!all.length) { box.replaceChildren(h("p.empty", {}, t("noClusters"))); return; }
+  if (state.view === "list") {
+    const head = h("tr", {}, ...["name", "status", "version", "nodes", "connections", "runningTime", "created", "actions"].map((k) => h("th", { scope: "col" }, t(k))));
+    box.replaceChildren(h("table.list", {}, h("thead", {}, head), h("tbody", {}, ...all.map(row))));
+  } else {
+    box.replaceChildren(h("div.cards", {}, ...all.map(card)));
+  }
+}
+
+function updateCluster(c) {
+  // A late answer (or event) must not bring back a cluster already removed.
+  if (state.gone.has(c.id)) return;
+  state.clusters.set(c.id, c);
+  const old = document.querySelector(`[data-cluster-id="${CSS.escape(c.id)}"]`);
+  if (old) old.replaceWith(state.view === "list" ? row(c) : card(c));
+  else renderClusters();
+}
+
+function removeCluster(id) {
+  state.gone.add(id);
+  state.clusters.delete(id);
+  renderClusters();
+}
+
+function duration(iso) {
+  if (!iso) return t("unknown");
+  let s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+  const d = Math.floor(s / 86400); s %= 86400;
+  const hh = Math.floor(s / 3600); s %= 3600;
+  const m = Math.floor(s / 60);
+  return d ? `${d}d ${hh}h` : hh ? `${hh}h ${m}m` : `${m}m ${s % 60}s`;
+}
+
+function when(iso) { return iso ? new Date(iso).toLocaleString(getLang() === "zh" ? "zh-CN" : "en-GB") : t("unknown"); }
+
+function badge(c) {
+  const label = t(`status.${c.status}`);
+  if (c.status === "abnormal") {
+    return h("button.badge.status-abnormal", { "data-status": c.status, "aria-haspopup": "dialog", onclick: () => openReason(c.id), title: t("reason") }, label);
+  }
+  return h(`span.badge.status-${c.status}`, { "data-status": c.status }, label);
+}
+
+function facts(c) {
+  const e = c.emqx;
+  return [
+    [t("version"), e ? `${e.version} ${e.edition}` : t("unknown")],
+    [t("nodes"), `${c.nodes.running}/${c.nodes.total}`],
+    [t("connections"), `${c.connections.current}/${c.connections.max ?? "—"}`],
+    [t("runningTime"), c.status === "running" ? duration(c.startedAt) : t("unknown")],
+    [t("created"), when(c.createdAt)],
+  ];
+}
+
+function actions(c) {
+  const deleting = c.status === "deleting";
+  const dash = c.dashboard.available
+    ? h("a.button", { href: c.dashboard.url, target: "_blank", rel: "noopener noreferrer", "data-action": "dashboard" }, t("enterDashboard"))
+    : h("button", { "data-action": "dashboard-why", title: c.dashboard.why || "", "aria-label": `${t("enterDashboard")}: ${c.dashboard.why || ""}`, onclick: () => openInfo(t("dashboardWhy"), c.dashboard.why || "") }, `${t("enterDashboard")} ?`);
+  return h("div.actions", {},
+    h("button", { "data-action": "register", disabled: deleting, onclick: () => openGuide(c.id) }, t("registerNode")),
+    dash,
+    h("button", { "data-action": "nodes", onclick: () => openNodes(c.id) }, t("viewNodes")),
+    h("button", { "data-action": "edit", disabled: deleting, onclick: () => openEdit(c.id) }, t("edit")),
+    h("button", { "data-action": "history", onclick: () => openHistory(c.id) }, t("history")),
+    h("button.danger", { "data-action": "delete", disabled: deleting, onclick: () => openDelete(c.id) }, t("delete")));
+}
+
+function card(c) {
+  return h("article.card", { "data-cluster-id": c.id, "data-cluster-name": c.name, "aria-label": c.name },
+    h("header", {}, h("h2", {}, c.name), badge(c)),
+    c.description ? h("p.desc", {}, c.description) : null,
+    h("dl", {}, ...facts(c).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    c.serviceAddress ? h("p.addr", {}, c.serviceAddress) : null,
+    actions(c));
+}
+
+function row(c) {
+  const f = facts(c);
+  return h("tr", { "data-cluster-id": c.id, "data-cluster-name": c.name },
+    h("th", { scope: "row" }, c.name), h("td", {}, badge(c)),
+    h("td", {}, f[0][1]), h("td", {}, f[1][1]), h("td", {}, f[2][1]), h("td", {}, f[3][1]), h("td", {}, f[4][1]),
+    h("td", {}, actions(c)));
+}
+
+// ------------------------------------------------------------------ dialogs
+
+function dialog(title, body, buttons, id) {
+  const dlg = h("dialog", { "aria-label": title, id },
+    h("form", { method: "dialog", class: "dlg" },
+      h("h2", {}, title),
+      body,
+      h("div.buttons", {}, ...buttons)));
+  dlg.addEventListener("close", () => dlg.remove());
+  document.body.append(dlg);
+  dlg.showModal();
+  return dlg;
+}
+
+const closeBtn = () => h("button", { value: "cancel", formnovalidate: true, "data-action": "close" }, t("close"));
+
+function openInfo(title, text) { dialog(title, h("p", {}, text), [closeBtn()], "info-dialog"); }
+
+function openReason(id) {
+  const c = state.clusters.get(id);
+  if (!c || !c.reason) return;
+  dialog(`${c.name}: ${t("status.abnormal")}`, h("dl.reason", {},
+    h("dt", {}, t("reason")), h("dd", { id: "reason-code" }, t(`reason.${c.reason.code}`)),
+    h("dd", { id: "reason-message" }, c.reason.message),
+    h("dt", {}, t("since")), h("dd", {}, when(c.reason.since))), [closeBtn()], "reason-dialog");
+}
+
+function nameProblem(name) {
+  if (!name.length) return t("nameRequired");
+  if ([...name].length > 200) return t("nameTooLong");
+  if (name.startsWith(" ") || name.endsWith(" ")) return t("nameSpaces");
+  if (!/^[\p{L}\p{N} _-]+$/u.test(name)) return t("nameChars");
+  return null;
+}
+
+function field(id, label, input, hint) {
+  input.id = id;
+  return h("div.field", {}, h("label", { for: id }, label), input, hint ? h("small", { id: `${id}-hint` }, hint) : null);
+}
+
+function openCreate() {
+  const name = h("input", { required: true, maxlength: 200, "aria-describedby": "c-name-hint" });
+  const addr = h("input", { type: "url", placeholder: "http://10.0.0.1:18083" });
+  const desc = h("textarea", { rows: 2 });
+  const err = h("p.error", { role: "alert", id: "create-error" });
+  const dlg = dialog(t("createTitle"), h("div", {}, field("c-name", t("name"), name, t("nameRules")), field("c-addr", t("serviceAddress"), addr), field("c-desc", t("description"), desc), err), [
+    closeBtn(),
+    h("button.primary", {
+      value: "default", "data-action": "create",
+      onclick: async (e) => {
+        e.preventDefault();
+        const problem = nameProblem(name.value);
+        if (problem) { err.textContent = problem; name.focus(); return; }
+        try {
+          const c = await api("POST", `${P}/clusters`, { name: name.value, serviceAddress: addr.value, description: desc.value });
+          updateCluster(c);
+          dlg.close();
+          announce(c.name);
+        } catch (ex) { err.textContent = ex.message; }
+      },
+    }, t("confirm")),
+  ], "create-dialog");
+  name.focus();
+}
+
+function shQuote(v) { return /^[A-Za-z0-9_./:@=-]+$/.test(v) ? v : `'${v.replaceAll("'", `'\\''`)}'`; }
+
+async function openGuide(id) {
+  const c = state.clusters.get(id);
+  let issued;
+  try { issued = await api("POST", `${P}/clusters/${encodeURIComponent(id)}/registration-tokens`, {}); }
+  catch (ex) { openInfo(t("guideTitle"), ex.message); return; }
+  const radios = (name, values, current) => h("div.radios", { role: "radiogroup", "aria-label": t(name) }, ...values.map((v) =>
+    h("label", {}, h("input", { type: "radio", name, value: v, checked: v === current, "data-choice": v }), t(v) === v ? v : t(v))));
+  const platform = radios("platform", ["binary", "kubernetes"], "binary");
+  const arch = radios("arch", ["amd64", "arm", "arm64"], "amd64");
+  const archField = h("div.field", {}, h("span.label", {}, t("arch")), arch);
+  const user = h("input", { value: "admin" });
+  const pass = h("input", { type: "password", autocomplete: "off" });
+  const enableLog = h("input", { type: "checkbox" });
+  const logDir = h("input", { value: "/opt/emqx/log" });
+  const dashUrl = h("input", { value: "http://127.0.0.1:18083" });
+  const apiUrl = h("input", { value: "http://127.0.0.1:18083" });
+  const steps = h("ol.steps", { id: "guide-steps" });
+  const body = h("div.guide", {},
+    h("p.token", {}, t("tokenNote", when(issued.expiresAt)), h("code", { id: "guide-token" }, issued.token)),
+    h("div.field", {}, h("span.label", {}, t("platform")), platform), archField,
+    h("fieldset", {}, h("legend", {}, t("nodeConfig")),
+      field("g-user", t("username"), user), field("g-pass", t("password"), pass, t("passwordNote")),
+      h("div.field.check", {}, enableLog, h("label", { for: "g-log" }, t("enableLog"))),
+      field("g-logdir", t("logDir"), logDir), field("g-dash", t("dashboardUrl"), dashUrl), field("g-api", t("apiUrl"), apiUrl)),
+    steps);
+  enableLog.id = "g-log";
+  dialog(`${t("guideTitle")} · ${c.name}`, body, [closeBtn()], "guide-dialog");
+  let seq = 0;
+  const render = async () => {
+    const mine = ++seq;
+    const plat = $("input[name=platform]:checked", platform).value;
+    archField.hidden = plat !== "binary";
+    const q = new URLSearchParams({ platform: plat, arch: $("input[name=arch]:checked", arch).value, username: user.value,
+      enableLog: String(enableLog.checked), logDir: logDir.value, dashboardUrl: dashUrl.value, apiUrl: apiUrl.value });
+    let r;
+    try { r = await api("GET", `${P}/clusters/${encodeURIComponent(id)}/setup-instructions?${q}`); }
+    catch (ex) { steps.replaceChildren(h("li.error", {}, ex.message)); return; }
+    if (mine !== seq) return;
+    const password = plat === "kubernetes" ? JSON.stringify(pass.value).slice(1, -1) : shQuote(pass.value || "<EMQX_DASHBOARD_PASSWORD>");
+    const titles = { "Download the agent": "stepDownload", "Make it executable": "stepChmod", "Start the agent": "stepStart", "Register with ECP": "stepRegister", "Apply the manifest": "stepApply" };
+    steps.replaceChildren(...r.steps.map((s, i) => {
+      const text = s.command.replaceAll("<REGISTRATION_TOKEN>", issued.token).replaceAll("<EMQX_DASHBOARD_PASSWORD>", password);
+      const code = h("pre", {}, h("code", { "data-step": i }, text));
+      const copy = h("button", { type: "button", "data-action": "copy", "data-step": i, onclick: async () => {
+        await copyText(text);
+        copy.textContent = t("copied");
+        setTimeout(() => (copy.textContent = t("copy")), 1500);
+      } }, t("copy"));
+      return h("li", {}, h("div.step-head", {}, h("span", {}, t(titles[s.title] || s.title)), copy), code);
+    }));
+  };
+  body.addEventListener("input", render);
+  body.addEventListener("change", render);
+  await render();
+}
+
+async function copyText(text) {
+  try { await navigator.clipboard.writeText(text); }
+  catch {
+    const ta = h("textarea", { readonly: true, style: "position:fixed;opacity:0" });
+    ta.value = text;
+    document.body.append(ta); ta.select();
+    try { document.execCommand("copy"); } finally { ta.remove(); }
+  }
+  window.__ecpLastCopied = text; // lets automated checks read what was copied
+}
+
+async function openNodes(id) {
+  const c = state.clusters.get(id);
+  let agents = [];
+  try { agents = await api("GET", `${P}/clusters/${encodeURIComponent(id)}/agents`); } catch (ex) { openInfo(t("viewNodes"), ex.message); return; }
+  const yn = (v) => (v === true ? t("yes") : v === false ? t("no") : t("unknown"));
+  const body = agents.length
+    ? h("table.list", {}, h("thead", {}, h("tr", {}, ...["nodes", "hostname", "agent", "connected", "emqxReachable", "lastSeen"].map((k) => h("th", {}, t(k))))),
+      h("tbody", {}, ...agents.map((a) => h("tr", {}, h("td", {}, a.nodeName), h("td", {}, a.hostname), h("td", {}, `${a.agentId.slice(0, 8)} (${a.agentVersion})`),
+        h("td", {}, yn(a.connected)), h("td", {}, yn(a.emqxReachable)), h("td", {}, when(a.lastSeen))))))
+    : h("p", {}, t("noAgents"));
+  const nodes = c.nodeList || [];
+  const emqxNodes = nodes.length
+    ? h("table.list", { id: "emqx-nodes" }, h("thead", {}, h("tr", {}, ...["nodes", "status", "version", "connections"].map((k) => h("th", {}, t(k))))),
+      h("tbody", {}, ...nodes.map((n) => h("tr", {}, h("td", {}, n.name), h("td", {}, n.running ? t("status.running") : t("nodeStopped")),
+        h("td", {}, n.version || t("unknown")), h("td", {}, n.connections ?? t("unknown"))))))
+    : null;
+  dialog(t("nodesTitle", c.name), h("div", {}, emqxNodes, body), [closeBtn()], "nodes-dialog");
+}
+
+function openEdit(id) {
+  const c = state.clusters.get(id);
+  const name = h("input", { value: c.name, maxlength: 200 });
+  const addr = h("input", { type: "url", value: c.serviceAddress });
+  const err = h("p.error", { role: "alert" });
+  const dlg = dialog(t("editTitle", c.name), h("div", {}, field("e-name", t("name"), name, t("nameRules")), field("e-addr", t("serviceAddress"), addr), err), [
+    closeBtn(),
+    h("button.primary", { value: "default", "data-action": "save", onclick: async (e) => {
+      e.preventDefault();
+      const problem = nameProblem(name.value);
+      if (problem) { err.textContent = problem; return; }
+      try { updateCluster(await api("PUT", `${P}/clusters/${encodeURIComponent(id)}`, { name: name.value, serviceAddress: addr.value })); dlg.close(); }
+      catch (ex) { err.textContent = ex.message; }
+    } }, t("save")),
+  ], "edit-dialog");
+}
+
+function openDelete(id) {
+  const c = state.clusters.get(id);
+  const input = h("input", { autocomplete: "off", "aria-describedby": "delete-warn" });
+  const err = h("p.error", { role: "alert" });
+  const go = h("button.danger", { value: "default", disabled: true, "data-action": "confirm-delete", onclick: async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api("DELETE", `${P}/clusters/${encodeURIComponent(id)}`);
+      updateCluster(r);
+      dlg.close();
+    } catch (ex) { err.textContent = ex.message; }
+  } }, t("delete"));
+  input.addEventListener("input", () => (go.disabled = input.value !== c.name));
+  const dlg = dialog(t("deleteTitle", c.name), h("div", {}, h("p", { id: "delete-warn" }, t("deleteWarn")), h("p.strong", {}, c.name), field("d-name", t("name"), input), err), [closeBtn(), go], "delete-dialog");
+  input.focus();
+}
+
+async function openHistory(id) {
+  const c = state.clusters.get(id);
+  let ev;
+  try { ev = await api("GET", `${P}/clusters/${encodeURIComponent(id)}/events`); } catch (ex) { openInfo(t("history"), ex.message); return; }
+  const body = h("table.list", {}, h("thead", {}, h("tr", {}, ...["at", "from", "to", "reason"].map((k) => h("th", {}, t(k))))),
+    h("tbody", {}, ...ev.data.slice().reverse().map((e) => h("tr", {}, h("td", {}, when(e.at)), h("td", {}, t(`status.${e.from}`)), h("td", {}, t(`status.${e.to}`)),
+      h("td", {}, e.reason ? `${t(`reason.${e.reason.code}`)}: ${e.reason.message}` : e.cause)))));
+  dialog(t("historyTitle", c.name), body, [closeBtn()], "history-dialog");
+}
+
+// ------------------------------------------------------------------ live updates
+
+function startLive() {
+  if (state.live) state.live.abort();
+  const ctl = new AbortController();
+  state.live = ctl;
+  let delay = 1000;
+  const run = async (first) => {
+    while (!ctl.signal.aborted) {
+      try {
+        const r = await fetch("/api/events", { headers: { Authorization: `Bearer ${state.token}` }, signal: ctl.signal });
+        if (r.status === 401) { logout(false); return; }
+        if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
+        document.body.dataset.live = "up";
+        if (!first) await resync();
+        first = false;
+        delay = 1000;
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, i); buf = buf.slice(i + 2);
+            onEvent(block);
+          }
+        }
+      } catch (ex) {
+        if (ctl.signal.aborted) return;
+      }
+      document.body.dataset.live = "down";
+      announce(t("reconnecting"));
+      await new Promise((res) => setTimeout(res, delay));
+      delay = Math.min(delay * 2, 10000);
+      first = false;
+    }
+  };
+  run(true);
+}
+
+async function resync() {
+  const list = await api("GET", `${P}/clusters`);
+  state.clusters = new Map(list.data.map((c) => [c.id, c]));
+  renderClusters();
+}
+
+function onEvent(block) {
+  let event = "message", data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event: ")) event = line.slice(7);
+    else if (line.startsWith("data: ")) data += line.slice(6);
+  }
+  if (event === "resync") { resync(); return; }
+  if (event !== "cluster") return;
+  let change;
+  try { change = JSON.parse(data); } catch { return; }
+  if (change.type === "upserted") {
+    if (change.cluster.orgId !== ORG || change.cluster.projectId !== PROJECT) return;
+    const known = state.clusters.get(change.cluster.id);
+    if (!known || known.revision <= change.cluster.revision) updateCluster(change.cluster);
+  } else if (change.type === "removed") {
+    removeCluster(change.clusterId);
+  }
+}
+
+// ------------------------------------------------------------------ start
+
+$("#lang").addEventListener("change", (e) => {
+  setLang(e.target.value);
+  applyStatic();
+  if (state.token) renderAccess(); else renderLogin();
+});
+$("#logout").addEventListener("click", () => logout(true));
+setInterval(() => { if (state.token && state.view) renderClusters(); }, 30000);
+setLang(getLang());
+applyStatic();
+if (state.token) showAccess().catch(() => renderLogin()); else renderLogin();

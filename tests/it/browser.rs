@@ -1,0 +1,280 @@
+//! The console in real headless Chromium, as an operator uses it: log in,
+//! add a cluster, follow the registration guide, run the copied command,
+//! watch the card change live, read the reason, switch to Chinese, delete.
+
+use crate::harness::*;
+use crate::procs::*;
+use crate::webdriver::Browser;
+use serde_json::json;
+
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+async fn login(b: &Browser, base: &str) {
+    b.goto(base).await;
+    // Record any alert() instead of letting it block: none may ever fire.
+    b.js(
+        "window.__alerts = []; window.alert = (m) => window.__alerts.push(String(m)); return true",
+        json!([]),
+    )
+    .await;
+    b.type_into("#username", "admin").await;
+    b.type_into("#password", ADMIN_PASSWORD).await;
+    b.click("#login-submit").await;
+    b.find("#add-cluster").await;
+}
+
+fn card(name: &str) -> String {
+    format!("[data-cluster-name=\"{name}\"]")
+}
+
+async fn status_of(b: &Browser, name: &str, status: &str) {
+    b.wait_for(
+        &format!("{name} shows {status}"),
+        "return document.querySelector(arguments[0] + ' [data-status=\"' + arguments[1] + '\"]') ? true : false",
+        json!([card(name), status]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_operator_adopts_a_cluster_through_the_console() {
+    let server = Server::start_with(&[("ECP_AGENT_REPORT_INTERVAL_SECS", "1")]).await;
+    let sim = Sim::start("5.6.0", 3, "web").await;
+    let b = Browser::start().await;
+    login(&b, &server.base).await;
+    b.screenshot("01-empty-list").await;
+
+    // A bad name is explained before anything is sent.
+    b.click("#add-cluster").await;
+    b.type_into("#c-name", " leading space").await;
+    b.click("[data-action=create]").await;
+    let err = b.text("#create-error").await;
+    assert!(err.contains("space"), "{err}");
+    b.clear("#c-name").await;
+    let name = "web console 一号";
+    b.type_into("#c-name", name).await;
+    b.click("[data-action=create]").await;
+    status_of(&b, name, "created").await;
+
+    // The registration guide: arm64, Kubernetes, back to binary.
+    b.click(&format!("{} [data-action=register]", card(name)))
+        .await;
+    b.find("#guide-steps li").await;
+    b.click("#guide-dialog [data-choice=arm64]").await;
+    b.wait_for("arm64 download", "return document.querySelector('#guide-steps code[data-step=\"0\"]')?.textContent.includes('emqxee-agent-linux-arm64')", json!([])).await;
+    b.click("#guide-dialog [data-choice=kubernetes]").await;
+    b.wait_for("manifest", "return document.querySelector('#guide-steps code')?.textContent.includes('kind: Deployment')", json!([])).await;
+    b.click("#guide-dialog [data-choice=binary]").await;
+    b.wait_for(
+        "binary steps",
+        "return document.querySelectorAll('#guide-steps li').length === 4",
+        json!([]),
+    )
+    .await;
+    // Node config: the simulator is this "VM"'s EMQX.
+    b.clear("#g-user").await;
+    b.type_into("#g-user", "admin").await;
+    b.type_into("#g-pass", "public").await;
+    b.clear("#g-dash").await;
+    b.type_into("#g-dash", &sim.url).await;
+    b.clear("#g-api").await;
+    b.type_into("#g-api", &sim.url).await;
+    let expected = format!(
+        "--emqx-dashboard-password public --emqx-dashboard-url {} --emqx-api-url {}",
+        sim.url, sim.url
+    );
+    b.wait_for("filled register command", "return document.querySelector('#guide-steps code[data-step=\"3\"]')?.textContent.includes(arguments[0])", json!([expected])).await;
+    b.screenshot("02-registration-guide").await;
+    b.click("#guide-steps [data-action=copy][data-step=\"3\"]")
+        .await;
+    let copied = b
+        .wait_for("copied", "return window.__ecpLastCopied", json!([]))
+        .await;
+    let copied = copied.as_str().expect("copied text").to_string();
+    assert!(
+        copied.starts_with("sudo /usr/local/bin/emqxee-agent register --url "),
+        "{copied}"
+    );
+    assert!(copied.contains("--registration-token ecpr_"), "{copied}");
+
+    // On the "VM": start the agent, then run the command exactly as copied.
+    let agent = Agent::new();
+    assert!(agent.cmd(&["start"]).await.status.success());
+    let exe = sibling("emqxee-agent");
+    let local = copied.replacen(
+        "sudo /usr/local/bin/emqxee-agent ",
+        &format!(
+            "'{}' --home '{}' ",
+            exe.display(),
+            agent.home.path().display()
+        ),
+        1,
+    );
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&local)
+        .output()
+        .await
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "the copied command failed: {:?}",
+        text(&out)
+    );
+    b.click("#guide-dialog [data-action=close]").await;
+
+    // The card turns Running by itself.
+    status_of(&b, name, "running").await;
+    let card_text = b.text(&card(name)).await;
+    assert!(
+        card_text.contains("5.6.0 Enterprise") && card_text.contains("3/3"),
+        "{card_text}"
+    );
+    b.screenshot("03-card-running").await;
+    b.click("[data-view=list]").await;
+    status_of(&b, name, "running").await;
+    b.screenshot("04-list-running").await;
+    b.click("[data-view=cards]").await;
+
+    // A node stops: Abnormal, and the reason names it.
+    sim.stop_node(2).await;
+    status_of(&b, name, "abnormal").await;
+    b.click(&format!("{} [data-status=abnormal]", card(name)))
+        .await;
+    let reason = b.text("#reason-message").await;
+    assert!(reason.contains(&sim.node(2)), "{reason}");
+    b.screenshot("05-abnormal-reason").await;
+    b.click("#reason-dialog [data-action=close]").await;
+
+    // 中文.
+    b.click("#lang option[value=zh]").await;
+    b.wait_for("Chinese badge", "return document.querySelector(arguments[0] + ' [data-status=abnormal]')?.textContent === '异常'", json!([card(name)])).await;
+    assert_eq!(b.text("#add-cluster").await, "纳管集群");
+    b.screenshot("06-chinese").await;
+
+    // Delete by typing the name.
+    b.click(&format!("{} [data-action=delete]", card(name)))
+        .await;
+    let disabled = b
+        .js(
+            "return document.querySelector('[data-action=confirm-delete]').disabled",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        disabled,
+        json!(true),
+        "cannot delete before typing the name"
+    );
+    b.type_into("#d-name", name).await;
+    b.click("[data-action=confirm-delete]").await;
+    b.wait_for(
+        "card gone",
+        "return !document.querySelector(arguments[0])",
+        json!([card(name)]),
+    )
+    .await;
+    assert_eq!(
+        b.js("return window.__alerts.length", json!([])).await,
+        json!(0)
+    );
+    // The language choice is remembered across a reload.
+    b.goto(&server.base).await;
+    b.wait_for(
+        "still Chinese",
+        "return document.querySelector('#add-cluster')?.textContent === '纳管集群'",
+        json!([]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn text_from_outside_is_shown_as_text_and_never_runs() {
+    let server = Server::start_with(&[("ECP_AGENT_REPORT_INTERVAL_SECS", "1")]).await;
+    let api = server.api().await;
+    // EMQX node names and the version string come from the (simulated) cluster.
+    let sim = Sim::start(&format!("5.6.0-{XSS}"), 2, XSS).await;
+    let (s, c) = api
+        .post(&format!("{P}/clusters"), json!({"name": "xss", "description": XSS, "serviceAddress": "http://x/\"><img/src=x/onerror=alert(1)>"}))
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    let out = agent
+        .register(&server.base, &token, &sim.url, "public")
+        .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(agent.cmd(&["start"]).await.status.success());
+
+    let b = Browser::start().await;
+    login(&b, &server.base).await;
+    status_of(&b, "xss", "running").await;
+    let card_text = b.text(&card("xss")).await;
+    assert!(
+        card_text.contains(XSS),
+        "description shown as text: {card_text}"
+    );
+    assert!(
+        card_text.contains(&format!("5.6.0-{XSS}")),
+        "version shown as text: {card_text}"
+    );
+    b.click(&format!("{} [data-action=nodes]", card("xss")))
+        .await;
+    let nodes = b.text("#nodes-dialog").await;
+    assert!(
+        nodes.contains(&format!("emqx@node1.{XSS}")),
+        "node name shown as text: {nodes}"
+    );
+    b.screenshot("07-untrusted-text").await;
+    b.click("#nodes-dialog [data-action=close]").await;
+    b.click("[data-view=list]").await;
+    b.find(&format!("tr{}", card("xss"))).await;
+    let imgs = b
+        .js("return document.querySelectorAll('img').length", json!([]))
+        .await;
+    assert_eq!(imgs, json!(0), "no markup from outside became an element");
+    assert_eq!(
+        b.js("return window.__alerts.length", json!([])).await,
+        json!(0),
+        "nothing ran"
+    );
+}
+
+#[tokio::test]
+async fn the_page_follows_changes_live_and_reconnects_after_a_server_restart() {
+    let mut server = Server::start().await;
+    let b = Browser::start().await;
+    login(&b, &server.base).await;
+    b.wait_for(
+        "live stream up",
+        "return document.body.dataset.live === 'up'",
+        json!([]),
+    )
+    .await;
+    // A change made elsewhere (another console, the API) appears without reload.
+    let api = server.api().await;
+    api.create_cluster("made elsewhere").await;
+    b.find(&card("made elsewhere")).await;
+
+    // The page reconnects to its own origin: restart the server on the same address.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    server.stop().await;
+    b.wait_for(
+        "live stream down",
+        "return document.body.dataset.live === 'down'",
+        json!([]),
+    )
+    .await;
+    server.restart_on(&addr).await;
+    b.wait_for(
+        "live stream up again",
+        "return document.body.dataset.live === 'up'",
+        json!([]),
+    )
+    .await;
+    let api = server.api().await;
+    api.create_cluster("after restart").await;
+    b.find(&card("after restart")).await;
+    b.find(&card("made elsewhere")).await;
+}

@@ -1,0 +1,232 @@
+//! A minimal W3C WebDriver client (JSON over HTTP) for Debian's chromedriver
+//! driving headless Chromium.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    _driver: Child,
+    _profile: tempfile::TempDir,
+    http: reqwest::Client,
+    base: String,
+}
+
+fn which(name: &str, fallback: &str) -> String {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
+        let p = format!("{dir}/{name}");
+        if std::path::Path::new(&p).exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: {fallback}");
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let driver = which(
+            "chromedriver",
+            "scripts/test installs chromium-driver (apt-get install -y chromium chromium-driver)",
+        );
+        let chromium = which(
+            "chromium",
+            "scripts/test installs chromium (apt-get install -y chromium chromium-driver)",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn chromedriver");
+        let http = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{url}/status")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().expect("profile");
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]}}}});
+        let r: Value = http
+            .post(format!("{url}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("json");
+        let id = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_string();
+        Browser {
+            _driver: child,
+            _profile: profile,
+            http,
+            base: format!("{url}/session/{id}"),
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if method != reqwest::Method::GET {
+            req = req.json(&body);
+        }
+        let r = req.send().await.expect("webdriver");
+        let status = r.status();
+        let v: Value = r.json().await.expect("webdriver json");
+        assert!(status.is_success(), "webdriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    pub async fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+        .await
+    }
+
+    /// Waits until `script` (a function body) returns something truthy; returns it.
+    pub async fn wait_for(&self, what: &str, script: &str, args: Value) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.js(script, args.clone()).await;
+            let truthy = !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0));
+            if truthy {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn find(&self, css: &str) -> String {
+        let v = self
+            .wait_for(
+                css,
+                "return document.querySelector(arguments[0]) ? true : false",
+                json!([css]),
+            )
+            .await;
+        assert_eq!(v, json!(true));
+        let e = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        e[ELEMENT].as_str().expect("element id").to_string()
+    }
+
+    pub async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    pub async fn clear(&self, css: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            json!({}),
+        )
+        .await;
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{id}/text"),
+            json!(null),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    pub async fn screenshot(&self, name: &str) {
+        let v = self
+            .cmd(reqwest::Method::GET, "/screenshot", json!(null))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .expect("png");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write png");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Close the session so Chromium exits before chromedriver is killed.
+        // Plain blocking HTTP: no async runtime is needed (or safe) in drop.
+        use std::io::{Read, Write};
+        let Some(rest) = self.base.strip_prefix("http://") else {
+            return;
+        };
+        let Some((host, path)) = rest.split_once('/') else {
+            return;
+        };
+        if let Ok(mut s) = std::net::TcpStream::connect(host) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(s, "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+        }
+    }
+}
