@@ -375,6 +375,12 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             Err(ProtocolError::Overflow) => {
                 self.bad_frame(ctx, CloseCode::Size, "frame exceeds 1 MiB")
             }
+            Err(ProtocolError::Io(e)) => {
+                // The agent went away mid-frame: a disconnect, not a bad frame.
+                tracing::info!(agent_id = %self.agent_id, error = %e, "agent connection lost");
+                self.closing = true;
+                ctx.stop();
+            }
             Err(e) => {
                 tracing::debug!(agent_id = %self.agent_id, error = %e, "websocket error");
                 self.bad_frame(ctx, CloseCode::Protocol, &e.to_string());

@@ -81,7 +81,7 @@ async fn an_oversized_frame_and_a_garbage_frame_close_only_their_own_sessions() 
     assert_eq!(c["reason"]["code"], "nodes_stopped");
     good.heartbeat().await.expect("still open");
     // And the two offenders may simply reconnect.
-    Session::connect(&server.base, &regs[0].token, &regs[0].agent_id, None)
+    let _again = Session::connect(&server.base, &regs[0].token, &regs[0].agent_id, None)
         .await
         .expect("reconnect a");
     let metrics = api
@@ -93,7 +93,26 @@ async fn an_oversized_frame_and_a_garbage_frame_close_only_their_own_sessions() 
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("ecp_bad_frames_total 2"), "{metrics}");
+    let log = server.log_text();
+    assert!(
+        metrics.contains("ecp_bad_frames_total 2"),
+        "{metrics}\n{log}"
+    );
+    // The closed sessions left the registry: two are open (the good one and the reconnected one).
+    assert!(metrics.contains("ecp_agent_sessions 2"), "{metrics}\n{log}");
+    let (_, agents) = api.get(&format!("{P}/clusters/{id}/agents")).await;
+    let connected: Vec<bool> = agents
+        .as_array()
+        .expect("agents")
+        .iter()
+        .map(|a| a["connected"] == true)
+        .collect();
+    assert_eq!(
+        connected.iter().filter(|c| **c).count(),
+        2,
+        "{agents}\n{}",
+        server.log_text()
+    );
 }
 
 #[tokio::test]
