@@ -70,27 +70,8 @@ pub fn description(s: &str) -> Result<(), String> {
 
 /// Minimum supported EMQX versions: v4 ≥ 4.4.6, v5 ≥ 5.6.0.
 pub fn emqx_version(v: &str) -> Result<(), String> {
-    let required = "4.4.6 or later (v4) or 5.6.0 or later (v5)";
-    let clean = v.trim().trim_start_matches(['v', 'e']);
-    let core = clean.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<Option<u32>> = core.split('.').map(|p| p.parse().ok()).collect();
-    let nums: Option<Vec<u32>> = parts.into_iter().collect();
-    let Some(nums) = nums.filter(|n| n.len() >= 2) else {
-        return Err(format!(
-            "EMQX version {v:?} is not recognised; {required} is required"
-        ));
-    };
-    let ver = (nums[0], nums[1], nums.get(2).copied().unwrap_or(0));
-    let ok = match ver.0 {
-        4 => ver >= (4, 4, 6),
-        5 => ver >= (5, 6, 0),
-        n => n > 5,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("EMQX {v} is not supported; {required} is required"))
-    }
+    ecp_protocol::check_emqx_version(v)
+        .map_err(|required| format!("EMQX {v} is not supported: {required} is required (ECP manages v4 from 4.4.6 and v5 from 5.6.0)"))
 }
 
 #[cfg(test)]
@@ -135,7 +116,10 @@ mod tests {
             assert!(emqx_version(bad).is_err(), "{bad}");
         }
         let e = emqx_version("5.5.1").expect_err("old");
-        assert!(e.contains("5.5.1") && e.contains("5.6.0"), "{e}");
+        assert!(
+            e.contains("5.5.1") && e.contains("5.6.0") && e.contains("4.4.6"),
+            "{e}"
+        );
     }
 
     #[test]

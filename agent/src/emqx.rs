@@ -253,29 +253,21 @@ fn failed(e: &EmqxError) -> Observation {
 
 /// Minimum versions: v4 ≥ 4.4.6, v5 ≥ 5.6.0. `Err` names found and required.
 pub fn check_version(version: &str) -> Result<(), (String, String)> {
-    let core = version.trim().trim_start_matches(['v', 'e']);
-    let core = core.split(['-', '+']).next().unwrap_or("");
-    let n: Vec<u32> = core.split('.').filter_map(|p| p.parse().ok()).collect();
-    let v = (
-        n.first().copied().unwrap_or(0),
-        n.get(1).copied().unwrap_or(0),
-        n.get(2).copied().unwrap_or(0),
-    );
-    let required = match v.0 {
-        4 => "4.4.6 or later",
-        5 => "5.6.0 or later",
-        _ if v.0 > 5 => return Ok(()),
-        _ => "4.4.6 or later (v4) or 5.6.0 or later (v5)",
-    };
-    let ok = match v.0 {
-        4 => v >= (4, 4, 6),
-        5 => v >= (5, 6, 0),
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err((version.to_string(), required.to_string()))
+    ecp_protocol::check_emqx_version(version)
+        .map_err(|required| (version.to_string(), required.to_string()))
+}
+
+/// The verdict on a cluster: version first, then stopped nodes.
+fn verdict(version: &str, nodes: &[NodeStatus]) -> Health {
+    let stopped: Vec<String> = nodes
+        .iter()
+        .filter(|n| !n.running)
+        .map(|n| n.name.clone())
+        .collect();
+    match check_version(version) {
+        Err((found, required)) => Health::UnsupportedVersion { found, required },
+        Ok(()) if !stopped.is_empty() => Health::NodesStopped { nodes: stopped },
+        Ok(()) => Health::Healthy,
     }
 }
 
@@ -329,16 +321,7 @@ pub fn parse_v5(
             .unwrap_or(0),
         max: license.and_then(|l| u64_of(&l["max_connections"])),
     };
-    let stopped: Vec<String> = out
-        .iter()
-        .filter(|n| !n.running)
-        .map(|n| n.name.clone())
-        .collect();
-    let health = match check_version(&version) {
-        Err((found, required)) => Health::UnsupportedVersion { found, required },
-        Ok(()) if !stopped.is_empty() => Health::NodesStopped { nodes: stopped },
-        Ok(()) => Health::Healthy,
-    };
+    let health = verdict(&version, &out);
     Ok(Observation {
         health,
         emqx: Some(summary),
@@ -404,16 +387,7 @@ pub fn parse_v4(
                 .sum()
         })
         .unwrap_or(0);
-    let stopped: Vec<String> = out
-        .iter()
-        .filter(|n| !n.running)
-        .map(|n| n.name.clone())
-        .collect();
-    let health = match check_version(&version) {
-        Err((found, required)) => Health::UnsupportedVersion { found, required },
-        Ok(()) if !stopped.is_empty() => Health::NodesStopped { nodes: stopped },
-        Ok(()) => Health::Healthy,
-    };
+    let health = verdict(&version, &out);
     Ok(Observation {
         health,
         emqx: Some(EmqxSummary {

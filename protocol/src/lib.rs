@@ -12,9 +12,11 @@
 
 pub mod codec;
 mod frame;
+pub mod version;
 
 pub use codec::{decode, encode, CodecError, MAX_FRAME_BYTES};
 pub use frame::*;
+pub use version::check_emqx_version;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;

@@ -308,3 +308,36 @@ impl Events {
         self.wait(id, timeout, |c| c["status"] == status).await
     }
 }
+
+/// A cluster named `name` with one test-client agent (EMQX node `node`)
+/// connected and reporting healthy: the cluster is `running`.
+pub async fn running_cluster(
+    server: &Server,
+    api: &Api,
+    events: &mut Events,
+    name: &str,
+    node: &str,
+) -> (String, ecp_testkit::Registration, ecp_testkit::Session) {
+    let id = api.create_cluster(name).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let reg = ecp_testkit::register(
+        &api.http,
+        &server.base,
+        &ecp_testkit::register_body(&token, "n1", node, "5.6.0"),
+    )
+    .await
+    .expect("register");
+    let mut s = ecp_testkit::Session::connect(&server.base, &reg.token, &reg.agent_id, None)
+        .await
+        .expect("connect");
+    s.report(ecp_protocol::Health::Healthy, &[(node, true)])
+        .await
+        .expect("report");
+    events
+        .wait_status(&id, "running", Duration::from_secs(10))
+        .await;
+    (id, reg, s)
+}

@@ -178,25 +178,7 @@ async fn a_reconnect_within_the_grace_does_not_flap() {
     let server = Server::start().await;
     let api = server.api().await;
     let mut events = api.events().await;
-    let id = api.create_cluster("steady").await["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let token = api.issue_token(&id).await;
-    let reg = register(
-        &api.http,
-        &server.base,
-        &register_body(&token, "n1", "emqx@a", "4.4.6"),
-    )
-    .await
-    .expect("register");
-    let mut s = Session::connect(&server.base, &reg.token, &reg.agent_id, None)
-        .await
-        .expect("connect");
-    s.report(Health::Healthy, &[("emqx@a", true)])
-        .await
-        .expect("report");
-    events.wait_status(&id, "running", WAIT).await;
+    let (id, reg, s) = running_cluster(&server, &api, &mut events, "steady", "emqx@a").await;
 
     // Vanish and come back well within the grace (a node restart, an LB failover).
     s.vanish();
@@ -230,25 +212,9 @@ async fn delete_tells_the_agent_then_the_cluster_is_gone_and_its_tokens_answer_4
     let server = Server::start().await;
     let api = server.api().await;
     let mut events = api.events().await;
-    let id = api.create_cluster("to be deleted").await["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (id, reg, mut s) =
+        running_cluster(&server, &api, &mut events, "to be deleted", "emqx@d").await;
     let token = api.issue_token(&id).await;
-    let reg = register(
-        &api.http,
-        &server.base,
-        &register_body(&token, "n1", "emqx@d", "5.6.0"),
-    )
-    .await
-    .expect("register");
-    let mut s = Session::connect(&server.base, &reg.token, &reg.agent_id, None)
-        .await
-        .expect("connect");
-    s.report(Health::Healthy, &[("emqx@d", true)])
-        .await
-        .expect("report");
-    events.wait_status(&id, "running", WAIT).await;
 
     let (status, body) = api
         .call(reqwest::Method::DELETE, &format!("{P}/clusters/{id}"), None)
