@@ -69,11 +69,14 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-pub fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
     match config.store.backend.as_str() {
         "embedded" => Ok(Arc::new(store::embedded::EmbeddedStore::open(
             std::path::Path::new(&config.store.data_dir),
         )?)),
+        "redis" => Ok(Arc::new(
+            store::redis::RedisStore::connect(&config.store.redis_url).await?,
+        )),
         other => Err(StartError::Unsupported(format!(
             "store back end {other:?} is not available in this build; use \"embedded\""
         ))),
@@ -102,7 +105,8 @@ fn timing(config: &Config) -> (Timing, SessionConfig) {
 /// Opens the store, bootstraps the first admin and the default org/project,
 /// and starts the registry (once). Must run inside the actix system.
 pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartError> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
+    tracing::info!(backend = %config.store.backend, "store opened");
     bootstrap::run(&store).await?;
     let (timing, session) = timing(&config);
     let deps = Deps::new(store, timing, session);

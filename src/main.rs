@@ -132,7 +132,7 @@ fn main() -> ExitCode {
         } => match load(&serve) {
             Err(e) => Err(e.to_string()),
             Ok(c) => actix_web::rt::System::new().block_on(async move {
-                let store = ecp::open_store(&c).map_err(|e| e.to_string())?;
+                let store = ecp::open_store(&c).await.map_err(|e| e.to_string())?;
                 ecp::bootstrap::create_admin(&store, &username, &password)
                     .await
                     .map_err(|e| match e {

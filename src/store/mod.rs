@@ -1,5 +1,6 @@
 //! Store back ends. The interface is `ecp_actors::store::Store`.
 
 pub mod embedded;
+pub mod redis;
 
 pub use ecp_actors::store::*;

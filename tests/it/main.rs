@@ -8,5 +8,7 @@ mod harness;
 mod lifecycle;
 mod ops;
 mod procs;
+mod redis_server;
 mod sessions;
+mod store;
 mod webdriver;

@@ -1,0 +1,539 @@
+//! The Redis back end: every record as JSON under `ecp:*` keys; every
+//! multi-key change is one Lua script (atomic on the server), so a failed
+//! call leaves nothing half-written. Tokens are keys named by their hash,
+//! expiring with Redis' own TTL.
+//!
+//! Lua only reads fields of the JSON it is given (`cjson.decode`); it never
+//! re-encodes records (cjson would turn `[]` into `{}`).
+
+use ecp_actors::model::*;
+use ecp_actors::store::*;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde::{de::DeserializeOwned, Serialize};
+
+const P: &str = "ecp:";
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn to_json<T: Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Shared by the scripts that remove agents. `keep_ms` > 0 keeps the
+/// credential until then (a deleted cluster's agents then get 410).
+const REMOVE_AGENT_FN: &str = r#"
+local function remove_agent(id, keep_ms)
+  local cur = redis.call('GET', 'ecp:agent:'..id)
+  if not cur then return end
+  local a = cjson.decode(cur)
+  redis.call('DEL', 'ecp:agent:'..id)
+  local cred = redis.call('GET', 'ecp:agent_cred:'..id)
+  redis.call('DEL', 'ecp:agent_cred:'..id)
+  if cred then
+    if keep_ms > 0 then redis.call('PEXPIRE', 'ecp:token:'..cred, keep_ms)
+    else redis.call('DEL', 'ecp:token:'..cred) end
+  end
+  if redis.call('GET', 'ecp:node_key:'..a.nodeKey) == id then redis.call('DEL', 'ecp:node_key:'..a.nodeKey) end
+  if redis.call('GET', 'ecp:node_id:'..a.nodeId) == id then redis.call('DEL', 'ecp:node_id:'..a.nodeId) end
+  redis.call('SREM', 'ecp:cluster_agents:'..a.clusterId, id)
+end
+"#;
+
+const CREATE_USER: &str = r#"
+if redis.call('SET', 'ecp:user_name:'..ARGV[2], ARGV[1], 'NX') == false then return 'EXISTS' end
+redis.call('SET', 'ecp:user:'..ARGV[1], ARGV[3])
+redis.call('SADD', 'ecp:users', ARGV[1])
+return 'OK'
+"#;
+
+const CREATE_CLUSTER: &str = r#"
+local id, project, name = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', 'ecp:cluster:'..id) == 1 then return 'EXISTS' end
+if redis.call('SET', 'ecp:cluster_name:'..project..':'..name, id, 'NX') == false then return 'NAME_TAKEN' end
+redis.call('SET', 'ecp:cluster:'..id, ARGV[4])
+redis.call('SET', 'ecp:cluster_rev:'..id, ARGV[5])
+redis.call('SADD', 'ecp:clusters', id)
+redis.call('SADD', 'ecp:project_clusters:'..project, id)
+redis.call('RPUSH', 'ecp:events:'..id, ARGV[6])
+return 'OK'
+"#;
+
+const UPDATE_CLUSTER: &str = r#"
+local id = ARGV[1]
+local cur = redis.call('GET', 'ecp:cluster:'..id)
+if not cur then return 'NOT_FOUND' end
+local rev = redis.call('GET', 'ecp:cluster_rev:'..id) or '0'
+if rev ~= ARGV[2] then return 'CONFLICT:'..rev end
+local old = cjson.decode(cur)
+local project, name = ARGV[5], ARGV[6]
+if old.name ~= name or old.projectId ~= project then
+  local nk = 'ecp:cluster_name:'..project..':'..name
+  if redis.call('EXISTS', nk) == 1 then return 'NAME_TAKEN' end
+  redis.call('DEL', 'ecp:cluster_name:'..old.projectId..':'..old.name)
+  redis.call('SET', nk, id)
+  if old.projectId ~= project then
+    redis.call('SREM', 'ecp:project_clusters:'..old.projectId, id)
+    redis.call('SADD', 'ecp:project_clusters:'..project, id)
+  end
+end
+redis.call('SET', 'ecp:cluster:'..id, ARGV[3])
+redis.call('SET', 'ecp:cluster_rev:'..id, ARGV[4])
+for i = 7, #ARGV do redis.call('RPUSH', 'ecp:events:'..id, ARGV[i]) end
+return 'OK'
+"#;
+
+const REMOVE_CLUSTER_BODY: &str = r#"
+local id, keep = ARGV[1], tonumber(ARGV[2])
+local cur = redis.call('GET', 'ecp:cluster:'..id)
+if cur then
+  local c = cjson.decode(cur)
+  redis.call('DEL', 'ecp:cluster_name:'..c.projectId..':'..c.name)
+  redis.call('SREM', 'ecp:project_clusters:'..c.projectId, id)
+end
+redis.call('DEL', 'ecp:cluster:'..id, 'ecp:cluster_rev:'..id)
+redis.call('SREM', 'ecp:clusters', id)
+for _, a in ipairs(redis.call('SMEMBERS', 'ecp:cluster_agents:'..id)) do remove_agent(a, keep) end
+redis.call('DEL', 'ecp:cluster_agents:'..id)
+redis.call('SET', 'ecp:tombstone:'..id, '1')
+return 'OK'
+"#;
+
+const PUT_TOKEN: &str = r#"
+if ARGV[3] == '0' then redis.call('SET', 'ecp:token:'..ARGV[1], ARGV[2])
+else redis.call('SET', 'ecp:token:'..ARGV[1], ARGV[2], 'PX', ARGV[3]) end
+if ARGV[4] ~= '' then
+  redis.call('SADD', 'ecp:cluster_tokens:'..ARGV[4], ARGV[1])
+  redis.call('PEXPIRE', 'ecp:cluster_tokens:'..ARGV[4], 8 * 24 * 3600 * 1000)
+end
+return 'OK'
+"#;
+
+const DELETE_TOKEN: &str = r#"
+local cur = redis.call('GET', 'ecp:token:'..ARGV[1])
+redis.call('DEL', 'ecp:token:'..ARGV[1])
+if cur then
+  local t = cjson.decode(cur)
+  if t.kind.kind == 'registration' then redis.call('SREM', 'ecp:cluster_tokens:'..t.kind.cluster_id, ARGV[1]) end
+end
+return 'OK'
+"#;
+
+const REVOKE_REGISTRATION: &str = r#"
+local n = 0
+for _, h in ipairs(redis.call('SMEMBERS', 'ecp:cluster_tokens:'..ARGV[1])) do
+  n = n + redis.call('DEL', 'ecp:token:'..h)
+end
+redis.call('DEL', 'ecp:cluster_tokens:'..ARGV[1])
+return n
+"#;
+
+/// Writes a registration if the node bindings are still what Rust read
+/// (compare-and-set); otherwise 'RETRY'.
+const REGISTER_COMMIT_BODY: &str = r#"
+local key_now = redis.call('GET', 'ecp:node_key:'..ARGV[1]) or ''
+local id_now = redis.call('GET', 'ecp:node_id:'..ARGV[2]) or ''
+if key_now ~= ARGV[3] or id_now ~= ARGV[4] then return 'RETRY' end
+local prev_cred = ''
+if ARGV[5] ~= '' then
+  prev_cred = redis.call('GET', 'ecp:agent_cred:'..ARGV[5]) or ''
+  remove_agent(ARGV[5], 0)
+end
+if ARGV[6] ~= '' and ARGV[6] ~= ARGV[5] then remove_agent(ARGV[6], 0) end
+local agent, cluster = ARGV[7], ARGV[9]
+redis.call('SET', 'ecp:agent:'..agent, ARGV[8])
+redis.call('SADD', 'ecp:cluster_agents:'..cluster, agent)
+redis.call('SET', 'ecp:node_key:'..ARGV[1], agent)
+redis.call('SET', 'ecp:node_id:'..ARGV[2], agent)
+redis.call('SET', 'ecp:agent_cred:'..agent, ARGV[10])
+redis.call('SET', 'ecp:token:'..ARGV[10], ARGV[11])
+return 'OK:'..prev_cred
+"#;
+
+const REMOVE_AGENT_BODY: &str = r#"
+remove_agent(ARGV[1], 0)
+return 'OK'
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(body)
+}
+
+fn with_fn(body: &str) -> Script {
+    Script::new(&format!("{REMOVE_AGENT_FN}\n{body}"))
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str) -> StoreResult<RedisStore> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad redis URL: {e}")))?;
+        let conn = ConnectionManager::new(client).await.map_err(unavailable)?;
+        Ok(RedisStore { conn })
+    }
+
+    fn c(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: String) -> StoreResult<Option<T>> {
+        let v: Option<String> = self.c().get(key).await.map_err(unavailable)?;
+        v.map(|s| from_json(&s)).transpose()
+    }
+
+    async fn members_json<T: DeserializeOwned>(
+        &self,
+        set: String,
+        prefix: &str,
+    ) -> StoreResult<Vec<T>> {
+        let ids: Vec<String> = self.c().smembers(set).await.map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|i| format!("{P}{prefix}:{i}")).collect();
+        let vals: Vec<Option<String>> = self.c().mget(keys).await.map_err(unavailable)?;
+        vals.into_iter().flatten().map(|s| from_json(&s)).collect()
+    }
+}
+
+fn outcome(reply: &str, name: &str) -> StoreResult<()> {
+    match reply {
+        "OK" => Ok(()),
+        "EXISTS" => Err(StoreError::Exists),
+        "NAME_TAKEN" => Err(StoreError::NameTaken(name.to_string())),
+        "NOT_FOUND" => Err(StoreError::NotFound),
+        other => Err(StoreError::Unavailable(format!(
+            "unexpected script reply {other}"
+        ))),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn user_count(&self) -> StoreResult<u64> {
+        self.c()
+            .scard(format!("{P}users"))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let r: String = script(CREATE_USER)
+            .arg(&user.id)
+            .arg(&user.username)
+            .arg(to_json(user)?)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        outcome(&r, &user.username)
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        self.get_json(format!("{P}user:{id}")).await
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let id: Option<String> = self
+            .c()
+            .get(format!("{P}user_name:{username}"))
+            .await
+            .map_err(unavailable)?;
+        match id {
+            Some(id) => self.user(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn put_org(&self, org: &OrgRecord) -> StoreResult<()> {
+        redis::pipe()
+            .atomic()
+            .set(format!("{P}org:{}", org.id), to_json(org)?)
+            .sadd(format!("{P}orgs"), &org.id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>> {
+        self.get_json(format!("{P}org:{id}")).await
+    }
+
+    async fn orgs(&self) -> StoreResult<Vec<OrgRecord>> {
+        self.members_json(format!("{P}orgs"), "org").await
+    }
+
+    async fn put_project(&self, p: &ProjectRecord) -> StoreResult<()> {
+        redis::pipe()
+            .atomic()
+            .set(format!("{P}project:{}", p.id), to_json(p)?)
+            .sadd(format!("{P}org_projects:{}", p.org_id), &p.id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn project(&self, id: &str) -> StoreResult<Option<ProjectRecord>> {
+        self.get_json(format!("{P}project:{id}")).await
+    }
+
+    async fn projects(&self, org_id: &str) -> StoreResult<Vec<ProjectRecord>> {
+        self.members_json(format!("{P}org_projects:{org_id}"), "project")
+            .await
+    }
+
+    async fn create_cluster(&self, c: &ClusterRecord, event: &ClusterEvent) -> StoreResult<()> {
+        let r: String = script(CREATE_CLUSTER)
+            .arg(&c.id)
+            .arg(&c.project_id)
+            .arg(&c.name)
+            .arg(to_json(c)?)
+            .arg(c.revision.to_string())
+            .arg(to_json(event)?)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        outcome(&r, &c.name)
+    }
+
+    async fn update_cluster(
+        &self,
+        c: &ClusterRecord,
+        expected_revision: u64,
+        events: &[ClusterEvent],
+    ) -> StoreResult<()> {
+        let s = script(UPDATE_CLUSTER);
+        let mut inv = s.prepare_invoke();
+        inv.arg(&c.id)
+            .arg(expected_revision.to_string())
+            .arg(to_json(c)?)
+            .arg(c.revision.to_string())
+            .arg(&c.project_id)
+            .arg(&c.name);
+        for e in events {
+            inv.arg(to_json(e)?);
+        }
+        let r: String = inv.invoke_async(&mut self.c()).await.map_err(unavailable)?;
+        if let Some(found) = r.strip_prefix("CONFLICT:") {
+            return Err(StoreError::RevisionConflict {
+                expected: expected_revision,
+                found: found.parse().unwrap_or(0),
+            });
+        }
+        outcome(&r, &c.name)
+    }
+
+    async fn cluster(&self, id: &str) -> StoreResult<Option<ClusterRecord>> {
+        self.get_json(format!("{P}cluster:{id}")).await
+    }
+
+    async fn clusters_in_project(&self, project_id: &str) -> StoreResult<Vec<ClusterRecord>> {
+        let mut v: Vec<ClusterRecord> = self
+            .members_json(format!("{P}project_clusters:{project_id}"), "cluster")
+            .await?;
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    async fn all_clusters(&self) -> StoreResult<Vec<ClusterRecord>> {
+        self.members_json(format!("{P}clusters"), "cluster").await
+    }
+
+    async fn remove_cluster(&self, id: &str) -> StoreResult<()> {
+        let r: String = with_fn(REMOVE_CLUSTER_BODY)
+            .arg(id)
+            .arg((7u64 * 24 * 3600 * 1000).to_string())
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        outcome(&r, "")
+    }
+
+    async fn cluster_deleted(&self, id: &str) -> StoreResult<bool> {
+        self.c()
+            .exists(format!("{P}tombstone:{id}"))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn events(&self, cluster_id: &str) -> StoreResult<Vec<ClusterEvent>> {
+        let v: Vec<String> = self
+            .c()
+            .lrange(format!("{P}events:{cluster_id}"), 0, -1)
+            .await
+            .map_err(unavailable)?;
+        v.iter().map(|s| from_json(s)).collect()
+    }
+
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
+        let ttl = token
+            .expires_at
+            .map(|t| t.saturating_sub(now_ms()).max(1))
+            .unwrap_or(0);
+        let cluster = match &token.kind {
+            TokenKind::Registration { cluster_id } => cluster_id.clone(),
+            _ => String::new(),
+        };
+        let _: String = script(PUT_TOKEN)
+            .arg(hex::encode(hash))
+            .arg(to_json(token)?)
+            .arg(ttl.to_string())
+            .arg(cluster)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
+        let t: Option<TokenRecord> = self
+            .get_json(format!("{P}token:{}", hex::encode(hash)))
+            .await?;
+        Ok(t.filter(|t| !t.expired(now)))
+    }
+
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
+        let _: String = script(DELETE_TOKEN)
+            .arg(hex::encode(hash))
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
+        script(REVOKE_REGISTRATION)
+            .arg(cluster_id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn purge_expired_tokens(&self, _now: Millis) -> StoreResult<u64> {
+        Ok(0) // Redis expires token keys by itself
+    }
+
+    async fn register_agent(
+        &self,
+        agent: &AgentRecord,
+        credential: &TokenHash,
+        cred: &TokenRecord,
+    ) -> StoreResult<Registered> {
+        for _ in 0..8 {
+            let by_key_id: Option<String> = self
+                .c()
+                .get(format!("{P}node_key:{}", agent.node_key))
+                .await
+                .map_err(unavailable)?;
+            let by_node_id: Option<String> = self
+                .c()
+                .get(format!("{P}node_id:{}", agent.node_id))
+                .await
+                .map_err(unavailable)?;
+            let by_key: Option<AgentRecord> = match &by_key_id {
+                Some(id) => self.agent(id).await?,
+                None => None,
+            };
+            if let Some(other) = &by_key {
+                if other.cluster_id != agent.cluster_id {
+                    return Err(StoreError::NodeTaken {
+                        cluster_id: other.cluster_id.clone(),
+                    });
+                }
+            }
+            let by_instance: Option<AgentRecord> = match &by_node_id {
+                Some(id) => self.agent(id).await?,
+                None => None,
+            };
+            let previous = by_instance
+                .clone()
+                .filter(|a| a.cluster_id == agent.cluster_id)
+                .or(by_key.clone());
+            let mut a = agent.clone();
+            if let Some(prev) = &previous {
+                a.id = prev.id.clone();
+                a.created_at = prev.created_at;
+            }
+            let mut c = cred.clone();
+            if let TokenKind::Agent { agent_id, .. } = &mut c.kind {
+                agent_id.clone_from(&a.id);
+            }
+            let stale = by_node_id.clone().unwrap_or_default();
+            let r: String = with_fn(REGISTER_COMMIT_BODY)
+                .arg(&a.node_key)
+                .arg(&a.node_id)
+                .arg(by_key_id.clone().unwrap_or_default())
+                .arg(by_node_id.clone().unwrap_or_default())
+                .arg(previous.as_ref().map(|p| p.id.clone()).unwrap_or_default())
+                .arg(stale)
+                .arg(&a.id)
+                .arg(to_json(&a)?)
+                .arg(&a.cluster_id)
+                .arg(hex::encode(credential))
+                .arg(to_json(&c)?)
+                .invoke_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            if r == "RETRY" {
+                continue;
+            }
+            let prev_cred = r.strip_prefix("OK:").unwrap_or_default();
+            let revoked = hex::decode(prev_cred)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            return Ok(Registered {
+                agent: a,
+                reused: previous.is_some(),
+                revoked_credential: revoked,
+            });
+        }
+        Err(StoreError::Unavailable(
+            "registration kept racing; retry".into(),
+        ))
+    }
+
+    async fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
+        self.get_json(format!("{P}agent:{id}")).await
+    }
+
+    async fn agents_of_cluster(&self, cluster_id: &str) -> StoreResult<Vec<AgentRecord>> {
+        let mut v: Vec<AgentRecord> = self
+            .members_json(format!("{P}cluster_agents:{cluster_id}"), "agent")
+            .await?;
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    async fn update_agent(&self, agent: &AgentRecord) -> StoreResult<()> {
+        // Only an agent that still exists (no resurrection).
+        let done: Option<String> = redis::cmd("SET")
+            .arg(format!("{P}agent:{}", agent.id))
+            .arg(to_json(agent)?)
+            .arg("XX")
+            .query_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        if done.is_some() {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    async fn remove_agent(&self, id: &str) -> StoreResult<()> {
+        let _: String = with_fn(REMOVE_AGENT_BODY)
+            .arg(id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

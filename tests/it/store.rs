@@ -1,0 +1,406 @@
+//! One conformance suite for every store back end: the embedded one and
+//! Redis (a real redis-server). Each step says what it tries.
+
+use crate::redis_server::RedisServer;
+use ecp_actors::model::*;
+use ecp_actors::store::*;
+use std::sync::Arc;
+
+fn cluster(id: &str, project: &str, name: &str) -> ClusterRecord {
+    ClusterRecord {
+        id: id.into(),
+        org_id: "default".into(),
+        project_id: project.into(),
+        name: name.into(),
+        description: String::new(),
+        service_address: String::new(),
+        status: Status::Created,
+        reason: None,
+        emqx: None,
+        nodes: NodeCounts::default(),
+        node_list: vec![],
+        connections: ConnectionCounts::default(),
+        agents: AgentCounts::default(),
+        started_at: None,
+        created_at: 1,
+        updated_at: 1,
+        revision: 1,
+    }
+}
+
+fn event(c: &ClusterRecord, to: Status) -> ClusterEvent {
+    ClusterEvent {
+        cluster_id: c.id.clone(),
+        revision: c.revision,
+        at: 1,
+        from: Status::Created,
+        to,
+        reason: None,
+        cause: "test".into(),
+    }
+}
+
+fn agent(id: &str, cluster: &str, node_id: &str, node_key: &str) -> AgentRecord {
+    AgentRecord {
+        id: id.into(),
+        cluster_id: cluster.into(),
+        node_id: node_id.into(),
+        node_key: node_key.into(),
+        node_name: "emqx@n".into(),
+        hostname: "h".into(),
+        machine_id: "m".into(),
+        agent_version: "1".into(),
+        dashboard_url: "http://x".into(),
+        log_collection: LogCollection {
+            enabled: false,
+            dir: String::new(),
+        },
+        emqx_reachable: true,
+        created_at: 5,
+        last_seen: 5,
+    }
+}
+
+fn cred(cluster: &str, agent: &str) -> TokenRecord {
+    TokenRecord {
+        kind: TokenKind::Agent {
+            cluster_id: cluster.into(),
+            agent_id: agent.into(),
+        },
+        created_at: 1,
+        expires_at: None,
+    }
+}
+
+async fn conformance(store: SharedStore) {
+    // Users: unique names.
+    let u = UserRecord {
+        id: "u1".into(),
+        username: "ann".into(),
+        password_hash: "h".into(),
+        system_admin: false,
+        created_at: 1,
+    };
+    store.create_user(&u).await.expect("create user");
+    assert!(matches!(
+        store
+            .create_user(&UserRecord {
+                id: "u2".into(),
+                ..u.clone()
+            })
+            .await,
+        Err(StoreError::Exists)
+    ));
+    assert_eq!(
+        store.user_by_name("ann").await.expect("by name"),
+        Some(u.clone())
+    );
+    assert_eq!(store.user_count().await.expect("count"), 1);
+
+    // Orgs and projects.
+    store
+        .put_org(&OrgRecord {
+            id: "o".into(),
+            name: "o".into(),
+            created_at: 1,
+        })
+        .await
+        .expect("org");
+    store
+        .put_project(&ProjectRecord {
+            id: "p".into(),
+            org_id: "o".into(),
+            name: "p".into(),
+            created_at: 1,
+        })
+        .await
+        .expect("project");
+    assert_eq!(store.projects("o").await.expect("projects").len(), 1);
+    assert_eq!(store.orgs().await.expect("orgs").len(), 1);
+
+    // Clusters: unique names per project, fenced updates, history in order.
+    let mut c = cluster("c1", "p", "alpha");
+    store
+        .create_cluster(&c, &event(&c, Status::Created))
+        .await
+        .expect("create");
+    let c2 = cluster("c2", "p", "alpha");
+    assert!(matches!(
+        store
+            .create_cluster(&c2, &event(&c2, Status::Created))
+            .await,
+        Err(StoreError::NameTaken(_))
+    ));
+    let c3 = cluster("c3", "other", "alpha");
+    store
+        .create_cluster(&c3, &event(&c3, Status::Created))
+        .await
+        .expect("same name, other project");
+    let old_rev = c.revision;
+    c.revision = 2;
+    c.status = Status::Registering;
+    store
+        .update_cluster(&c, old_rev, &[event(&c, Status::Registering)])
+        .await
+        .expect("update");
+    // A stale writer (expects revision 1 again) is rejected and changes nothing.
+    let mut stale = c.clone();
+    stale.revision = 3;
+    stale.status = Status::Abnormal;
+    assert!(matches!(
+        store.update_cluster(&stale, 1, &[]).await,
+        Err(StoreError::RevisionConflict {
+            expected: 1,
+            found: 2
+        })
+    ));
+    assert_eq!(
+        store.cluster("c1").await.expect("get").map(|c| c.status),
+        Some(Status::Registering)
+    );
+    // Rename: onto a taken name refused; to a free name frees the old one.
+    let c4 = cluster("c4", "p", "beta");
+    store
+        .create_cluster(&c4, &event(&c4, Status::Created))
+        .await
+        .expect("beta");
+    let mut renamed = c.clone();
+    renamed.name = "beta".into();
+    renamed.revision = 3;
+    assert!(matches!(
+        store.update_cluster(&renamed, 2, &[]).await,
+        Err(StoreError::NameTaken(_))
+    ));
+    renamed.name = "gamma".into();
+    store
+        .update_cluster(&renamed, 2, &[])
+        .await
+        .expect("rename");
+    let c5 = cluster("c5", "p", "alpha");
+    store
+        .create_cluster(&c5, &event(&c5, Status::Created))
+        .await
+        .expect("alpha is free again");
+    let names: Vec<String> = store
+        .clusters_in_project("p")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let history: Vec<Status> = store
+        .events("c1")
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(history, vec![Status::Created, Status::Registering]);
+    assert_eq!(store.all_clusters().await.expect("all").len(), 4);
+
+    // Tokens: by hash, with expiry, revocable per cluster.
+    let reg = TokenRecord {
+        kind: TokenKind::Registration {
+            cluster_id: "c1".into(),
+        },
+        created_at: 1,
+        expires_at: Some(now_ms() + 60_000),
+    };
+    store.put_token(&[1; 32], &reg).await.expect("token");
+    store.put_token(&[2; 32], &reg).await.expect("token");
+    assert_eq!(
+        store.token(&[1; 32], now_ms()).await.expect("get"),
+        Some(reg.clone())
+    );
+    assert_eq!(
+        store
+            .token(&[1; 32], now_ms() + 120_000)
+            .await
+            .expect("get"),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.token(&[9; 32], now_ms()).await.expect("get"),
+        None,
+        "unknown"
+    );
+    store.delete_token(&[2; 32]).await.expect("delete");
+    assert_eq!(store.token(&[2; 32], now_ms()).await.expect("get"), None);
+    store.put_token(&[3; 32], &reg).await.expect("token");
+    assert_eq!(
+        store
+            .revoke_registration_tokens("c1")
+            .await
+            .expect("revoke"),
+        2
+    );
+    assert_eq!(store.token(&[1; 32], now_ms()).await.expect("get"), None);
+
+    // Agents: register, idempotent retry, node taken elsewhere.
+    let r = store
+        .register_agent(
+            &agent("a1", "c1", "inst-1", "emqx@n|m"),
+            &[10; 32],
+            &cred("c1", "a1"),
+        )
+        .await
+        .expect("register");
+    assert!(!r.reused);
+    let again = store
+        .register_agent(
+            &agent("a-new", "c1", "inst-1", "emqx@n|m"),
+            &[11; 32],
+            &cred("c1", "a-new"),
+        )
+        .await
+        .expect("retry");
+    assert!(again.reused);
+    assert_eq!(again.agent.id, "a1", "same agent id on retry");
+    assert_eq!(again.revoked_credential, Some([10; 32]));
+    assert_eq!(
+        store.token(&[10; 32], now_ms()).await.expect("get"),
+        None,
+        "old credential revoked"
+    );
+    match store
+        .token(&[11; 32], now_ms())
+        .await
+        .expect("get")
+        .map(|t| t.kind)
+    {
+        Some(TokenKind::Agent { agent_id, .. }) => {
+            assert_eq!(agent_id, "a1", "credential points at the kept id")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.register_agent(&agent("a2", "c4", "inst-2", "emqx@n|m"), &[12; 32], &cred("c4", "a2")).await,
+        Err(StoreError::NodeTaken { cluster_id }) if cluster_id == "c1"
+    ));
+    assert_eq!(
+        store.agents_of_cluster("c1").await.expect("agents").len(),
+        1
+    );
+    let mut a = store.agent("a1").await.expect("agent").expect("exists");
+    a.last_seen = 99;
+    store.update_agent(&a).await.expect("update agent");
+    assert_eq!(
+        store.agent("a1").await.expect("agent").map(|a| a.last_seen),
+        Some(99)
+    );
+    assert!(
+        matches!(
+            store.update_agent(&agent("ghost", "c1", "x", "y")).await,
+            Err(StoreError::NotFound)
+        ),
+        "no resurrection"
+    );
+
+    // Remove a cluster: gone, tombstoned, agents gone, their credential kept (→ 410).
+    store.remove_cluster("c1").await.expect("remove");
+    assert_eq!(store.cluster("c1").await.expect("get"), None);
+    assert!(store.cluster_deleted("c1").await.expect("tomb"));
+    assert!(!store.cluster_deleted("c4").await.expect("tomb"));
+    assert_eq!(store.agent("a1").await.expect("agent"), None);
+    assert!(
+        store
+            .token(&[11; 32], now_ms())
+            .await
+            .expect("get")
+            .is_some(),
+        "credential kept to answer 410"
+    );
+    // The node is free again for another cluster.
+    store
+        .register_agent(
+            &agent("a3", "c4", "inst-3", "emqx@n|m"),
+            &[13; 32],
+            &cred("c4", "a3"),
+        )
+        .await
+        .expect("node free");
+    store.remove_agent("a3").await.expect("remove agent");
+    assert_eq!(
+        store.agents_of_cluster("c4").await.expect("agents").len(),
+        0
+    );
+    assert_eq!(
+        store.token(&[13; 32], now_ms()).await.expect("get"),
+        None,
+        "revoked agent's credential is gone"
+    );
+}
+
+#[tokio::test]
+async fn embedded_store_conformance() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store: SharedStore =
+        Arc::new(ecp::store::embedded::EmbeddedStore::open(dir.path()).expect("open"));
+    conformance(store).await;
+}
+
+#[tokio::test]
+async fn redis_store_conformance() {
+    let redis = RedisServer::start().await;
+    let store: SharedStore = Arc::new(
+        ecp::store::redis::RedisStore::connect(&redis.url())
+            .await
+            .expect("connect"),
+    );
+    conformance(store).await;
+}
+
+#[tokio::test]
+async fn redis_store_keeps_everything_across_a_redis_restart_with_aof() {
+    let mut redis = RedisServer::start().await;
+    let store: SharedStore = Arc::new(
+        ecp::store::redis::RedisStore::connect(&redis.url())
+            .await
+            .expect("connect"),
+    );
+    let c = cluster("k1", "p", "kept");
+    store
+        .create_cluster(&c, &event(&c, Status::Created))
+        .await
+        .expect("create");
+    redis.restart().await;
+    // The connection manager reconnects by itself; the record is still there.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        match store.cluster("k1").await {
+            Ok(v) => break v,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("no reconnect: {e}"),
+        }
+    };
+    assert_eq!(found.map(|c| c.name), Some("kept".to_string()));
+}
+
+#[tokio::test]
+async fn ecp_serve_with_redis_runs_the_lifecycle_and_keeps_it_across_restarts() {
+    use crate::harness::*;
+    let redis = RedisServer::start().await;
+    let mut server = Server::start_with(&[("ECP_REDIS", &redis.url())]).await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let (id, reg, s) = running_cluster(&server, &api, &mut events, "on redis", "emqx@r").await;
+    let history = api.history(&id).await;
+    drop(s);
+    server.restart().await;
+    assert!(
+        server.log_text().contains("redis"),
+        "ran on the Redis back end"
+    );
+    let api = server.api().await;
+    let (status, c) = api.cluster(&id).await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["name"], "on redis");
+    assert_eq!(api.history(&id).await[..history.len()], history[..]);
+    ecp_testkit::Session::connect(&server.base, &reg.token, &reg.agent_id, None)
+        .await
+        .expect("credential kept in Redis");
+}
