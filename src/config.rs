@@ -15,7 +15,31 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub agent: AgentConfig,
     pub tokens: TokenConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Agent registrations admitted per second on this node (token bucket);
+    /// beyond it: 429 with Retry-After.
+    pub registrations_per_sec: u32,
+    pub registration_burst: u32,
+    /// Agent WebSocket upgrades admitted per second on this node.
+    pub ws_upgrades_per_sec: u32,
+    pub ws_upgrade_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            registrations_per_sec: 100,
+            registration_burst: 200,
+            ws_upgrades_per_sec: 500,
+            ws_upgrade_burst: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +53,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0: one per core.
     pub workers: usize,
+    /// On SIGTERM: how long to wait for agents to move before exiting.
+    pub drain_timeout_secs: u32,
+    /// On SIGTERM: agents told to reconnect per batch, and the pause between batches.
+    pub drain_batch: u32,
+    pub drain_batch_interval_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +142,9 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_body_bytes: 64 * 1024,
             workers: 0,
+            drain_timeout_secs: 15,
+            drain_batch: 200,
+            drain_batch_interval_ms: 100,
         }
     }
 }
@@ -238,6 +270,12 @@ impl Config {
                 "agent.idle_timeout_secs",
                 "must be longer than agent.ping_interval_secs",
             ));
+        }
+        if self.limits.registrations_per_sec == 0 || self.limits.ws_upgrades_per_sec == 0 {
+            return Err(invalid("limits", "rates must be at least 1 per second"));
+        }
+        if self.server.drain_batch == 0 {
+            return Err(invalid("server.drain_batch", "must be at least 1"));
         }
         if self.tokens.registration_ttl_secs == 0
             || self.tokens.registration_ttl_secs > self.tokens.registration_max_ttl_secs

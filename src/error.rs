@@ -54,6 +54,11 @@ impl ApiError {
     pub fn unprocessable(code: &'static str, m: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, m)
     }
+    pub fn too_many(m: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", m);
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
     pub fn unavailable(m: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", m)
     }

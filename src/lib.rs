@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod limits;
 pub mod store;
 pub mod validate;
 
@@ -29,6 +30,10 @@ pub struct AppState {
     pub registry: Addr<Registry>,
     pub config: Arc<Config>,
     pub draining: AtomicBool,
+    pub registrations: limits::Bucket,
+    pub upgrades: limits::Bucket,
+    /// Flips to true when the node drains: long-lived streams end.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -116,11 +121,17 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         .await
         .map_err(|e| StartError::Unsupported(format!("registry failed to start: {e}")))?;
     tracing::info!(clusters, "registry ready");
+    let l = &config.limits;
+    let registrations = limits::Bucket::new(l.registrations_per_sec, l.registration_burst);
+    let upgrades = limits::Bucket::new(l.ws_upgrades_per_sec, l.ws_upgrade_burst);
     Ok(web::Data::new(AppState {
         deps,
         registry,
         config: Arc::new(config),
         draining: AtomicBool::new(false),
+        registrations,
+        upgrades,
+        closing: tokio::sync::watch::Sender::new(false),
     }))
 }
 
@@ -137,6 +148,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .wrap(actix_web::middleware::Compress::default())
             .configure(move |cfg| api::routes(cfg, state))
     })
+    .disable_signals() // SIGTERM drains first; see `drain_on_signal`
     .shutdown_timeout(10);
     if workers > 0 {
         server = server.workers(workers);
@@ -150,9 +162,50 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         println!("ecp listening on http://{addr}");
     }
     let _ = std::io::stdout().flush();
-    server.run().await?;
+    let server = server.run();
+    actix_web::rt::spawn(drain_on_signal(state, server.handle()));
+    server.await?;
     tracing::info!("ecp stopped");
     Ok(())
+}
+
+/// SIGTERM/SIGINT: fail readiness, tell agents to reconnect elsewhere in
+/// staggered batches, wait until they left (or the timeout), then stop.
+async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::ServerHandle) {
+    use std::sync::atomic::Ordering;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    state.draining.store(true, Ordering::Relaxed);
+    // Console event streams end now; consoles reconnect (to another node).
+    state.closing.send_replace(true);
+    let c = &state.config.server;
+    let sessions = state.deps.dir.session_count();
+    tracing::info!(sessions, "draining: agents are told to reconnect elsewhere");
+    let _ = state
+        .registry
+        .send(ecp_actors::registry::Drain {
+            batch: c.drain_batch as usize,
+            every: Duration::from_millis(u64::from(c.drain_batch_interval_ms)),
+            after_ms: 100,
+        })
+        .await;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(u64::from(c.drain_timeout_secs));
+    while state.deps.dir.session_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(left = state.deps.dir.session_count(), "drained; stopping");
+    handle.stop(true).await;
 }
 
 /// Periodic chores: drop expired tokens.

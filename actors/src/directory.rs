@@ -57,6 +57,10 @@ impl Directory {
     pub fn session_count(&self) -> usize {
         read(&self.sessions).len()
     }
+    pub fn all_sessions(&self) -> Vec<SessionEntry> {
+        read(&self.sessions).values().cloned().collect()
+    }
+
     pub fn sessions_of(&self, cluster_id: &str) -> Vec<(String, SessionEntry)> {
         read(&self.sessions)
             .iter()

@@ -185,3 +185,36 @@ impl Handler<SessionClosed> for Registry {
         self.deps.dir.remove_session(&m.agent_id, m.session_id);
     }
 }
+
+/// Drain: tell every agent on this node to reconnect (elsewhere), `batch`
+/// sessions at a time, one batch every `every`.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain {
+    pub batch: usize,
+    pub every: Duration,
+    pub after_ms: u64,
+}
+
+impl Handler<Drain> for Registry {
+    type Result = usize;
+    fn handle(&mut self, m: Drain, ctx: &mut Context<Self>) -> usize {
+        let sessions = self.deps.dir.all_sessions();
+        let n = sessions.len();
+        for (i, chunk) in sessions.chunks(m.batch.max(1)).enumerate() {
+            let chunk: Vec<SessionEntry> = chunk.to_vec();
+            let after_ms = m.after_ms;
+            ctx.run_later(m.every * i as u32, move |_, _| {
+                for s in chunk {
+                    let _ =
+                        s.addr
+                            .try_send(crate::session::Deliver(ecp_protocol::Frame::Reconnect {
+                                after_ms,
+                                reason: "node draining".into(),
+                            }));
+                }
+            });
+        }
+        n
+    }
+}

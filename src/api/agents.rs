@@ -84,11 +84,23 @@ fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError
         (status = 401, description = "bad, expired or revoked token", body = crate::error::ErrorBody),
         (status = 409, description = "node already managed by another cluster", body = crate::error::ErrorBody),
         (status = 410, description = "cluster was deleted", body = crate::error::ErrorBody),
-        (status = 422, description = "unsupported EMQX version", body = crate::error::ErrorBody)))]
+        (status = 422, description = "unsupported EMQX version", body = crate::error::ErrorBody),
+        (status = 429, description = "admission limit; see Retry-After", body = crate::error::ErrorBody)))]
 pub async fn register(
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Err(wait) = state.registrations.admit() {
+        state
+            .deps
+            .metrics
+            .registration_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::too_many(
+            "too many registrations on this node; retry later",
+            wait,
+        ));
+    }
     let res = do_register(&state, body.into_inner()).await;
     let m = &state.deps.metrics;
     match &res {
@@ -246,6 +258,13 @@ pub async fn connect(
 ) -> Result<HttpResponse, actix_web::Error> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::unavailable("this node is draining; connect to another").into());
+    }
+    if let Err(wait) = state.upgrades.admit() {
+        return Err(ApiError::too_many(
+            "too many agent connections opening on this node; retry later",
+            wait,
+        )
+        .into());
     }
     let agent = agent_of(&state, &req).await?;
     let (response, ws, stream) = actix_ws::handle(&req, body)?;

@@ -14,9 +14,14 @@ use tokio::sync::broadcast::error::RecvError;
 #[utoipa::path(get, path = "/api/events", tag = "clusters", responses((status = 200, content_type = "text/event-stream", description = "SSE stream")), security(("bearer" = [])))]
 pub async fn stream(state: web::Data<AppState>, _user: AuthUser) -> HttpResponse {
     let rx = state.deps.bus.subscribe();
+    let closing = state.closing.subscribe();
     let hello = Bytes::from_static(b"retry: 2000\nevent: hello\ndata: {}\n\n");
-    let changes = stream::unfold(rx, |mut rx| async move {
+    let changes = stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
+        if *closing.borrow() {
+            return None;
+        }
         let item = tokio::select! {
+            _ = closing.changed() => return None,
             r = rx.recv() => match r {
                 Ok(change) => {
                     let view = ChangeView::from_change(&change);
@@ -28,7 +33,7 @@ pub async fn stream(state: web::Data<AppState>, _user: AuthUser) -> HttpResponse
             },
             _ = tokio::time::sleep(Duration::from_secs(15)) => ": keep-alive\n\n".to_string(),
         };
-        Some((Ok::<_, actix_web::Error>(Bytes::from(item)), rx))
+        Some((Ok::<_, actix_web::Error>(Bytes::from(item)), (rx, closing)))
     });
     let body = futures_util::StreamExt::chain(stream::once(async { Ok(hello) }), changes);
     HttpResponse::Ok()

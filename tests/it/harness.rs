@@ -63,6 +63,7 @@ impl Server {
             .env("ECP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ECP_AGENT_OFFLINE_GRACE_SECS", GRACE_SECS.to_string())
             .env("ECP_AGENT_DELETE_TIMEOUT_SECS", "3")
+            .env("ECP_SERVER_DRAIN_TIMEOUT_SECS", "3")
             .env("ECP_SERVER_WORKERS", "2")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -108,6 +109,24 @@ impl Server {
         self.stop().await;
         self.listen = addr.to_string();
         self.spawn().await;
+    }
+
+    /// Sends SIGTERM (without waiting).
+    pub fn sigterm(&self) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit; its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = tokio::time::timeout(timeout, child.wait()).await.ok()?.ok();
+        self.child = None;
+        status
     }
 
     pub async fn stop(&mut self) {

@@ -6,6 +6,7 @@ mod browser;
 mod e2e;
 mod harness;
 mod lifecycle;
+mod operations;
 mod ops;
 mod procs;
 mod redis_server;

@@ -75,6 +75,14 @@ impl RedisServer {
         }
     }
 
+    /// SIGKILL, and leave it down.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+    }
+
     /// SIGKILL, then start again on the same port and directory (AOF on).
     pub async fn restart(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,166 @@
+//! Node operations: drain on SIGTERM, admission limits, readiness.
+
+use crate::harness::*;
+use crate::redis_server::RedisServer;
+use ecp_protocol::Frame;
+use ecp_testkit::{register, register_body};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn sigterm_fails_readiness_tells_agents_to_reconnect_and_exits_when_they_left() {
+    let mut server = Server::start().await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let (_, _, mut s) = running_cluster(&server, &api, &mut events, "draining", "emqx@d").await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
+
+    let t = Instant::now();
+    server.sigterm();
+    // The agent is told to move, at once.
+    let frame = s.next_frame(Duration::from_secs(5)).await.expect("frame");
+    assert!(matches!(frame, Some(Frame::Reconnect { .. })), "{frame:?}");
+    // While draining the node is not ready (a load balancer stops sending to it).
+    let r = http
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["message"], "draining");
+    // The agent leaves as told; the node exits cleanly without waiting for the timeout.
+    drop(s);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "waited for the agent, not the timeout: {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn registrations_beyond_the_admission_limit_get_429_with_retry_after() {
+    let server = Server::start_with(&[
+        ("ECP_LIMITS_REGISTRATIONS_PER_SEC", "1"),
+        ("ECP_LIMITS_REGISTRATION_BURST", "2"),
+    ])
+    .await;
+    let api = server.api().await;
+    let id = api.create_cluster("busy").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    // Five agents at once, as after a data-centre restart.
+    let calls = (0..5).map(|i| {
+        api.http
+            .post(format!(
+                "{}/api/clusters/agents/emqxee/register",
+                server.base
+            ))
+            .json(&register_body(
+                &token,
+                &format!("n{i}"),
+                &format!("emqx@b{i}"),
+                "5.6.0",
+            ))
+            .send()
+    });
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for r in futures_util::future::join_all(calls).await {
+        let r = r.expect("send");
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let v: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(v["code"], "TOO_MANY_REQUESTS");
+        }
+    }
+    statuses.sort();
+    assert_eq!(
+        &statuses[..2],
+        &[200, 200],
+        "the burst is admitted: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "exactly the burst: {statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let (_, agents) = api.get(&format!("{P}/clusters/{id}/agents")).await;
+    assert_eq!(
+        agents.as_array().map(Vec::len),
+        Some(statuses.iter().filter(|s| **s == 200).count()),
+        "refused ones registered nothing"
+    );
+    // After the Retry-After, it goes through.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    register(
+        &api.http,
+        &server.base,
+        &register_body(&token, "late", "emqx@late", "5.6.0"),
+    )
+    .await
+    .expect("admitted again");
+}
+
+#[tokio::test]
+async fn readiness_follows_redis() {
+    let mut redis = RedisServer::start().await;
+    let server = Server::start_with(&[("ECP_REDIS", &redis.url())]).await;
+    let http = reqwest::Client::new();
+    let ready = |http: reqwest::Client, base: String| async move {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(ready(http.clone(), server.base.clone()).await, 200);
+    redis.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(http.clone(), server.base.clone()).await != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "readyz did not fail with Redis down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Liveness is unaffected.
+    assert_eq!(
+        http.get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    redis.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ready(http.clone(), server.base.clone()).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "readyz did not recover with Redis back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
