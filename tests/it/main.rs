@@ -6,6 +6,7 @@ mod browser;
 mod e2e;
 mod harness;
 mod lifecycle;
+mod nginx;
 mod operations;
 mod ops;
 mod procs;

@@ -164,3 +164,49 @@ async fn readiness_follows_redis() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn behind_nginx_agents_hold_websocket_sessions_and_consoles_get_live_events() {
+    let server = Server::start().await;
+    let nginx =
+        crate::nginx::Nginx::start(&[server.base.trim_start_matches("http://").to_string()]).await;
+    // Everything below goes through nginx only.
+    let api = Api::login(&nginx.base, "admin", ADMIN_PASSWORD).await;
+    let mut events = api.events().await;
+    let id = api.create_cluster("via nginx").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let reg = register(
+        &api.http,
+        &nginx.base,
+        &register_body(&token, "n1", "emqx@x", "5.6.0"),
+    )
+    .await
+    .expect("register via nginx");
+    let mut s = ecp_testkit::Session::connect(&nginx.base, &reg.token, &reg.agent_id, None)
+        .await
+        .expect("WebSocket via nginx");
+    s.report(ecp_protocol::Health::Healthy, &[("emqx@x", true)])
+        .await
+        .expect("report");
+    events
+        .wait_status(&id, "running", Duration::from_secs(10))
+        .await;
+    s.report(
+        ecp_protocol::Health::NodesStopped {
+            nodes: vec!["emqx@y".into()],
+        },
+        &[("emqx@x", true), ("emqx@y", false)],
+    )
+    .await
+    .expect("report");
+    let (c, _) = events
+        .wait_status(&id, "abnormal", Duration::from_secs(10))
+        .await;
+    assert_eq!(c["reason"]["code"], "nodes_stopped");
+    s.heartbeat()
+        .await
+        .expect("session still open through nginx");
+}
