@@ -7,7 +7,7 @@ use ecp_actors::store::{SharedStore, StoreError};
 pub const DEFAULT_ORG: &str = "default";
 pub const DEFAULT_PROJECT: &str = "default";
 
-pub async fn run(store: &SharedStore) -> Result<(), StoreError> {
+pub async fn run(store: &SharedStore) -> Result<(), crate::StartError> {
     let now = now_ms();
     if store.org(DEFAULT_ORG).await?.is_none() {
         store
@@ -40,10 +40,16 @@ pub async fn run(store: &SharedStore) -> Result<(), StoreError> {
             Some(p) => (p, false),
             None => {
                 let (secret, _) = auth::new_secret("");
-                (secret[..20].to_string(), true)
+                // Groups of hex with dashes, plus "a1": letters, digits, symbols.
+                let p = format!("{}-{}-{}-a1", &secret[..6], &secret[6..12], &secret[12..18]);
+                (p, true)
             }
         };
-        create_admin(store, &username, &password).await?;
+        create_admin(store, &username, &password)
+            .await
+            .map_err(|e| {
+                crate::StartError::Unsupported(format!("cannot create the first admin: {e}"))
+            })?;
         if generated {
             // Printed once, on the terminal only: never through the log.
             eprintln!("\n  ecp: created system admin {username:?} with password {password}\n  (set ECP_ADMIN_PASSWORD to choose it; it is not shown again)\n");
@@ -53,14 +59,17 @@ pub async fn run(store: &SharedStore) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates a system admin; the error says what to fix.
 pub async fn create_admin(
     store: &SharedStore,
     username: &str,
     password: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), String> {
+    crate::validate::username(username)?;
+    crate::login_guard::password_rules(password)?;
     let hash = auth::hash_password(password.to_string())
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     store
         .create_user(&UserRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -70,4 +79,8 @@ pub async fn create_admin(
             created_at: now_ms(),
         })
         .await
+        .map_err(|e| match e {
+            StoreError::Exists => format!("user {username:?} already exists"),
+            other => other.to_string(),
+        })
 }

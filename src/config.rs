@@ -29,6 +29,9 @@ pub struct LimitsConfig {
     /// Agent WebSocket upgrades admitted per second on this node.
     pub ws_upgrades_per_sec: u32,
     pub ws_upgrade_burst: u32,
+    /// After repeated wrong passwords: how long a refused (user, address)
+    /// stays refused, and how long failures are remembered.
+    pub login_lockout_secs: u32,
 }
 
 impl Default for LimitsConfig {
@@ -38,6 +41,7 @@ impl Default for LimitsConfig {
             registration_burst: 200,
             ws_upgrades_per_sec: 500,
             ws_upgrade_burst: 1000,
+            login_lockout_secs: 900,
         }
     }
 }

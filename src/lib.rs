@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod limits;
+pub mod login_guard;
 pub mod store;
 pub mod validate;
 
@@ -32,6 +33,7 @@ pub struct AppState {
     pub draining: AtomicBool,
     pub registrations: limits::Bucket,
     pub upgrades: limits::Bucket,
+    pub logins: login_guard::LoginGuard,
     /// Flips to true when the node drains: long-lived streams end.
     pub closing: tokio::sync::watch::Sender<bool>,
 }
@@ -122,6 +124,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         .map_err(|e| StartError::Unsupported(format!("registry failed to start: {e}")))?;
     tracing::info!(clusters, "registry ready");
     let l = &config.limits;
+    let lockout = l.login_lockout_secs;
     let registrations = limits::Bucket::new(l.registrations_per_sec, l.registration_burst);
     let upgrades = limits::Bucket::new(l.ws_upgrades_per_sec, l.ws_upgrade_burst);
     Ok(web::Data::new(AppState {
@@ -132,6 +135,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         registrations,
         upgrades,
         closing: tokio::sync::watch::Sender::new(false),
+        logins: login_guard::LoginGuard::new(Duration::from_secs(u64::from(lockout))),
     }))
 }
 

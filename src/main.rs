@@ -133,14 +133,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e.to_string()),
             Ok(c) => actix_web::rt::System::new().block_on(async move {
                 let store = ecp::open_store(&c).await.map_err(|e| e.to_string())?;
-                ecp::bootstrap::create_admin(&store, &username, &password)
-                    .await
-                    .map_err(|e| match e {
-                        ecp_actors::store::StoreError::Exists => {
-                            format!("user {username:?} already exists")
-                        }
-                        other => other.to_string(),
-                    })?;
+                ecp::bootstrap::create_admin(&store, &username, &password).await?;
                 println!("created system admin {username:?}");
                 Ok(())
             }),

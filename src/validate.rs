@@ -35,6 +35,15 @@ fn entity_name(name: &str, max: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Usernames: 1–64 characters, no spaces or control characters.
+pub fn username(u: &str) -> Result<(), String> {
+    let n = u.chars().count();
+    if n == 0 || n > 64 || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a username needs 1 to 64 characters without spaces".into());
+    }
+    Ok(())
+}
+
 /// A service address is empty or an http(s) URL without spaces.
 pub fn service_address(s: &str) -> Result<(), String> {
     if s.is_empty() {

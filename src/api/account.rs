@@ -2,6 +2,7 @@
 
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
+use crate::login_guard::Verdict;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ecp_actors::model::{now_ms, TokenKind, TokenRecord, UserRecord};
@@ -43,21 +44,39 @@ pub struct LoginResponse {
 
 /// Log in with a username and password; answers a Bearer access token.
 #[utoipa::path(post, path = "/api/account/login", tag = "account", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody), (status = 429, description = "too many failures; see Retry-After", body = crate::error::ErrorBody)))]
 pub async fn login(
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
     if username.len() > 100 || password.len() > 1024 {
         return Err(ApiError::unauthorized("wrong username or password"));
     }
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    match state.logins.check(&username, ip) {
+        Verdict::Refuse(wait) => {
+            tracing::warn!(username = %username, %ip, "login refused: too many failures");
+            return Err(ApiError::too_many(
+                "too many failed logins; try again later",
+                wait,
+            ));
+        }
+        Verdict::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+        Verdict::Proceed(_) => {}
+    }
     let user = state.deps.store.user_by_name(&username).await?;
     let ok = auth::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(username = %username, "login refused");
+        state.logins.failed(&username, ip);
+        tracing::info!(username = %username, %ip, "login refused");
         return Err(ApiError::unauthorized("wrong username or password"));
     };
+    state.logins.succeeded(&username, ip);
     let ttl = state.config.tokens.session_ttl_secs;
     let (token, hash) = auth::new_secret(auth::SESSION_PREFIX);
     let now = now_ms();

@@ -105,3 +105,119 @@ async fn setup_instructions_render_the_seed_commands_with_the_values_filled_in()
         .await;
     assert_eq!(s, 400);
 }
+
+/// A login client bound to one source address on loopback.
+fn from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .expect("client")
+}
+
+async fn try_login(
+    http: &reqwest::Client,
+    base: &str,
+    password: &str,
+) -> (u16, Option<String>, std::time::Duration) {
+    let t = std::time::Instant::now();
+    let r = http
+        .post(format!("{base}/api/account/login"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .expect("send");
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.status().as_u16(), retry, t.elapsed())
+}
+
+#[tokio::test]
+async fn twenty_wrong_passwords_slow_down_then_refuse_without_locking_out_the_real_user() {
+    let server = Server::start_with(&[("ECP_LIMITS_LOGIN_LOCKOUT_SECS", "3")]).await;
+    let attacker = from([127, 0, 0, 2]);
+    let real_user = from([127, 0, 0, 3]);
+    let mut figures = Vec::new();
+    for _ in 0..20 {
+        figures.push(try_login(&attacker, &server.base, "guess-1234!").await);
+    }
+    // The figures: 401 at once for the first 3, then slower (100 ms doubling,
+    // capped at 2 s), and 429 with Retry-After from the 11th on.
+    let statuses: Vec<u16> = figures.iter().map(|f| f.0).collect();
+    assert_eq!(&statuses[..10], &[401; 10], "{figures:?}");
+    assert_eq!(&statuses[10..], &[429; 10], "{figures:?}");
+    assert!(
+        figures[0].2 < std::time::Duration::from_millis(500),
+        "first answer is not delayed: {figures:?}"
+    );
+    assert!(
+        figures[9].2 >= std::time::Duration::from_millis(1500),
+        "later answers are slowed: {figures:?}"
+    );
+    assert!(figures[10].1.is_some(), "429 says when to retry");
+    assert!(
+        figures[15].2 < std::time::Duration::from_millis(500),
+        "refusals are cheap: {figures:?}"
+    );
+    // The real user, from another address, still gets in (slowed, not locked out).
+    let (s, _, took) = try_login(&real_user, &server.base, ADMIN_PASSWORD).await;
+    assert_eq!(s, 200);
+    assert!(took <= std::time::Duration::from_millis(2500), "{took:?}");
+    // Even the locked address is let in again once the lockout ends.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await; // the lockout is time itself
+    let (s, _, _) = try_login(&attacker, &server.base, ADMIN_PASSWORD).await;
+    assert_eq!(s, 200, "not locked out forever");
+}
+
+#[tokio::test]
+async fn weak_passwords_are_refused_with_the_rule() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecp"))
+        .args([
+            "user",
+            "create",
+            "--username",
+            "ops",
+            "--password",
+            "password",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("8 to 128 characters"), "{err}");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecp"))
+        .args([
+            "user",
+            "create",
+            "--username",
+            "ops",
+            "--password",
+            "Str0ng-enough",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A weak bootstrap password stops the server with the reason.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecp"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tempfile::tempdir().expect("tmp").path())
+        .env("ECP_ADMIN_PASSWORD", "123456")
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot create the first admin"));
+}
