@@ -2,6 +2,7 @@
 //! `main.rs` only parses the command line; tests start the same server.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;

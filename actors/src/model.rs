@@ -240,3 +240,53 @@ impl ClusterChange {
         }
     }
 }
+
+/// One audited operation: who did what to which object, with what result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Time-ordered id (newest is largest).
+    pub id: u64,
+    pub at: Millis,
+    /// `user:<id>`, `agent:<id>` or `anonymous`.
+    pub actor_id: String,
+    pub actor_name: String,
+    /// e.g. `login`, `cluster.create`, `token.issue`, `agent.revoke`.
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub object_name: String,
+    pub org_id: String,
+    pub project_id: String,
+    /// `ok`, `denied` or `failed`.
+    pub result: String,
+    pub address: String,
+    pub details: String,
+}
+
+/// Filters of `GET /api/audit/operations`; empty strings match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub action: String,
+    pub actor: String,
+    pub object_id: String,
+    pub offset: usize,
+    pub size: usize,
+}
+
+impl AuditQuery {
+    pub fn matches(&self, r: &AuditRecord) -> bool {
+        self.since.is_none_or(|s| r.at >= s)
+            && self.until.is_none_or(|u| r.at <= u)
+            && (self.action.is_empty()
+                || r.action == self.action
+                || r.action.starts_with(&format!("{}.", self.action)))
+            && (self.actor.is_empty()
+                || r.actor_name
+                    .to_lowercase()
+                    .contains(&self.actor.to_lowercase()))
+            && (self.object_id.is_empty() || r.object_id == self.object_id)
+    }
+}

@@ -107,6 +107,27 @@ pub trait Store: Send + Sync + 'static {
     async fn update_agent(&self, agent: &AgentRecord) -> StoreResult<()>;
     /// Removes an agent, its credential and its node binding.
     async fn remove_agent(&self, id: &str) -> StoreResult<()>;
+
+    // --- audit log -----------------------------------------------------------
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// Newest first: the page asked for and the total number of matches.
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)>;
+}
+
+/// Pages matches of an audit query out of newest-first records.
+pub fn page_audit(
+    newest_first: impl Iterator<Item = AuditRecord>,
+    q: &AuditQuery,
+) -> (Vec<AuditRecord>, usize) {
+    let mut total = 0;
+    let mut page = Vec::new();
+    for r in newest_first.filter(|r| q.matches(r)) {
+        if total >= q.offset && page.len() < q.size {
+            page.push(r);
+        }
+        total += 1;
+    }
+    (page, total)
 }
 
 pub type SharedStore = Arc<dyn Store>;

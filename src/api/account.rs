@@ -1,5 +1,6 @@
 //! Login, logout, profile.
 
+use crate::audit::{self, Actor, Object};
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
 use crate::login_guard::Verdict;
@@ -61,6 +62,18 @@ pub async fn login(
     match state.logins.check(&username, ip) {
         Verdict::Refuse(wait) => {
             tracing::warn!(username = %username, %ip, "login refused: too many failures");
+            audit::record(
+                &state,
+                &req,
+                Actor::Login {
+                    username: &username,
+                },
+                "login",
+                Object::none(),
+                "denied",
+                "too many failures",
+            )
+            .await;
             return Err(ApiError::too_many(
                 "too many failed logins; try again later",
                 wait,
@@ -74,6 +87,18 @@ pub async fn login(
     let Some(user) = user.filter(|_| ok) else {
         state.logins.failed(&username, ip);
         tracing::info!(username = %username, %ip, "login refused");
+        audit::record(
+            &state,
+            &req,
+            Actor::Login {
+                username: &username,
+            },
+            "login",
+            Object::none(),
+            "denied",
+            "wrong username or password",
+        )
+        .await;
         return Err(ApiError::unauthorized("wrong username or password"));
     };
     state.logins.succeeded(&username, ip);
@@ -95,6 +120,16 @@ pub async fn login(
         )
         .await?;
     tracing::info!(user_id = %user.id, "login");
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user),
+        "login",
+        Object::none(),
+        "ok",
+        "",
+    )
+    .await;
     Ok(HttpResponse::Ok().json(LoginResponse {
         token_type: "Bearer",
         access_token: token,
@@ -107,12 +142,22 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/account/logout", tag = "account", responses((status = 204)), security(("bearer" = [])))]
 pub async fn logout(
     state: web::Data<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(t) = auth::bearer(&req) {
         state.deps.store.delete_token(&auth::hash_secret(t)).await?;
     }
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "logout",
+        Object::none(),
+        "ok",
+        "",
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 

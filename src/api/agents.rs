@@ -1,5 +1,6 @@
 //! Agent endpoints: register (redeem a token), connect (WebSocket), unregister.
 
+use crate::audit::{self, Actor, Object};
 use crate::auth;
 use crate::error::ApiError;
 use crate::{validate, AppState};
@@ -89,6 +90,7 @@ fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError
 pub async fn register(
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(wait) = state.registrations.admit() {
         state
@@ -104,13 +106,66 @@ pub async fn register(
     let res = do_register(&state, body.into_inner()).await;
     let m = &state.deps.metrics;
     match &res {
-        Ok(_) => m.registrations.fetch_add(1, Ordering::Relaxed),
-        Err(_) => m.registration_failures.fetch_add(1, Ordering::Relaxed),
-    };
-    res
+        Ok((_, reg)) => {
+            m.registrations.fetch_add(1, Ordering::Relaxed);
+            let c = state
+                .deps
+                .store
+                .cluster(&reg.cluster_id)
+                .await
+                .ok()
+                .flatten();
+            let (name, org, project) = c
+                .map(|c| (c.name, c.org_id, c.project_id))
+                .unwrap_or_default();
+            let object = Object {
+                kind: "cluster",
+                id: &reg.cluster_id,
+                name: &name,
+                org_id: &org,
+                project_id: &project,
+            };
+            audit::record(
+                &state,
+                &req,
+                Actor::Agent { id: &reg.agent_id },
+                "agent.register",
+                object,
+                "ok",
+                "",
+            )
+            .await;
+        }
+        Err(e) => {
+            m.registration_failures.fetch_add(1, Ordering::Relaxed);
+            let who = Actor::Login {
+                username: "agent registration",
+            };
+            audit::record(
+                &state,
+                &req,
+                who,
+                "agent.register",
+                Object::none(),
+                "denied",
+                &e.message,
+            )
+            .await;
+        }
+    }
+    res.map(|(response, _)| response)
 }
 
-async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpResponse, ApiError> {
+/// Who registered (for the audit log; never the credential).
+struct RegisteredIds {
+    cluster_id: String,
+    agent_id: String,
+}
+
+async fn do_register(
+    state: &AppState,
+    b: RegisterRequest,
+) -> Result<(HttpResponse, RegisteredIds), ApiError> {
     let store = &state.deps.store;
     let now = now_ms();
     let invalid_token =
@@ -213,13 +268,18 @@ async fn do_register(state: &AppState, b: RegisterRequest) -> Result<HttpRespons
     }
     tracing::info!(cluster_id = %cluster_id, agent_id = %registered.agent.id, node = %registered.agent.node_name, reused = registered.reused, "agent registered");
     let s = &state.deps.session;
-    Ok(HttpResponse::Ok().json(RegisterResponse {
+    let ids = RegisteredIds {
+        cluster_id: cluster.id.clone(),
+        agent_id: registered.agent.id.clone(),
+    };
+    let response = HttpResponse::Ok().json(RegisterResponse {
         token: credential,
         cluster_id: cluster.id,
         agent_id: registered.agent.id,
         heartbeat_interval_secs: s.heartbeat_interval_secs,
         report_interval_secs: s.report_interval_secs,
-    }))
+    });
+    Ok((response, ids))
 }
 
 /// The agent behind a credential, or the right refusal (401, or 410 for a deleted cluster).
@@ -297,5 +357,22 @@ pub async fn unregister(
         .await??;
     }
     tracing::info!(cluster_id = %agent.cluster_id, agent_id = %agent.id, "agent unregistered");
+    let object = Object {
+        kind: "agent",
+        id: &agent.id,
+        name: &agent.node_name,
+        org_id: "",
+        project_id: "",
+    };
+    audit::record(
+        &state,
+        &req,
+        Actor::Agent { id: &agent.id },
+        "agent.unregister",
+        object,
+        "ok",
+        "",
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,6 +2,7 @@
 
 use crate::api::orgs::project_in_org;
 use crate::api::views::{rfc3339, ClusterList, ClusterView, EventView};
+use crate::audit::{self, Actor, Object};
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
 use crate::{validate, AppState};
@@ -81,6 +82,7 @@ pub async fn create(
     user: AuthUser,
     path: ProjectPath,
     body: web::Json<CreateCluster>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project) = path.into_inner();
     project_in_org(&state, &org, &project).await?;
@@ -127,6 +129,16 @@ pub async fn create(
         cluster: Box::new(record.clone()),
     });
     tracing::info!(cluster_id = %record.id, user_id = %user.user.id, "cluster created");
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "cluster.create",
+        Object::cluster(&record),
+        "ok",
+        "",
+    )
+    .await;
     Ok(HttpResponse::Created().json(ClusterView::from_record(&record)))
 }
 
@@ -158,9 +170,10 @@ pub struct EditCluster {
     responses((status = 200, body = ClusterView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn edit(
     state: web::Data<AppState>,
-    _u: AuthUser,
+    user: AuthUser,
     path: ClusterPath,
     body: web::Json<EditCluster>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     cluster_in(&state, &org, &project, &id).await?;
@@ -176,6 +189,11 @@ pub async fn edit(
     if let Some(d) = &body.description {
         validate::description(d).map_err(|m| ApiError::bad_request("INVALID_DESCRIPTION", m))?;
     }
+    let (changed_name, changed_addr, changed_desc) = (
+        body.name.is_some(),
+        service_address.is_some(),
+        body.description.is_some(),
+    );
     let rec = actor(&state, &id)?
         .send(ca::Edit {
             name: body.name,
@@ -183,6 +201,25 @@ pub async fn edit(
             service_address,
         })
         .await??;
+    let what: Vec<&str> = [
+        ("name", changed_name),
+        ("serviceAddress", changed_addr),
+        ("description", changed_desc),
+    ]
+    .into_iter()
+    .filter(|(_, c)| *c)
+    .map(|(n, _)| n)
+    .collect();
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "cluster.edit",
+        Object::cluster(&rec),
+        "ok",
+        &what.join(","),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(ClusterView::from_record(&rec)))
 }
 
@@ -195,11 +232,22 @@ pub async fn delete(
     state: web::Data<AppState>,
     user: AuthUser,
     path: ClusterPath,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     cluster_in(&state, &org, &project, &id).await?;
     let rec = actor(&state, &id)?.send(ca::Delete).await??;
     tracing::info!(cluster_id = %id, user_id = %user.user.id, "cluster delete requested");
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "cluster.delete",
+        Object::cluster(&rec),
+        "ok",
+        "",
+    )
+    .await;
     Ok(HttpResponse::Accepted().json(ClusterView::from_record(&rec)))
 }
 
@@ -226,6 +274,7 @@ pub async fn issue_token(
     user: AuthUser,
     path: ClusterPath,
     body: Option<web::Json<IssueToken>>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     let c = cluster_in(&state, &org, &project, &id).await?;
@@ -263,6 +312,16 @@ pub async fn issue_token(
         )
         .await?;
     tracing::info!(cluster_id = %id, user_id = %user.user.id, ttl_secs = ttl, "registration token issued");
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "token.issue",
+        Object::cluster(&c),
+        "ok",
+        &format!("ttlSeconds={ttl}"),
+    )
+    .await;
     Ok(HttpResponse::Created().json(IssuedToken {
         token,
         expires_at: rfc3339(expires_at),
@@ -277,11 +336,22 @@ pub async fn revoke_tokens(
     state: web::Data<AppState>,
     user: AuthUser,
     path: ClusterPath,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    cluster_in(&state, &org, &project, &id).await?;
+    let c = cluster_in(&state, &org, &project, &id).await?;
     let n = state.deps.store.revoke_registration_tokens(&id).await?;
     tracing::info!(cluster_id = %id, user_id = %user.user.id, revoked = n, "registration tokens revoked");
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "token.revoke",
+        Object::cluster(&c),
+        "ok",
+        &format!("revoked={n}"),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": n })))
 }
 
@@ -577,13 +647,14 @@ pub async fn revoke_agent(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<(String, String, String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id, agent_id) = path.into_inner();
-    cluster_in(&state, &org, &project, &id).await?;
-    match state.deps.store.agent(&agent_id).await? {
-        Some(a) if a.cluster_id == id => {}
+    let c = cluster_in(&state, &org, &project, &id).await?;
+    let agent = match state.deps.store.agent(&agent_id).await? {
+        Some(a) if a.cluster_id == id => a,
         _ => return Err(ApiError::not_found("agent")),
-    }
+    };
     state.deps.store.remove_agent(&agent_id).await?;
     actor(&state, &id)?
         .send(ca::AgentGone {
@@ -592,6 +663,23 @@ pub async fn revoke_agent(
         })
         .await??;
     tracing::info!(cluster_id = %id, agent_id = %agent_id, user_id = %user.user.id, "agent revoked");
+    let object = Object {
+        kind: "agent",
+        id: &agent.id,
+        name: &agent.node_name,
+        org_id: &c.org_id,
+        project_id: &c.project_id,
+    };
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "agent.revoke",
+        object,
+        "ok",
+        "",
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 

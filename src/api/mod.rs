@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod agents;
+pub mod audit;
 pub mod clusters;
 pub mod download;
 pub mod events;
@@ -36,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/api/account/logout", web::post().to(account::logout))
         .route("/api/account/profile", web::get().to(account::profile))
         .route("/api/events", web::get().to(events::stream))
+        .route("/api/audit/operations", web::get().to(audit::operations))
         .route("/api/orgs", web::get().to(orgs::list_orgs))
         .route(
             "/api/orgs/{org_id}/projects",
@@ -98,6 +100,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         clusters::agents, clusters::revoke_agent, clusters::events,
         agents::register, agents::connect, agents::unregister,
         events::stream,
+        audit::operations,
         download::agent_binary,
     ),
     components(schemas(crate::error::ErrorBody)),

@@ -28,6 +28,7 @@ const CLUSTER_AGENTS: TableDefinition<&str, ()> = TableDefinition::new("cluster_
 const AGENT_CREDS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_credentials");
 const NODE_KEYS: TableDefinition<&str, &str> = TableDefinition::new("node_keys");
 const NODE_IDS: TableDefinition<&str, &str> = TableDefinition::new("node_ids");
+const AUDIT: TableDefinition<u64, Json> = TableDefinition::new("audit");
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -112,6 +113,7 @@ impl EmbeddedStore {
             tx.open_table(AGENT_CREDS).map_err(unavailable)?;
             tx.open_table(NODE_KEYS).map_err(unavailable)?;
             tx.open_table(NODE_IDS).map_err(unavailable)?;
+            tx.open_table(AUDIT).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -735,5 +737,31 @@ impl Store for EmbeddedStore {
     async fn remove_agent(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |tx| remove_agent_in(tx, &id, None)).await
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        let r = record.clone();
+        self.write(move |tx| {
+            tx.open_table(AUDIT)
+                .map_err(unavailable)?
+                .insert(r.id, to_json(&r)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)> {
+        let q = query.clone();
+        self.read(move |tx| {
+            let t = tx.open_table(AUDIT).map_err(unavailable)?;
+            let mut all = Vec::new();
+            for item in t.iter().map_err(unavailable)?.rev() {
+                let (_, v) = item.map_err(unavailable)?;
+                all.push(from_json::<AuditRecord>(v.value())?);
+            }
+            Ok(page_audit(all.into_iter(), &q))
+        })
+        .await
     }
 }

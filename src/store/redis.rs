@@ -536,4 +536,30 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        // Newest at the head; the log keeps the last AUDIT_CAP records.
+        redis::pipe()
+            .atomic()
+            .lpush(format!("{P}audit"), to_json(record)?)
+            .ltrim(format!("{P}audit"), 0, AUDIT_CAP - 1)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)> {
+        let all: Vec<String> = self
+            .c()
+            .lrange(format!("{P}audit"), 0, -1)
+            .await
+            .map_err(unavailable)?;
+        let records: Vec<AuditRecord> = all
+            .iter()
+            .map(|s| from_json(s))
+            .collect::<StoreResult<_>>()?;
+        Ok(page_audit(records.into_iter(), query))
+    }
 }
+
+const AUDIT_CAP: isize = 100_000;

@@ -1,6 +1,7 @@
 //! Integration tests: the real `ecp` binary over real sockets, with the
 //! protocol test client standing in for agents.
 
+mod audit;
 mod bad_input;
 mod browser;
 mod e2e;

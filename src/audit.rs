@@ -1,0 +1,95 @@
+//! The audit log: who did what to which object, with what result. Writing
+//! an audit record never fails the operation it records (a failure is logged).
+
+use crate::AppState;
+use actix_web::HttpRequest;
+use ecp_actors::model::{now_ms, AuditRecord};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Who acted.
+pub enum Actor<'a> {
+    User(&'a ecp_actors::model::UserRecord),
+    Agent {
+        id: &'a str,
+    },
+    /// A login attempt names the user it tried.
+    Login {
+        username: &'a str,
+    },
+}
+
+/// What was acted on.
+pub struct Object<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub org_id: &'a str,
+    pub project_id: &'a str,
+}
+
+impl<'a> Object<'a> {
+    pub fn cluster(c: &'a ecp_actors::model::ClusterRecord) -> Object<'a> {
+        Object {
+            kind: "cluster",
+            id: &c.id,
+            name: &c.name,
+            org_id: &c.org_id,
+            project_id: &c.project_id,
+        }
+    }
+    pub fn none() -> Object<'static> {
+        Object {
+            kind: "",
+            id: "",
+            name: "",
+            org_id: "",
+            project_id: "",
+        }
+    }
+}
+
+pub async fn record(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: Actor<'_>,
+    action: &str,
+    object: Object<'_>,
+    result: &str,
+    details: &str,
+) {
+    let (actor_id, actor_name) = match actor {
+        Actor::User(u) => (format!("user:{}", u.id), u.username.clone()),
+        Actor::Agent { id } => (
+            format!("agent:{id}"),
+            format!("agent {}", &id[..id.len().min(8)]),
+        ),
+        Actor::Login { username } => (
+            "anonymous".to_string(),
+            username.chars().take(100).collect(),
+        ),
+    };
+    let at = now_ms();
+    let rec = AuditRecord {
+        id: at * 1000 + SEQ.fetch_add(1, Ordering::Relaxed) % 1000,
+        at,
+        actor_id,
+        actor_name,
+        action: action.to_string(),
+        object_type: object.kind.to_string(),
+        object_id: object.id.to_string(),
+        object_name: object.name.to_string(),
+        org_id: object.org_id.to_string(),
+        project_id: object.project_id.to_string(),
+        result: result.to_string(),
+        address: req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+        details: details.to_string(),
+    };
+    if let Err(e) = state.deps.store.append_audit(&rec).await {
+        tracing::error!(error = %e, action, "audit record not written");
+    }
+}
