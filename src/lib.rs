@@ -10,6 +10,7 @@ pub mod console;
 pub mod error;
 pub mod limits;
 pub mod login_guard;
+pub mod route;
 pub mod store;
 pub mod validate;
 
@@ -110,6 +111,18 @@ fn timing(config: &Config) -> (Timing, SessionConfig) {
     )
 }
 
+/// This node's id: `node.id`, else the host name with a random suffix.
+fn node_id(config: &Config) -> String {
+    if !config.node.id.is_empty() {
+        return config.node.id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "ecp".into());
+    let (suffix, _) = auth::new_secret("");
+    format!("{host}-{}", &suffix[..8])
+}
+
 /// Opens the store, bootstraps the first admin and the default org/project,
 /// and starts the registry (once). Must run inside the actix system.
 pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartError> {
@@ -117,7 +130,32 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     tracing::info!(backend = %config.store.backend, "store opened");
     bootstrap::run(&store).await?;
     let (timing, session) = timing(&config);
-    let deps = Deps::new(store, timing, session);
+    let coord: ecp_actors::coord::SharedCoordinator;
+    let mut redis_coord = None;
+    if config.store.backend == "redis" {
+        let node = node_id(&config);
+        let c = Arc::new(
+            store::redis_coord::RedisCoordinator::connect(&config.store.redis_url, &node).await?,
+        );
+        tracing::info!(node = %node, "joined the node group in Redis");
+        redis_coord = Some(c.clone());
+        coord = c;
+    } else {
+        coord = Arc::new(ecp_actors::coord::LocalCoordinator);
+    }
+    let deps = Deps::new(store, coord, timing, session);
+    if let Some(c) = redis_coord {
+        // Other nodes' changes and messages; resubscribes after every Redis outage.
+        let d = deps.clone();
+        actix_web::rt::spawn(async move {
+            c.subscribe(move |inbound| match inbound {
+                store::redis_coord::Inbound::Subscribed => d.bus.resync(),
+                store::redis_coord::Inbound::Change(change) => d.bus.inject(change),
+                store::redis_coord::Inbound::Msg(msg) => route::dispatch(d.clone(), msg),
+            })
+            .await
+        });
+    }
     let registry = Registry::new(deps.clone()).start();
     let clusters = registry
         .send(Ready)

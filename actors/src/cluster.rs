@@ -3,6 +3,7 @@
 //! A failed store write stops the actor; the registry restarts it from the
 //! stored state.
 
+use crate::coord::NodeMsg;
 use crate::machine::{Effect, Input, Machine, SessionId};
 use crate::model::*;
 use crate::registry::{ChildStopped, Registry};
@@ -106,13 +107,13 @@ impl ClusterActor {
             Ok(rec) => {
                 act.record = rec.clone();
                 if changed && !gone {
-                    act.deps.bus.publish(ClusterChange::Upserted {
+                    act.announce(ClusterChange::Upserted {
                         cluster: Box::new(rec.clone()),
                     });
                 }
                 act.run_effects(fx, ctx);
                 if gone {
-                    act.deps.bus.publish(ClusterChange::Removed {
+                    act.announce(ClusterChange::Removed {
                         cluster_id: rec.id.clone(),
                         org_id: rec.org_id.clone(),
                         project_id: rec.project_id.clone(),
@@ -131,6 +132,46 @@ impl ClusterActor {
         }))
     }
 
+    /// Publishes a change to this node's consoles and, in Redis mode, to the others.
+    fn announce(&self, change: ClusterChange) {
+        if self.deps.coord.distributed() {
+            let coord = self.deps.coord.clone();
+            let c = change.clone();
+            actix::spawn(async move {
+                if let Err(e) = coord.publish_change(&c).await {
+                    tracing::warn!(error = %e, "change not published to other nodes");
+                }
+            });
+        }
+        self.deps.bus.publish(change);
+    }
+
+    /// Sends a frame to an agent's session, wherever it is.
+    fn deliver(&self, agent: &str, frame: Frame) {
+        if let Some(s) = self.deps.dir.session(agent) {
+            if s.addr.try_send(Deliver(frame)).is_err() {
+                tracing::warn!(agent_id = %agent, "session mailbox full; frame dropped");
+            }
+            return;
+        }
+        self.to_remote_session(agent, |agent_id| NodeMsg::Deliver { agent_id, frame });
+    }
+
+    fn to_remote_session(&self, agent: &str, msg: impl FnOnce(String) -> NodeMsg + 'static) {
+        if !self.deps.coord.distributed() {
+            return;
+        }
+        let coord = self.deps.coord.clone();
+        let agent = agent.to_string();
+        actix::spawn(async move {
+            if let Ok(p) = coord.presence(std::slice::from_ref(&agent)).await {
+                if let Some(Some((node, _))) = p.into_iter().next() {
+                    let _ = coord.send(&node, &msg(agent)).await;
+                }
+            }
+        });
+    }
+
     fn run_effects(&mut self, fx: Vec<Effect>, ctx: &mut Context<Self>) {
         for e in fx {
             match e {
@@ -140,14 +181,10 @@ impl ClusterActor {
                 }
                 Effect::TellUnregister(agents) => {
                     for agent in agents {
-                        if let Some(s) = self.deps.dir.session(&agent) {
-                            let frame = Frame::Unregister {
-                                reason: "cluster was deleted".into(),
-                            };
-                            if s.addr.try_send(Deliver(frame)).is_err() {
-                                tracing::warn!(agent_id = %agent, "session mailbox full; agent not told to unregister");
-                            }
-                        }
+                        let frame = Frame::Unregister {
+                            reason: "cluster was deleted".into(),
+                        };
+                        self.deliver(&agent, frame);
                     }
                 }
                 Effect::Gone => {
@@ -155,6 +192,16 @@ impl ClusterActor {
                         let _ = s.addr.try_send(crate::session::Shutdown {
                             reason: "cluster was deleted".into(),
                         });
+                    }
+                    let remote: Vec<String> =
+                        self.machine.connected().map(|(a, _)| a.clone()).collect();
+                    for agent in remote {
+                        if self.deps.dir.session(&agent).is_none() {
+                            self.to_remote_session(&agent, |agent_id| NodeMsg::Shutdown {
+                                agent_id,
+                                reason: "cluster was deleted".into(),
+                            });
+                        }
                     }
                 }
                 Effect::Transition { .. } => {}
@@ -168,6 +215,36 @@ impl ClusterActor {
         if !fx.is_empty() {
             ctx.wait(self.commit(fx, |_| {}).map(|_, _, _| ()));
         }
+    }
+}
+
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+impl ClusterActor {
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let connected: Vec<(String, u64)> = self
+            .machine
+            .connected()
+            .map(|(a, s)| (a.clone(), *s))
+            .collect();
+        if connected.is_empty() {
+            return;
+        }
+        let coord = self.deps.coord.clone();
+        let agents: Vec<String> = connected.iter().map(|(a, _)| a.clone()).collect();
+        ctx.spawn(
+            async move { coord.presence(&agents).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let Ok(present) = res else { return }; // Redis down: decide nothing
+                    for ((agent, session), p) in connected.into_iter().zip(present) {
+                        let still = matches!(p, Some((_, sid)) if sid == session);
+                        if !still && act.machine.session_of(&agent) == Some(session) {
+                            act.input(Input::Disconnected { agent, session }, ctx);
+                        }
+                    }
+                }),
+        );
     }
 }
 
@@ -194,6 +271,46 @@ impl Actor for ClusterActor {
             ctx.wait(self.commit(fx, |_| {}).map(|_, _, _| ()));
         } else {
             self.run_effects(fx, ctx);
+        }
+        if self.deps.coord.distributed() {
+            // A new owner learns who is connected elsewhere from presence.
+            let store = self.deps.store.clone();
+            let coord = self.deps.coord.clone();
+            let id = self.record.id.clone();
+            ctx.wait(
+                async move {
+                    let agents: Vec<String> = store
+                        .agents_of_cluster(&id)
+                        .await
+                        .map(|a| a.into_iter().map(|a| a.id).collect())
+                        .unwrap_or_default();
+                    let present = coord.presence(&agents).await.unwrap_or_default();
+                    agents
+                        .into_iter()
+                        .zip(present)
+                        .filter_map(|(a, p)| p.map(|(_, sid)| (a, sid)))
+                        .collect::<Vec<_>>()
+                }
+                .into_actor(self)
+                .map(|present, act, ctx| {
+                    let now = now_ms();
+                    let mut fx = Vec::new();
+                    for (agent, session) in present {
+                        if !act.machine.is_connected(&agent) {
+                            fx.extend(act.machine.step(
+                                Input::Connected { agent, session },
+                                now,
+                                &act.deps.timing,
+                            ));
+                        }
+                    }
+                    if !fx.is_empty() {
+                        ctx.wait(act.commit(fx, |_| {}).map(|_, _, _| ()));
+                    }
+                }),
+            );
+            // Sessions held by nodes that died end when their presence lapses.
+            ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
         }
     }
 
@@ -480,6 +597,20 @@ impl Handler<Fail> for ClusterActor {
     type Result = ();
     fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
         tracing::warn!(cluster_id = %self.record.id, "cluster actor told to fail");
+        ctx.stop();
+    }
+}
+
+/// This node lost the cluster's lease: stop without being restarted here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relinquish;
+
+impl Handler<Relinquish> for ClusterActor {
+    type Result = ();
+    fn handle(&mut self, _: Relinquish, ctx: &mut Context<Self>) {
+        tracing::info!(cluster_id = %self.record.id, "lease lost; another node owns this cluster now");
+        self.deleted = true; // not a failure: no restart
         ctx.stop();
     }
 }

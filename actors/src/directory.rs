@@ -57,6 +57,13 @@ impl Directory {
     pub fn session_count(&self) -> usize {
         read(&self.sessions).len()
     }
+    pub fn all_sessions_by_agent(&self) -> Vec<(String, SessionEntry)> {
+        read(&self.sessions)
+            .iter()
+            .map(|(a, e)| (a.clone(), e.clone()))
+            .collect()
+    }
+
     pub fn all_sessions(&self) -> Vec<SessionEntry> {
         read(&self.sessions).values().cloned().collect()
     }

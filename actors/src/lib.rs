@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod cluster;
+pub mod coord;
 pub mod directory;
 pub mod machine;
 pub mod metrics;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 /// What every actor shares.
 pub struct Deps {
     pub store: store::SharedStore,
+    pub coord: coord::SharedCoordinator,
     pub bus: bus::Bus,
     pub dir: directory::Directory,
     pub timing: machine::Timing,
@@ -27,11 +29,13 @@ pub struct Deps {
 impl Deps {
     pub fn new(
         store: store::SharedStore,
+        coord: coord::SharedCoordinator,
         timing: machine::Timing,
         session: session::SessionConfig,
     ) -> Arc<Deps> {
         Arc::new(Deps {
             store,
+            coord,
             bus: bus::Bus::new(4096),
             dir: directory::Directory::default(),
             timing,

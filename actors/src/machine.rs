@@ -165,6 +165,12 @@ impl Machine {
                 session,
                 health,
             } => {
+                // A report from an agent with no session implies its session is up
+                // (across nodes the "connected" message may be lost; the report is not).
+                if !self.sessions.contains_key(&agent) && self.status != Status::Deleting {
+                    self.sessions.insert(agent.clone(), session);
+                    self.offline_since = None;
+                }
                 if self.sessions.get(&agent) == Some(&session) && self.status != Status::Deleting {
                     self.health.insert(agent, health);
                     self.evaluate(now, "report", &mut fx);
@@ -631,6 +637,21 @@ mod tests {
         back.step(connect("a", 1), 2_000, &T);
         back.step(Input::Tick, 31_000, &T);
         assert_eq!(back.status, Status::Running);
+    }
+
+    #[test]
+    fn a_report_from_an_agent_without_a_session_connects_it() {
+        // Across nodes the Connected message can be lost; the first report is enough.
+        let mut m = Machine::load(Status::Registering, None, 0);
+        let fx = m.step(report("a", 9, Health::Healthy), 5, &T);
+        assert_eq!(
+            transitions(&fx),
+            vec![(Status::Registering, Status::Running)]
+        );
+        assert!(m.is_connected("a"));
+        // But never while another session of that agent is current.
+        let fx = m.step(report("a", 8, stopped("x")), 6, &T);
+        assert!(fx.is_empty());
     }
 
     #[test]

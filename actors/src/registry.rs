@@ -33,11 +33,83 @@ impl Registry {
     }
 }
 
+/// Lease lifetime, and how often leases are claimed or renewed.
+pub const LEASE_TTL: Duration = Duration::from_secs(9);
+const CLAIM_EVERY: Duration = Duration::from_secs(3);
+/// Presence lifetime, refreshed in batches.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
+const PRESENCE_EVERY: Duration = Duration::from_secs(5);
+
+impl Registry {
+    /// Renews the leases of clusters run here, takes free ones, and stops
+    /// actors whose lease another node holds now.
+    fn claim_round(&mut self, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let coord = self.deps.coord.clone();
+        ctx.spawn(
+            async move {
+                let clusters = match store.all_clusters().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list clusters for leases");
+                        return Vec::new();
+                    }
+                };
+                let mut out = Vec::with_capacity(clusters.len());
+                for c in clusters {
+                    let owned = coord.claim(&c.id, LEASE_TTL.as_millis() as u64).await;
+                    out.push((c, owned));
+                }
+                out
+            }
+            .into_actor(self)
+            .map(|claims, act, ctx| {
+                for (record, owned) in claims {
+                    let local = act.deps.dir.cluster(&record.id).filter(|a| a.connected());
+                    match (owned, local) {
+                        (Ok(true), None) => act.spawn(record, ctx),
+                        (Ok(false), Some(addr)) => {
+                            let _ = addr.try_send(crate::cluster::Relinquish);
+                        }
+                        _ => {} // kept, not ours, or Redis down (decide nothing)
+                    }
+                }
+            }),
+        );
+    }
+
+    fn refresh_presence(&self) {
+        let sessions: Vec<(String, u64)> = self
+            .deps
+            .dir
+            .all_sessions_by_agent()
+            .into_iter()
+            .map(|(agent, e)| (agent, e.session_id))
+            .collect();
+        let coord = self.deps.coord.clone();
+        actix::spawn(async move {
+            if let Err(e) = coord
+                .touch_presence(&sessions, PRESENCE_TTL.as_millis() as u64)
+                .await
+            {
+                tracing::warn!(error = %e, "presence refresh failed");
+            }
+        });
+    }
+}
+
 impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        if self.deps.coord.distributed() {
+            // Clusters are run by whichever node holds their lease.
+            self.claim_round(ctx);
+            ctx.run_interval(CLAIM_EVERY, |act, ctx| act.claim_round(ctx));
+            ctx.run_interval(PRESENCE_EVERY, |act, _| act.refresh_presence());
+            return;
+        }
         let store = self.deps.store.clone();
         // Block the mailbox until every stored cluster has its actor: `Ready`
         // answers only after this.
@@ -81,6 +153,26 @@ impl Handler<Spawn> for Registry {
     type Result = Option<Addr<ClusterActor>>;
     fn handle(&mut self, m: Spawn, ctx: &mut Context<Self>) -> Self::Result {
         let id = m.0.id.clone();
+        if self.deps.coord.distributed() {
+            // The creating node takes the lease if it can; the next claim round settles it otherwise.
+            let coord = self.deps.coord.clone();
+            let record = m.0;
+            ctx.wait(
+                async move {
+                    coord
+                        .claim(&id, LEASE_TTL.as_millis() as u64)
+                        .await
+                        .unwrap_or(false)
+                }
+                .into_actor(self)
+                .map(move |owned, act, ctx| {
+                    if owned && act.deps.dir.cluster(&record.id).is_none() {
+                        act.spawn(record, ctx);
+                    }
+                }),
+            );
+            return None;
+        }
         if self.deps.dir.cluster(&id).is_none() {
             self.spawn(m.0, ctx);
         }
@@ -108,6 +200,9 @@ impl Handler<ChildStopped> for Registry {
         if m.deleted {
             self.restarts.remove(&m.cluster_id);
             return;
+        }
+        if self.deps.coord.distributed() {
+            return; // the next claim round restarts it here if this node still holds the lease
         }
         let entry = self
             .restarts
@@ -162,13 +257,25 @@ pub struct SessionOpened {
 impl Handler<SessionOpened> for Registry {
     type Result = Option<Addr<ClusterActor>>;
     fn handle(&mut self, m: SessionOpened, _: &mut Context<Self>) -> Self::Result {
-        let cluster = self.deps.dir.cluster(&m.entry.cluster_id)?;
+        let cluster = self.deps.dir.cluster(&m.entry.cluster_id);
+        if cluster.is_none() && !self.deps.coord.distributed() {
+            return None;
+        }
+        if self.deps.coord.distributed() {
+            let coord = self.deps.coord.clone();
+            let entry = vec![(m.agent_id.clone(), m.entry.session_id)];
+            actix::spawn(async move {
+                let _ = coord
+                    .touch_presence(&entry, PRESENCE_TTL.as_millis() as u64)
+                    .await;
+            });
+        }
         if let Some(old) = self.deps.dir.put_session(&m.agent_id, m.entry) {
             let _ = old.addr.try_send(Shutdown {
                 reason: "replaced by a newer session".into(),
             });
         }
-        Some(cluster)
+        cluster
     }
 }
 

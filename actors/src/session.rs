@@ -5,6 +5,7 @@
 //! registry and tells the cluster actor.
 
 use crate::cluster::{AgentGone, AgentReport, ClusterActor, SessionDown, SessionUp};
+use crate::coord::NodeMsg;
 use crate::directory::SessionEntry;
 use crate::model::now_ms;
 use crate::registry::{Registry, SessionClosed, SessionOpened};
@@ -18,7 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+/// Session ids are unique across nodes (and below 2^53, so JSON keeps them exact).
+fn new_session_id() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 >> 11
+}
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -62,7 +66,16 @@ pub struct SessionActor {
     control: mpsc::Sender<Out>,
     bulk: mpsc::Sender<Out>,
     last_seen: Arc<AtomicU64>,
+    /// The cluster's actor when it runs on this node.
     cluster: Option<Addr<ClusterActor>>,
+    /// Handshake done.
+    up: bool,
+    /// The cluster's actor runs on another node (Redis mode).
+    remote: bool,
+    /// The owner node inputs were last sent to, and the last report (re-sent
+    /// to a new owner after a failover).
+    owner: Option<String>,
+    last_report: Option<ecp_protocol::Report>,
     closing: bool,
 }
 
@@ -86,7 +99,11 @@ pub fn start_session(
     SessionActor::create(move |ctx| {
         ctx.add_stream(stream);
         SessionActor {
-            session_id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            session_id: new_session_id(),
+            up: false,
+            remote: false,
+            owner: None,
+            last_report: None,
             deps,
             registry,
             agent_id,
@@ -171,9 +188,56 @@ impl SessionActor {
         }
     }
 
+    /// Sends an input to the node owning the cluster (Redis mode). When the
+    /// owner changed since the last input, the new owner first hears that
+    /// this session is up, with its last report.
+    fn to_owner(&mut self, msg: Option<NodeMsg>, ctx: &mut Context<Self>) {
+        let coord = self.deps.coord.clone();
+        let cluster_id = self.cluster_id.clone();
+        let previous = self.owner.clone();
+        let catch_up = vec![NodeMsg::SessionUp {
+            cluster_id: cluster_id.clone(),
+            agent_id: self.agent_id.clone(),
+            session_id: self.session_id,
+        }]
+        .into_iter()
+        .chain(self.last_report.clone().map(|report| NodeMsg::Report {
+            cluster_id: cluster_id.clone(),
+            agent_id: self.agent_id.clone(),
+            session_id: self.session_id,
+            report,
+        }))
+        .collect::<Vec<_>>();
+        ctx.wait(
+            async move {
+                let owner = coord.owner(&cluster_id).await.ok().flatten();
+                if let Some(o) = &owner {
+                    if previous.as_deref() != Some(o.as_str()) {
+                        for m in &catch_up {
+                            let _ = coord.send(o, m).await;
+                        }
+                    }
+                    if let Some(m) = &msg {
+                        let _ = coord.send(o, m).await;
+                    }
+                }
+                owner
+            }
+            .into_actor(self)
+            .map(|owner, act, _| {
+                if owner.is_some() {
+                    act.owner = owner;
+                }
+            }),
+        );
+    }
+
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
-        let Some(cluster) = self.cluster.clone() else {
+        if !self.up {
             return self.on_hello(frame, ctx);
+        }
+        let Some(cluster) = self.cluster.clone() else {
+            return self.on_remote_frame(frame, ctx);
         };
         match frame {
             Frame::Heartbeat { .. } => {}
@@ -198,6 +262,36 @@ impl SessionActor {
                 ctx.wait(cluster.send(msg).into_actor(self).map(|_, act, ctx| {
                     act.close(ctx, CloseCode::Normal, "unregistered");
                 }));
+            }
+            other => {
+                let why = format!("unexpected {} frame from agent", other.kind());
+                self.bad_frame(ctx, CloseCode::Protocol, &why);
+            }
+        }
+    }
+
+    fn on_remote_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        match frame {
+            // Heartbeats are when a changed owner is noticed.
+            Frame::Heartbeat { .. } => self.to_owner(None, ctx),
+            Frame::Report(report) => {
+                self.last_report = Some(report.clone());
+                let msg = NodeMsg::Report {
+                    cluster_id: self.cluster_id.clone(),
+                    agent_id: self.agent_id.clone(),
+                    session_id: self.session_id,
+                    report,
+                };
+                self.to_owner(Some(msg), ctx);
+            }
+            Frame::UnregisterAck => {
+                let msg = NodeMsg::AgentGone {
+                    cluster_id: self.cluster_id.clone(),
+                    agent_id: self.agent_id.clone(),
+                    removed: false,
+                };
+                self.to_owner(Some(msg), ctx);
+                self.close(ctx, CloseCode::Normal, "unregistered");
             }
             other => {
                 let why = format!("unexpected {} frame from agent", other.kind());
@@ -243,10 +337,12 @@ impl SessionActor {
                         agent_id: act.agent_id.clone(),
                         session_id: act.session_id,
                     };
+                    // Redis mode: the cluster's actor may run on another node.
+                    let remote = cluster.is_none() && act.deps.coord.distributed();
                     async move {
                         match cluster {
                             Some(c) => c.send(up).await.ok().and_then(|r| r.ok()).is_some(),
-                            None => false,
+                            None => remote,
                         }
                     }
                     .into_actor(act)
@@ -255,6 +351,11 @@ impl SessionActor {
                     if !ok {
                         act.cluster = None;
                         return act.close(ctx, CloseCode::Policy, "cluster was deleted");
+                    }
+                    act.up = true;
+                    if act.cluster.is_none() {
+                        act.remote = true;
+                        act.to_owner(None, ctx); // tells the owner this session is up
                     }
                     let s = &act.deps.session;
                     let welcome = Frame::Welcome {
@@ -286,7 +387,7 @@ impl Actor for SessionActor {
         self.deps.metrics.sessions.fetch_add(1, Ordering::Relaxed);
         let cfg = self.deps.session.clone();
         ctx.run_later(cfg.handshake_timeout, |act, ctx| {
-            if act.cluster.is_none() {
+            if !act.up {
                 act.close(ctx, CloseCode::Policy, "no Hello received in time");
             }
         });
@@ -316,7 +417,22 @@ impl Actor for SessionActor {
         let agent_id = self.agent_id.clone();
         let session_id = self.session_id;
         let last_seen = self.last_seen.load(Ordering::Relaxed);
+        let coord = self.deps.coord.clone();
+        let remote_owner = self.owner.clone().filter(|_| self.remote);
+        let cluster_id = self.cluster_id.clone();
         actix_web::rt::spawn(async move {
+            if coord.distributed() {
+                let _ = coord.drop_presence(&agent_id, session_id).await;
+            }
+            if let Some(owner) = remote_owner {
+                let msg = NodeMsg::SessionDown {
+                    cluster_id,
+                    agent_id: agent_id.clone(),
+                    session_id,
+                    last_seen,
+                };
+                let _ = coord.send(&owner, &msg).await;
+            }
             let _ = registry
                 .send(SessionClosed {
                     agent_id: agent_id.clone(),

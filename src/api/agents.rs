@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::{validate, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use ecp_actors::cluster::{AgentGone, AgentRegistered};
+use ecp_actors::coord::NodeMsg;
 use ecp_actors::model::*;
 use ecp_actors::store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -251,12 +252,23 @@ async fn do_register(
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(addr) = state.deps.dir.cluster(&cluster_id) {
-        addr.send(AgentRegistered {
-            agent_id: registered.agent.id.clone(),
-            new: !registered.reused,
-        })
-        .await??;
+    match state.deps.dir.cluster(&cluster_id) {
+        Some(addr) => {
+            addr.send(AgentRegistered {
+                agent_id: registered.agent.id.clone(),
+                new: !registered.reused,
+            })
+            .await??;
+        }
+        None if state.deps.coord.distributed() => {
+            let msg = NodeMsg::AgentRegistered {
+                cluster_id: cluster_id.clone(),
+                agent_id: registered.agent.id.clone(),
+                new: !registered.reused,
+            };
+            crate::route::to_owner(&state.deps, &msg).await?;
+        }
+        None => {}
     }
     // A retry's old credential no longer works; close a session that used it.
     if registered.reused {
@@ -349,12 +361,23 @@ pub async fn unregister(
 ) -> Result<HttpResponse, ApiError> {
     let agent = agent_of(&state, &req).await?;
     state.deps.store.remove_agent(&agent.id).await?;
-    if let Some(addr) = state.deps.dir.cluster(&agent.cluster_id) {
-        addr.send(AgentGone {
-            agent_id: agent.id.clone(),
-            removed: true,
-        })
-        .await??;
+    match state.deps.dir.cluster(&agent.cluster_id) {
+        Some(addr) => {
+            addr.send(AgentGone {
+                agent_id: agent.id.clone(),
+                removed: true,
+            })
+            .await??;
+        }
+        None if state.deps.coord.distributed() => {
+            let msg = NodeMsg::AgentGone {
+                cluster_id: agent.cluster_id.clone(),
+                agent_id: agent.id.clone(),
+                removed: true,
+            };
+            crate::route::to_owner(&state.deps, &msg).await?;
+        }
+        None => {}
     }
     tracing::info!(cluster_id = %agent.cluster_id, agent_id = %agent.id, "agent unregistered");
     let object = Object {

@@ -5,10 +5,11 @@ use crate::api::views::{rfc3339, ClusterList, ClusterView, EventView};
 use crate::audit::{self, Actor, Object};
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
+use crate::route;
 use crate::{validate, AppState};
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ecp_actors::cluster::{self as ca, ClusterActor};
+use ecp_actors::cluster as ca;
+use ecp_actors::coord::NodeMsg;
 use ecp_actors::model::*;
 use ecp_actors::registry::Spawn;
 use serde::{Deserialize, Serialize};
@@ -28,14 +29,6 @@ async fn cluster_in(
         Some(c) if c.org_id == org && c.project_id == project => Ok(c),
         _ => Err(ApiError::not_found("cluster")),
     }
-}
-
-fn actor(state: &AppState, id: &str) -> Result<Addr<ClusterActor>, ApiError> {
-    state
-        .deps
-        .dir
-        .cluster(id)
-        .ok_or_else(|| ApiError::unavailable("the cluster is restarting; retry in a moment"))
 }
 
 /// List the project's managed clusters.
@@ -176,7 +169,7 @@ pub async fn edit(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    cluster_in(&state, &org, &project, &id).await?;
+    let current = cluster_in(&state, &org, &project, &id).await?;
     let body = body.into_inner();
     if let Some(n) = &body.name {
         validate::cluster_name(n).map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
@@ -194,13 +187,42 @@ pub async fn edit(
         service_address.is_some(),
         body.description.is_some(),
     );
-    let rec = actor(&state, &id)?
-        .send(ca::Edit {
-            name: body.name,
-            description: body.description,
-            service_address,
-        })
-        .await??;
+    let rec = match state.deps.dir.cluster(&id) {
+        Some(a) => {
+            a.send(ca::Edit {
+                name: body.name,
+                description: body.description,
+                service_address,
+            })
+            .await??
+        }
+        None if state.deps.coord.distributed() => {
+            if let Some(n) = &body.name {
+                let taken = state
+                    .deps
+                    .store
+                    .clusters_in_project(&current.project_id)
+                    .await?
+                    .iter()
+                    .any(|c| &c.name == n && c.id != id);
+                if taken {
+                    return Err(ecp_actors::store::StoreError::NameTaken(n.clone()).into());
+                }
+            }
+            let msg = NodeMsg::Edit {
+                cluster_id: id.clone(),
+                name: body.name,
+                description: body.description,
+                service_address,
+            };
+            route::remote_change(&state, &current, msg).await?
+        }
+        None => {
+            return Err(ApiError::unavailable(
+                "the cluster is restarting; retry in a moment",
+            ))
+        }
+    };
     let what: Vec<&str> = [
         ("name", changed_name),
         ("serviceAddress", changed_addr),
@@ -235,8 +257,25 @@ pub async fn delete(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    cluster_in(&state, &org, &project, &id).await?;
-    let rec = actor(&state, &id)?.send(ca::Delete).await??;
+    let current = cluster_in(&state, &org, &project, &id).await?;
+    let rec = match state.deps.dir.cluster(&id) {
+        Some(a) => a.send(ca::Delete).await??,
+        None if state.deps.coord.distributed() => {
+            route::remote_change(
+                &state,
+                &current,
+                NodeMsg::Delete {
+                    cluster_id: id.clone(),
+                },
+            )
+            .await?
+        }
+        None => {
+            return Err(ApiError::unavailable(
+                "the cluster is restarting; retry in a moment",
+            ))
+        }
+    };
     tracing::info!(cluster_id = %id, user_id = %user.user.id, "cluster delete requested");
     audit::record(
         &state,
@@ -656,12 +695,26 @@ pub async fn revoke_agent(
         _ => return Err(ApiError::not_found("agent")),
     };
     state.deps.store.remove_agent(&agent_id).await?;
-    actor(&state, &id)?
-        .send(ca::AgentGone {
-            agent_id: agent_id.clone(),
-            removed: true,
-        })
-        .await??;
+    match state.deps.dir.cluster(&id) {
+        Some(a) => {
+            a.send(ca::AgentGone {
+                agent_id: agent_id.clone(),
+                removed: true,
+            })
+            .await??;
+        }
+        None => {
+            route::to_owner(
+                &state.deps,
+                &NodeMsg::AgentGone {
+                    cluster_id: id.clone(),
+                    agent_id: agent_id.clone(),
+                    removed: true,
+                },
+            )
+            .await?;
+        }
+    }
     tracing::info!(cluster_id = %id, agent_id = %agent_id, user_id = %user.user.id, "agent revoked");
     let object = Object {
         kind: "agent",

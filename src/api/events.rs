@@ -23,8 +23,11 @@ pub async fn stream(state: web::Data<AppState>, _user: AuthUser) -> HttpResponse
         let item = tokio::select! {
             _ = closing.changed() => return None,
             r = rx.recv() => match r {
-                Ok(change) => {
-                    let view = ChangeView::from_change(&change);
+                Ok(ev) => {
+                    let ecp_actors::bus::BusEvent::Change(change) = &*ev else {
+                        return Some((Ok(Bytes::from_static(b"event: resync\ndata: {}\n\n")), (rx, closing)));
+                    };
+                    let view = ChangeView::from_change(change);
                     let json = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
                     format!("event: cluster\ndata: {json}\n\n")
                 }

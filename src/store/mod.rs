@@ -2,5 +2,6 @@
 
 pub mod embedded;
 pub mod redis;
+pub mod redis_coord;
 
 pub use ecp_actors::store::*;
