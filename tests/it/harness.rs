@@ -111,6 +111,17 @@ impl Server {
         self.spawn().await;
     }
 
+    /// SIGKILL, no drain.
+    pub fn kill9(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+        self.child = None;
+    }
+
     /// Sends SIGTERM (without waiting).
     pub fn sigterm(&self) {
         if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
@@ -316,6 +327,20 @@ impl Events {
                 return (v, Instant::now());
             }
         }
+    }
+
+    /// The next change of any cluster.
+    pub async fn wait_any(&mut self, timeout: Duration) -> (Value, Instant) {
+        let v = tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no event within {timeout:?}"))
+            .expect("event stream ended");
+        let c = if v["type"] == "upserted" {
+            v["cluster"].clone()
+        } else {
+            v
+        };
+        (c, Instant::now())
     }
 
     pub async fn wait_status(

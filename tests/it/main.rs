@@ -4,6 +4,7 @@
 mod audit;
 mod bad_input;
 mod browser;
+mod cluster_mode;
 mod e2e;
 mod harness;
 mod lifecycle;
