@@ -247,6 +247,10 @@ async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::Ser
     while state.deps.dir.session_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if state.deps.coord.distributed() {
+        // Hand the clusters this node ran to the others now, not after the leases expire.
+        let _ = state.registry.send(ecp_actors::registry::ReleaseAll).await;
+    }
     tracing::info!(left = state.deps.dir.session_count(), "drained; stopping");
     handle.stop(true).await;
 }

@@ -41,6 +41,10 @@ impl Directory {
     pub fn cluster(&self, id: &str) -> Option<Addr<ClusterActor>> {
         read(&self.clusters).get(id).cloned()
     }
+    pub fn cluster_ids(&self) -> Vec<String> {
+        read(&self.clusters).keys().cloned().collect()
+    }
+
     pub fn cluster_count(&self) -> usize {
         read(&self.clusters).len()
     }

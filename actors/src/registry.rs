@@ -325,3 +325,30 @@ impl Handler<Drain> for Registry {
         n
     }
 }
+
+/// Drain, last step: stop this node's cluster actors and release their
+/// leases so other nodes take them over at once (not after expiry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseAll;
+
+impl Handler<ReleaseAll> for Registry {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: ReleaseAll, _: &mut Context<Self>) -> Self::Result {
+        let ids = self.deps.dir.cluster_ids();
+        for id in &ids {
+            if let Some(a) = self.deps.dir.cluster(id) {
+                let _ = a.try_send(crate::cluster::Relinquish);
+            }
+        }
+        let coord = self.deps.coord.clone();
+        Box::pin(
+            async move {
+                for id in ids {
+                    let _ = coord.release(&id).await;
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}

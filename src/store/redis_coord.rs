@@ -26,6 +26,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
+const PING: &str = "__ping__";
+
 pub struct RedisCoordinator {
     node: String,
     conn: ConnectionManager,
@@ -82,19 +84,37 @@ impl RedisCoordinator {
                         delay = Duration::from_millis(100);
                         on(Inbound::Subscribed);
                         let mut stream = ps.on_message();
-                        while let Some(msg) = stream.next().await {
-                            let channel = msg.get_channel_name().to_string();
-                            let Ok(payload) = msg.get_payload::<String>() else {
-                                continue;
-                            };
-                            if channel == "ecp:changes" {
-                                if let Ok(env) = serde_json::from_str::<ChangeEnvelope>(&payload) {
-                                    if env.origin != self.node {
-                                        on(Inbound::Change(env.change));
+                        // A dead connection does not always end the stream: the
+                        // subscriber pings its own channel and gives up on silence.
+                        let mut ping = tokio::time::interval(Duration::from_secs(1));
+                        let mut last_heard = tokio::time::Instant::now();
+                        let own = format!("ecp:node:{}", self.node);
+                        loop {
+                            tokio::select! {
+                                msg = stream.next() => {
+                                    let Some(msg) = msg else { break };
+                                    last_heard = tokio::time::Instant::now();
+                                    let channel = msg.get_channel_name().to_string();
+                                    let Ok(payload) = msg.get_payload::<String>() else { continue };
+                                    if payload == PING {
+                                        continue;
+                                    }
+                                    if channel == "ecp:changes" {
+                                        if let Ok(env) = serde_json::from_str::<ChangeEnvelope>(&payload) {
+                                            if env.origin != self.node {
+                                                on(Inbound::Change(env.change));
+                                            }
+                                        }
+                                    } else if let Ok(m) = serde_json::from_str::<NodeMsg>(&payload) {
+                                        on(Inbound::Msg(m));
                                     }
                                 }
-                            } else if let Ok(m) = serde_json::from_str::<NodeMsg>(&payload) {
-                                on(Inbound::Msg(m));
+                                _ = ping.tick() => {
+                                    if last_heard.elapsed() > Duration::from_secs(3) {
+                                        break;
+                                    }
+                                    let _ = self.conn.clone().publish::<_, _, ()>(&own, PING).await;
+                                }
                             }
                         }
                     }

@@ -261,3 +261,143 @@ async fn three_nodes_behind_nginx_share_redis_and_survive_a_killed_node() {
     println!("failover checked {:?} after the kill", killed_at.elapsed());
     stop_tx.send_replace(true);
 }
+
+async fn history_has_no_flap(api: &Api, ids: &[String]) {
+    for id in ids {
+        let history = api.history(id).await;
+        assert!(
+            history
+                .iter()
+                .all(|(_, to, r)| to != "abnormal" || r.as_deref() == Some("nodes_stopped")),
+            "{id} flapped: {history:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_restart_and_a_drained_node_lose_nothing_and_flap_nothing() {
+    const N: usize = 30;
+    let mut redis = RedisServer::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut c = node(&redis, "node-c").await;
+    let nginx =
+        Nginx::start(&[&a, &b, &c].map(|n| n.base.trim_start_matches("http://").to_string())).await;
+    let via = Api::login(&nginx.base, "admin", ADMIN_PASSWORD).await;
+    let mut streams = Vec::new();
+    for n in [&a, &b, &c] {
+        streams.push(
+            Api::login(&n.base, "admin", ADMIN_PASSWORD)
+                .await
+                .events()
+                .await,
+        );
+    }
+    let mut ids = Vec::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut controls = Vec::new();
+    for i in 0..N {
+        let id = via.create_cluster(&format!("r{i}")).await["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let token = via.issue_token(&id).await;
+        let reg = register(
+            &via.http,
+            &nginx.base,
+            &register_body(&token, &format!("r{i}"), &format!("emqx@r{i}"), "5.6.0"),
+        )
+        .await
+        .expect("register");
+        controls.push(spawn_agent(
+            nginx.base.clone(),
+            reg,
+            format!("emqx@r{i}"),
+            stop_rx.clone(),
+        ));
+        ids.push(id);
+    }
+    let all_running = |api: &Api| {
+        let api_base = api.base.clone();
+        let token = api.token.clone();
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .get(format!("{api_base}{P}/clusters"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let data = v["data"].as_array()?.clone();
+            Some((
+                data.len(),
+                data.iter().filter(|c| c["status"] == "running").count(),
+            ))
+        }
+    };
+    let converge = |what: &'static str| {
+        let via_base = via.base.clone();
+        let token = via.token.clone();
+        async move {
+            let api = Api {
+                http: reqwest::Client::new(),
+                base: via_base,
+                token,
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some((n, running)) = all_running(&api).await {
+                    if n == N && running == N {
+                        return;
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: not all {N} clusters running"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    converge("start").await;
+
+    // Redis restarts (AOF on): nothing lost, every node resubscribes.
+    redis.restart().await;
+    converge("after the Redis restart").await;
+    controls[0]
+        .send(Health::NodesStopped {
+            nodes: vec!["emqx@x".into()],
+        })
+        .expect("command");
+    for (i, events) in streams.iter_mut().enumerate() {
+        let (cl, _) = events
+            .wait(&ids[0], Duration::from_secs(20), |c| {
+                c["status"] == "abnormal"
+            })
+            .await;
+        assert_eq!(cl["reason"]["code"], "nodes_stopped", "node {i}");
+    }
+    controls[0].send(Health::Healthy).expect("command");
+    converge("healthy again").await;
+
+    // Node C drains on SIGTERM: its agents move before it exits; nothing flaps.
+    let before = sessions_on(&c).await;
+    c.sigterm();
+    let status = c
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("node C exited");
+    assert!(status.success());
+    assert_eq!(
+        sessions_on(&a).await + sessions_on(&b).await,
+        N as u64,
+        "C's {before} agents moved to A and B"
+    );
+    converge("after node C drained").await;
+    tokio::time::sleep(Duration::from_secs(6)).await; // past the grace: a flap would show now
+    converge("past the grace").await;
+    history_has_no_flap(&via, &ids).await;
+    stop_tx.send_replace(true);
+}
