@@ -191,7 +191,7 @@ impl SessionActor {
     /// Sends an input to the node owning the cluster (Redis mode). When the
     /// owner changed since the last input, the new owner first hears that
     /// this session is up, with its last report.
-    fn to_owner(&mut self, msg: Option<NodeMsg>, ctx: &mut Context<Self>) {
+    fn send_to_owner(&mut self, msg: Option<NodeMsg>, ctx: &mut Context<Self>) {
         let coord = self.deps.coord.clone();
         let cluster_id = self.cluster_id.clone();
         let previous = self.owner.clone();
@@ -273,7 +273,7 @@ impl SessionActor {
     fn on_remote_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         match frame {
             // Heartbeats are when a changed owner is noticed.
-            Frame::Heartbeat { .. } => self.to_owner(None, ctx),
+            Frame::Heartbeat { .. } => self.send_to_owner(None, ctx),
             Frame::Report(report) => {
                 self.last_report = Some(report.clone());
                 let msg = NodeMsg::Report {
@@ -282,7 +282,7 @@ impl SessionActor {
                     session_id: self.session_id,
                     report,
                 };
-                self.to_owner(Some(msg), ctx);
+                self.send_to_owner(Some(msg), ctx);
             }
             Frame::UnregisterAck => {
                 let msg = NodeMsg::AgentGone {
@@ -290,7 +290,7 @@ impl SessionActor {
                     agent_id: self.agent_id.clone(),
                     removed: false,
                 };
-                self.to_owner(Some(msg), ctx);
+                self.send_to_owner(Some(msg), ctx);
                 self.close(ctx, CloseCode::Normal, "unregistered");
             }
             other => {
@@ -355,7 +355,7 @@ impl SessionActor {
                     act.up = true;
                     if act.cluster.is_none() {
                         act.remote = true;
-                        act.to_owner(None, ctx); // tells the owner this session is up
+                        act.send_to_owner(None, ctx); // tells the owner this session is up
                     }
                     let s = &act.deps.session;
                     let welcome = Frame::Welcome {
