@@ -228,24 +228,7 @@ async fn register_refuses_with_one_clear_line_and_registers_nothing() {
 }
 
 fn seed(ecp: &str, token: &str, emqx: &str, password: &str) -> Vec<String> {
-    [
-        "register",
-        "--url",
-        &format!("{ecp}/api"),
-        "--registration-token",
-        token,
-        "--emqx-dashboard-username",
-        "admin",
-        "--emqx-dashboard-password",
-        password,
-        "--emqx-dashboard-url",
-        emqx,
-        "--emqx-api-url",
-        emqx,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    seed_args(ecp, token, emqx, password)
 }
 
 fn with_logs(mut args: Vec<String>, dir: &str) -> Vec<String> {

@@ -149,22 +149,9 @@ impl Agent {
 
     /// The seed's register command, with the simulator as EMQX.
     pub async fn register(&self, ecp: &str, token: &str, sim_url: &str, password: &str) -> Output {
-        self.cmd(&[
-            "register",
-            "--url",
-            &format!("{ecp}/api"),
-            "--registration-token",
-            token,
-            "--emqx-dashboard-username",
-            "admin",
-            "--emqx-dashboard-password",
-            password,
-            "--emqx-dashboard-url",
-            sim_url,
-            "--emqx-api-url",
-            sim_url,
-        ])
-        .await
+        let args = seed_args(ecp, token, sim_url, password);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cmd(&args).await
     }
 
     pub fn pid(&self) -> Option<i32> {
@@ -214,4 +201,26 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).to_string(),
         String::from_utf8_lossy(&o.stderr).to_string(),
     )
+}
+
+/// `register` with the seed's flags, exactly as the registration guide renders it.
+pub fn seed_args(ecp: &str, token: &str, emqx: &str, password: &str) -> Vec<String> {
+    [
+        "register",
+        "--url",
+        &format!("{ecp}/api"),
+        "--registration-token",
+        token,
+        "--emqx-dashboard-username",
+        "admin",
+        "--emqx-dashboard-password",
+        password,
+        "--emqx-dashboard-url",
+        emqx,
+        "--emqx-api-url",
+        emqx,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
