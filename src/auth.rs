@@ -73,10 +73,12 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     .unwrap_or(false)
 }
 
-/// A logged-in user (Bearer access token).
+/// A logged-in user (Bearer access token) with their memberships, read on
+/// every request: a removed membership takes effect on the very next one.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub user: UserRecord,
+    pub access: crate::policy::Access,
 }
 
 impl FromRequest for AuthUser {
@@ -102,7 +104,12 @@ impl FromRequest for AuthUser {
                 .user(&user_id)
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
-            Ok(AuthUser { user })
+            let memberships = state.deps.store.memberships(&user.id).await?;
+            let access = crate::policy::Access {
+                user: user.clone(),
+                memberships,
+            };
+            Ok(AuthUser { user, access })
         })
     }
 }

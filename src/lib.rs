@@ -10,6 +10,7 @@ pub mod console;
 pub mod error;
 pub mod limits;
 pub mod login_guard;
+pub mod policy;
 pub mod route;
 pub mod store;
 pub mod validate;

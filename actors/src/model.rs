@@ -290,3 +290,20 @@ impl AuditQuery {
             && (self.object_id.is_empty() || r.object_id == self.object_id)
     }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+/// A user's role in an org (`project_id` empty) or in one of its projects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Membership {
+    pub user_id: String,
+    pub org_id: String,
+    pub project_id: String,
+    pub role: Role,
+}

@@ -108,6 +108,18 @@ pub trait Store: Send + Sync + 'static {
     /// Removes an agent, its credential and its node binding.
     async fn remove_agent(&self, id: &str) -> StoreResult<()>;
 
+    // --- memberships -----------------------------------------------------------
+    async fn users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Sets (replaces) a membership.
+    async fn put_membership(&self, m: &Membership) -> StoreResult<()>;
+    async fn remove_membership(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        project_id: &str,
+    ) -> StoreResult<()>;
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+
     // --- audit log -----------------------------------------------------------
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Newest first: the page asked for and the total number of matches.

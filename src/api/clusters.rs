@@ -5,6 +5,7 @@ use crate::api::views::{rfc3339, ClusterList, ClusterView, EventView};
 use crate::audit::{self, Actor, Object};
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
+use crate::policy::Need;
 use crate::route;
 use crate::{validate, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -21,10 +22,13 @@ type ClusterPath = web::Path<(String, String, String)>;
 /// The cluster if it lives in that org/project (404 otherwise).
 async fn cluster_in(
     state: &AppState,
+    user: &AuthUser,
+    need: Need,
     org: &str,
     project: &str,
     id: &str,
 ) -> Result<ClusterRecord, ApiError> {
+    project_in_org(state, user, org, project, need).await?;
     match state.deps.store.cluster(id).await? {
         Some(c) if c.org_id == org && c.project_id == project => Ok(c),
         _ => Err(ApiError::not_found("cluster")),
@@ -37,11 +41,11 @@ async fn cluster_in(
     responses((status = 200, body = ClusterList), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     state: web::Data<AppState>,
-    _u: AuthUser,
+    user: AuthUser,
     path: ProjectPath,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project) = path.into_inner();
-    project_in_org(&state, &org, &project).await?;
+    project_in_org(&state, &user, &org, &project, Need::Read).await?;
     let data: Vec<ClusterView> = state
         .deps
         .store
@@ -78,7 +82,7 @@ pub async fn create(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project) = path.into_inner();
-    project_in_org(&state, &org, &project).await?;
+    project_in_org(&state, &user, &org, &project, Need::Write).await?;
     let body = body.into_inner();
     validate::cluster_name(&body.name).map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
     let service_address = body.service_address.unwrap_or_default().trim().to_string();
@@ -141,11 +145,11 @@ pub async fn create(
     responses((status = 200, body = ClusterView), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     state: web::Data<AppState>,
-    _u: AuthUser,
+    user: AuthUser,
     path: ClusterPath,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    let c = cluster_in(&state, &org, &project, &id).await?;
+    let c = cluster_in(&state, &user, Need::Read, &org, &project, &id).await?;
     Ok(HttpResponse::Ok().json(ClusterView::from_record(&c)))
 }
 
@@ -169,7 +173,7 @@ pub async fn edit(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    let current = cluster_in(&state, &org, &project, &id).await?;
+    let current = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
     let body = body.into_inner();
     if let Some(n) = &body.name {
         validate::cluster_name(n).map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
@@ -257,7 +261,7 @@ pub async fn delete(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    let current = cluster_in(&state, &org, &project, &id).await?;
+    let current = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
     let rec = match state.deps.dir.cluster(&id) {
         Some(a) => a.send(ca::Delete).await??,
         None if state.deps.coord.distributed() => {
@@ -316,7 +320,7 @@ pub async fn issue_token(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    let c = cluster_in(&state, &org, &project, &id).await?;
+    let c = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
     if c.status == Status::Deleting {
         return Err(ApiError::gone("cluster was deleted"));
     }
@@ -378,7 +382,7 @@ pub async fn revoke_tokens(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    let c = cluster_in(&state, &org, &project, &id).await?;
+    let c = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
     let n = state.deps.store.revoke_registration_tokens(&id).await?;
     tracing::info!(cluster_id = %id, user_id = %user.user.id, revoked = n, "registration tokens revoked");
     audit::record(
@@ -450,13 +454,13 @@ fn sh(v: &str) -> String {
     responses((status = 200, body = SetupInstructions), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn setup_instructions(
     state: web::Data<AppState>,
-    _u: AuthUser,
+    user: AuthUser,
     path: ClusterPath,
     q: web::Query<SetupQuery>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    cluster_in(&state, &org, &project, &id).await?;
+    cluster_in(&state, &user, Need::Read, &org, &project, &id).await?;
     let q = q.into_inner();
     let platform = q.platform.unwrap_or_else(|| "binary".into());
     let agent_url = state.agent_url(&req);
@@ -643,11 +647,11 @@ pub struct AgentView {
     responses((status = 200, body = [AgentView]), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn agents(
     state: web::Data<AppState>,
-    _u: AuthUser,
+    user: AuthUser,
     path: ClusterPath,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    cluster_in(&state, &org, &project, &id).await?;
+    cluster_in(&state, &user, Need::Read, &org, &project, &id).await?;
     let live = match state.deps.dir.cluster(&id) {
         Some(a) => a.send(ca::AgentsLive).await.unwrap_or_default(),
         None => Default::default(),
@@ -689,7 +693,7 @@ pub async fn revoke_agent(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id, agent_id) = path.into_inner();
-    let c = cluster_in(&state, &org, &project, &id).await?;
+    let c = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
     let agent = match state.deps.store.agent(&agent_id).await? {
         Some(a) if a.cluster_id == id => a,
         _ => return Err(ApiError::not_found("agent")),
@@ -742,11 +746,11 @@ pub async fn revoke_agent(
     responses((status = 200, body = [EventView]), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn events(
     state: web::Data<AppState>,
-    _u: AuthUser,
+    user: AuthUser,
     path: ClusterPath,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    cluster_in(&state, &org, &project, &id).await?;
+    cluster_in(&state, &user, Need::Read, &org, &project, &id).await?;
     let events: Vec<EventView> = state
         .deps
         .store

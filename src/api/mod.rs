@@ -8,6 +8,7 @@ pub mod download;
 pub mod events;
 pub mod ops;
 pub mod orgs;
+pub mod tenancy;
 pub mod views;
 
 use crate::error::{json_error, path_error, query_error};
@@ -39,6 +40,20 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/api/events", web::get().to(events::stream))
         .route("/api/audit/operations", web::get().to(audit::operations))
         .route("/api/orgs", web::get().to(orgs::list_orgs))
+        .route("/api/orgs", web::post().to(tenancy::create_org))
+        .route(
+            "/api/orgs/{org_id}/projects",
+            web::post().to(tenancy::create_project),
+        )
+        .route(
+            "/api/orgs/{org_id}/members/{user_id}",
+            web::put().to(tenancy::org_member),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/members/{user_id}",
+            web::put().to(tenancy::project_member),
+        )
+        .route("/api/users", web::post().to(tenancy::create_user))
         .route(
             "/api/orgs/{org_id}/projects",
             web::get().to(orgs::list_projects),
@@ -95,6 +110,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         ops::healthz, ops::readyz, ops::version,
         account::login, account::logout, account::profile,
         orgs::list_orgs, orgs::list_projects,
+        tenancy::create_org, tenancy::create_project, tenancy::create_user, tenancy::org_member, tenancy::project_member,
         clusters::list, clusters::create, clusters::get, clusters::edit, clusters::delete,
         clusters::issue_token, clusters::revoke_tokens, clusters::setup_instructions,
         clusters::agents, clusters::revoke_agent, clusters::events,

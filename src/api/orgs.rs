@@ -31,9 +31,10 @@ fn list(items: Vec<NamedView>) -> HttpResponse {
 #[utoipa::path(get, path = "/api/orgs", tag = "orgs", responses((status = 200, body = NamedList)), security(("bearer" = [])))]
 pub async fn list_orgs(
     state: web::Data<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
     let mut orgs = state.deps.store.orgs().await?;
+    orgs.retain(|o| user.access.sees_org(&o.id));
     orgs.sort_by_key(|o| o.created_at);
     Ok(list(
         orgs.iter()
@@ -51,14 +52,15 @@ pub async fn list_orgs(
     responses((status = 200, body = NamedList), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn list_projects(
     state: web::Data<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let org_id = path.into_inner();
-    if state.deps.store.org(&org_id).await?.is_none() {
+    if state.deps.store.org(&org_id).await?.is_none() || !user.access.sees_org(&org_id) {
         return Err(ApiError::not_found("organization"));
     }
     let mut projects = state.deps.store.projects(&org_id).await?;
+    projects.retain(|p| user.access.project_role(&p.org_id, &p.id).is_some());
     projects.sort_by_key(|p| p.created_at);
     Ok(list(
         projects
@@ -72,14 +74,20 @@ pub async fn list_projects(
     ))
 }
 
-/// The project, if it exists inside the org (404 otherwise, whichever is missing).
+/// The project, if it exists inside the org and the caller may use it as
+/// `need` says (404 when missing or not visible; 403 for a viewer writing).
 pub async fn project_in_org(
     state: &AppState,
+    user: &AuthUser,
     org_id: &str,
     project_id: &str,
+    need: crate::policy::Need,
 ) -> Result<ProjectRecord, ApiError> {
     match state.deps.store.project(project_id).await? {
-        Some(p) if p.org_id == org_id => Ok(p),
+        Some(p) if p.org_id == org_id => {
+            user.access.require(&p, need)?;
+            Ok(p)
+        }
         _ => Err(ApiError::not_found("project")),
     }
 }

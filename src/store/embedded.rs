@@ -29,6 +29,8 @@ const AGENT_CREDS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_cr
 const NODE_KEYS: TableDefinition<&str, &str> = TableDefinition::new("node_keys");
 const NODE_IDS: TableDefinition<&str, &str> = TableDefinition::new("node_ids");
 const AUDIT: TableDefinition<u64, Json> = TableDefinition::new("audit");
+/// "{user}/{org}/{project}" → membership
+const MEMBERSHIPS: TableDefinition<&str, Json> = TableDefinition::new("memberships");
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -114,6 +116,7 @@ impl EmbeddedStore {
             tx.open_table(NODE_KEYS).map_err(unavailable)?;
             tx.open_table(NODE_IDS).map_err(unavailable)?;
             tx.open_table(AUDIT).map_err(unavailable)?;
+            tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -737,6 +740,58 @@ impl Store for EmbeddedStore {
     async fn remove_agent(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |tx| remove_agent_in(tx, &id, None)).await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.read(|tx| all_json(&tx.open_table(USERS).map_err(unavailable)?))
+            .await
+    }
+
+    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
+        let m = m.clone();
+        self.write(move |tx| {
+            let key = format!("{}/{}/{}", m.user_id, m.org_id, m.project_id);
+            tx.open_table(MEMBERSHIPS)
+                .map_err(unavailable)?
+                .insert(key.as_str(), to_json(&m)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_membership(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        project_id: &str,
+    ) -> StoreResult<()> {
+        let key = format!("{user_id}/{org_id}/{project_id}");
+        self.write(move |tx| {
+            tx.open_table(MEMBERSHIPS)
+                .map_err(unavailable)?
+                .remove(key.as_str())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let prefix = format!("{user_id}/");
+        self.read(move |tx| {
+            let t = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in t.range(prefix.as_str()..).map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -537,6 +537,45 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.members_json(format!("{P}users"), "user").await
+    }
+
+    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
+        self.c()
+            .hset(
+                format!("{P}memberships:{}", m.user_id),
+                format!("{}/{}", m.org_id, m.project_id),
+                to_json(m)?,
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn remove_membership(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        project_id: &str,
+    ) -> StoreResult<()> {
+        self.c()
+            .hdel(
+                format!("{P}memberships:{user_id}"),
+                format!("{org_id}/{project_id}"),
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let v: Vec<String> = self
+            .c()
+            .hvals(format!("{P}memberships:{user_id}"))
+            .await
+            .map_err(unavailable)?;
+        v.iter().map(|s| from_json(s)).collect()
+    }
+
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         // Newest at the head; the log keeps the last AUDIT_CAP records.
         redis::pipe()

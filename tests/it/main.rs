@@ -15,4 +15,5 @@ mod procs;
 mod redis_server;
 mod sessions;
 mod store;
+mod tenancy;
 mod webdriver;

@@ -1,0 +1,351 @@
+//! Every route × every role: system admin; org admin of A; project admin of
+//! A/p1; viewer of A/p1; a member of org B only. Ids the caller may not see
+//! answer 404; viewers are read-only (403).
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn make_user(admin: &Api, name: &str) -> String {
+    let (s, v) = admin
+        .post(
+            "/api/users",
+            json!({"username": name, "password": "Passw0rd-x"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    v["id"].as_str().expect("id").to_string()
+}
+
+async fn member(admin: &Api, path: &str, role: Value) {
+    let (s, v) = admin
+        .call(reqwest::Method::PUT, path, Some(json!({ "role": role })))
+        .await;
+    assert_eq!(s, 204, "{path}: {v}");
+}
+
+#[tokio::test]
+async fn every_route_for_every_role() {
+    let server = Server::start().await;
+    let sys = server.api().await;
+    let (_, a) = sys.post("/api/orgs", json!({"name": "org A"})).await;
+    let a = a["id"].as_str().expect("org").to_string();
+    let (_, b) = sys.post("/api/orgs", json!({"name": "org B"})).await;
+    let b = b["id"].as_str().expect("org").to_string();
+    let (_, p1) = sys
+        .post(&format!("/api/orgs/{a}/projects"), json!({"name": "p1"}))
+        .await;
+    let p1 = p1["id"].as_str().expect("p1").to_string();
+    let (_, p2) = sys
+        .post(&format!("/api/orgs/{a}/projects"), json!({"name": "p2"}))
+        .await;
+    let p2 = p2["id"].as_str().expect("p2").to_string();
+    let (_, q1) = sys
+        .post(&format!("/api/orgs/{b}/projects"), json!({"name": "q1"}))
+        .await;
+    let _q1 = q1["id"].as_str().expect("q1").to_string();
+
+    let org_admin = make_user(&sys, "orgadmin").await;
+    let proj_admin = make_user(&sys, "projadmin").await;
+    let viewer = make_user(&sys, "viewer").await;
+    let outsider = make_user(&sys, "outsider").await;
+    member(
+        &sys,
+        &format!("/api/orgs/{a}/members/{org_admin}"),
+        json!("admin"),
+    )
+    .await;
+    member(
+        &sys,
+        &format!("/api/orgs/{a}/members/{proj_admin}"),
+        json!("viewer"),
+    )
+    .await;
+    member(
+        &sys,
+        &format!("/api/orgs/{a}/projects/{p1}/members/{proj_admin}"),
+        json!("admin"),
+    )
+    .await;
+    member(
+        &sys,
+        &format!("/api/orgs/{a}/members/{viewer}"),
+        json!("viewer"),
+    )
+    .await;
+    member(
+        &sys,
+        &format!("/api/orgs/{a}/projects/{p1}/members/{viewer}"),
+        json!("viewer"),
+    )
+    .await;
+    member(
+        &sys,
+        &format!("/api/orgs/{b}/members/{outsider}"),
+        json!("admin"),
+    )
+    .await;
+
+    let pa1 = format!("/api/orgs/{a}/projects/{p1}");
+    let pa2 = format!("/api/orgs/{a}/projects/{p2}");
+    let (_, c1) = sys
+        .post(&format!("{pa1}/clusters"), json!({"name": "c1"}))
+        .await;
+    let c1 = c1["id"].as_str().expect("c1").to_string();
+    let (_, c2) = sys
+        .post(&format!("{pa2}/clusters"), json!({"name": "c2"}))
+        .await;
+    let c2 = c2["id"].as_str().expect("c2").to_string();
+
+    let roles = [
+        ("system admin", sys.token.clone()),
+        (
+            "org admin of A",
+            Api::login(&server.base, "orgadmin", "Passw0rd-x")
+                .await
+                .token,
+        ),
+        (
+            "project admin of A/p1",
+            Api::login(&server.base, "projadmin", "Passw0rd-x")
+                .await
+                .token,
+        ),
+        (
+            "viewer of A/p1",
+            Api::login(&server.base, "viewer", "Passw0rd-x").await.token,
+        ),
+        (
+            "member of org B only",
+            Api::login(&server.base, "outsider", "Passw0rd-x")
+                .await
+                .token,
+        ),
+    ];
+    // (method, path, body, expected status per role in the order above)
+    let table: Vec<(&str, String, Option<Value>, [u16; 5])> = vec![
+        (
+            "GET",
+            format!("{pa1}/clusters"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            format!("{pa1}/clusters/{c1}"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "PUT",
+            format!("{pa1}/clusters/{c1}"),
+            Some(json!({"description": "x"})),
+            [200, 200, 200, 403, 404],
+        ),
+        (
+            "POST",
+            format!("{pa1}/clusters/{c1}/registration-tokens"),
+            Some(json!({})),
+            [201, 201, 201, 403, 404],
+        ),
+        (
+            "DELETE",
+            format!("{pa1}/clusters/{c1}/registration-tokens"),
+            None,
+            [200, 200, 200, 403, 404],
+        ),
+        (
+            "GET",
+            format!("{pa1}/clusters/{c1}/setup-instructions"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            format!("{pa1}/clusters/{c1}/agents"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "DELETE",
+            format!("{pa1}/clusters/{c1}/agents/nope"),
+            None,
+            [404, 404, 404, 403, 404],
+        ),
+        (
+            "GET",
+            format!("{pa1}/clusters/{c1}/events"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            format!("{pa2}/clusters"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        (
+            "GET",
+            format!("{pa2}/clusters/{c2}"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        (
+            "PUT",
+            format!("{pa2}/clusters/{c2}"),
+            Some(json!({"description": "y"})),
+            [200, 200, 404, 404, 404],
+        ),
+        (
+            "DELETE",
+            format!("{pa2}/clusters/{c2}"),
+            None,
+            [404, 404, 404, 404, 404],
+        ), // probed below per role instead
+        (
+            "GET",
+            format!("/api/orgs/{a}/projects"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "POST",
+            format!("/api/orgs/{a}/projects"),
+            Some(json!({"name": "new"})),
+            [201, 201, 403, 403, 404],
+        ),
+        (
+            "POST",
+            "/api/orgs".to_string(),
+            Some(json!({"name": "new org"})),
+            [201, 403, 403, 403, 403],
+        ),
+        (
+            "POST",
+            "/api/users".to_string(),
+            Some(json!({"username": "u-new", "password": "Passw0rd-y"})),
+            [201, 403, 403, 403, 403],
+        ),
+        (
+            "PUT",
+            format!("/api/orgs/{a}/members/{outsider}"),
+            Some(json!({"role": null})),
+            [204, 204, 403, 403, 404],
+        ),
+        (
+            "PUT",
+            format!("{pa1}/members/{viewer}"),
+            Some(json!({"role": "viewer"})),
+            [204, 204, 204, 403, 404],
+        ),
+        (
+            "GET",
+            "/api/audit/operations".to_string(),
+            None,
+            [200, 403, 403, 403, 403],
+        ),
+    ];
+    let http = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &table {
+        if path.ends_with(&c2) && *method == "DELETE" {
+            continue;
+        }
+        for (i, (role, token)) in roles.iter().enumerate() {
+            let mut req = http
+                .request(
+                    method.parse().expect("method"),
+                    format!("{}{path}", server.base),
+                )
+                .bearer_auth(token);
+            if let Some(b) = body {
+                // Names must stay unique per call.
+                let mut b = b.clone();
+                if let Some(n) = b.get("name").and_then(Value::as_str) {
+                    b["name"] = json!(format!("{n} {i}"));
+                }
+                if let Some(n) = b.get("username").and_then(Value::as_str) {
+                    b["username"] = json!(format!("{n}{i}"));
+                }
+                req = req.json(&b);
+            }
+            let got = req.send().await.expect("send").status().as_u16();
+            if got != expected[i] {
+                failures.push(format!(
+                    "{role}: {method} {path} → {got}, expected {}",
+                    expected[i]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Lists show only what the caller may see.
+    let viewer_api = Api {
+        http: http.clone(),
+        base: server.base.clone(),
+        token: roles[3].1.clone(),
+    };
+    let (_, projects) = viewer_api.get(&format!("/api/orgs/{a}/projects")).await;
+    let names: Vec<&str> = projects["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["p1"]);
+    let (_, orgs) = viewer_api.get("/api/orgs").await;
+    assert_eq!(orgs["total"], 1, "{orgs}");
+
+    // The viewer's event stream never carries A/p2.
+    let mut events = viewer_api.events().await;
+    let (s, _) = sys
+        .call(
+            reqwest::Method::PUT,
+            &format!("{pa2}/clusters/{c2}"),
+            Some(json!({"description": "secret p2 change"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = sys
+        .call(
+            reqwest::Method::PUT,
+            &format!("{pa1}/clusters/{c1}"),
+            Some(json!({"description": "p1 change"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (first, _) = events.wait_any(Duration::from_secs(5)).await;
+    assert_eq!(
+        first["id"],
+        c1.as_str(),
+        "the p2 change must not reach a viewer of p1: {first}"
+    );
+
+    // A removed membership takes effect on the very next request.
+    member(&sys, &format!("{pa1}/members/{viewer}"), Value::Null).await;
+    assert_eq!(viewer_api.get(&format!("{pa1}/clusters/{c1}")).await.0, 404);
+
+    // Deleting: a viewer may not, an outsider does not even see it, an admin may.
+    let (_, c3) = sys
+        .post(&format!("{pa1}/clusters"), json!({"name": "c3"}))
+        .await;
+    let c3 = c3["id"].as_str().expect("c3").to_string();
+    member(&sys, &format!("{pa1}/members/{viewer}"), json!("viewer")).await;
+    let del = |token: String| {
+        let http = http.clone();
+        let url = format!("{}{pa1}/clusters/{c3}", server.base);
+        async move {
+            http.delete(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(del(roles[3].1.clone()).await, 403);
+    assert_eq!(del(roles[4].1.clone()).await, 404);
+    assert_eq!(del(roles[2].1.clone()).await, 202);
+}
