@@ -148,6 +148,35 @@ impl EmbeddedStore {
         .await
     }
 
+    /// Inserts one JSON record under `key`.
+    async fn put_one<T: Serialize>(
+        &self,
+        table: TableDefinition<'static, &'static str, Json>,
+        key: &str,
+        value: &T,
+    ) -> StoreResult<()> {
+        let (key, bytes) = (key.to_string(), to_json(value)?);
+        self.write(move |tx| {
+            tx.open_table(table)
+                .map_err(unavailable)?
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads one JSON record.
+    async fn get_one<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: TableDefinition<'static, &'static str, Json>,
+        key: &str,
+    ) -> StoreResult<Option<T>> {
+        let key = key.to_string();
+        self.read(move |tx| get_json(&tx.open_table(table).map_err(unavailable)?, &key))
+            .await
+    }
+
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -269,9 +298,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        let id = id.to_string();
-        self.read(move |tx| get_json(&tx.open_table(USERS).map_err(unavailable)?, &id))
-            .await
+        self.get_one(USERS, id).await
     }
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
@@ -287,21 +314,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_org(&self, org: &OrgRecord) -> StoreResult<()> {
-        let org = org.clone();
-        self.write(move |tx| {
-            tx.open_table(ORGS)
-                .map_err(unavailable)?
-                .insert(org.id.as_str(), to_json(&org)?.as_slice())
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
+        self.put_one(ORGS, &org.id, org).await
     }
 
     async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>> {
-        let id = id.to_string();
-        self.read(move |tx| get_json(&tx.open_table(ORGS).map_err(unavailable)?, &id))
-            .await
+        self.get_one(ORGS, id).await
     }
 
     async fn orgs(&self) -> StoreResult<Vec<OrgRecord>> {
@@ -310,21 +327,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_project(&self, project: &ProjectRecord) -> StoreResult<()> {
-        let p = project.clone();
-        self.write(move |tx| {
-            tx.open_table(PROJECTS)
-                .map_err(unavailable)?
-                .insert(p.id.as_str(), to_json(&p)?.as_slice())
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
+        self.put_one(PROJECTS, &project.id, project).await
     }
 
     async fn project(&self, id: &str) -> StoreResult<Option<ProjectRecord>> {
-        let id = id.to_string();
-        self.read(move |tx| get_json(&tx.open_table(PROJECTS).map_err(unavailable)?, &id))
-            .await
+        self.get_one(PROJECTS, id).await
     }
 
     async fn projects(&self, org_id: &str) -> StoreResult<Vec<ProjectRecord>> {
@@ -401,9 +408,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn cluster(&self, id: &str) -> StoreResult<Option<ClusterRecord>> {
-        let id = id.to_string();
-        self.read(move |tx| get_json(&tx.open_table(CLUSTERS).map_err(unavailable)?, &id))
-            .await
+        self.get_one(CLUSTERS, id).await
     }
 
     async fn clusters_in_project(&self, project_id: &str) -> StoreResult<Vec<ClusterRecord>> {
@@ -698,9 +703,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
-        let id = id.to_string();
-        self.read(move |tx| get_json(&tx.open_table(AGENTS).map_err(unavailable)?, &id))
-            .await
+        self.get_one(AGENTS, id).await
     }
 
     async fn agents_of_cluster(&self, cluster_id: &str) -> StoreResult<Vec<AgentRecord>> {
@@ -748,16 +751,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
-        let m = m.clone();
-        self.write(move |tx| {
-            let key = format!("{}/{}/{}", m.user_id, m.org_id, m.project_id);
-            tx.open_table(MEMBERSHIPS)
-                .map_err(unavailable)?
-                .insert(key.as_str(), to_json(&m)?.as_slice())
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
+        let key = format!("{}/{}/{}", m.user_id, m.org_id, m.project_id);
+        self.put_one(MEMBERSHIPS, &key, m).await
     }
 
     async fn remove_membership(
