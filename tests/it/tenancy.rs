@@ -349,3 +349,42 @@ async fn every_route_for_every_role() {
     assert_eq!(del(roles[4].1.clone()).await, 404);
     assert_eq!(del(roles[2].1.clone()).await, 202);
 }
+
+#[tokio::test]
+async fn in_redis_mode_a_removed_membership_and_a_logout_take_effect_on_another_node() {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let a = Server::start_with(&[("ECP_REDIS", &redis.url()), ("ECP_NODE_ID", "node-a")]).await;
+    let b = Server::start_with(&[("ECP_REDIS", &redis.url()), ("ECP_NODE_ID", "node-b")]).await;
+    let sys = a.api().await;
+    let uid = make_user(&sys, "viewer").await;
+    let p = "/api/orgs/default/projects/default";
+    member(
+        &sys,
+        &format!("/api/orgs/default/members/{uid}"),
+        json!("viewer"),
+    )
+    .await;
+    member(&sys, &format!("{p}/members/{uid}"), json!("viewer")).await;
+    let (_, c) = sys
+        .post(&format!("{p}/clusters"), json!({"name": "shared"}))
+        .await;
+    let id = c["id"].as_str().expect("id").to_string();
+
+    // The viewer works on node B.
+    let on_b = Api::login(&b.base, "viewer", "Passw0rd-x").await;
+    assert_eq!(on_b.get(&format!("{p}/clusters/{id}")).await.0, 200);
+    // Node A removes the membership: B refuses the very next request.
+    member(&sys, &format!("{p}/members/{uid}"), Value::Null).await;
+    assert_eq!(on_b.get(&format!("{p}/clusters/{id}")).await.0, 404);
+
+    // A logout on node A ends the session on node B too.
+    let on_a = Api::login(&a.base, "viewer", "Passw0rd-x").await;
+    let same_token_on_b = Api {
+        http: reqwest::Client::new(),
+        base: b.base.clone(),
+        token: on_a.token.clone(),
+    };
+    assert_eq!(same_token_on_b.get("/api/account/profile").await.0, 200);
+    assert_eq!(on_a.post("/api/account/logout", json!({})).await.0, 204);
+    assert_eq!(same_token_on_b.get("/api/account/profile").await.0, 401);
+}
