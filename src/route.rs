@@ -130,12 +130,14 @@ pub fn dispatch(deps: Arc<Deps>, msg: NodeMsg) {
                         name,
                         description,
                         service_address,
+                        move_to,
                         ..
                     } => addr
                         .send(ca::Edit {
                             name,
                             description,
                             service_address,
+                            move_to,
                         })
                         .await
                         .map(|_| ()),

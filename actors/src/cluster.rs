@@ -124,6 +124,9 @@ impl ClusterActor {
                 }
                 Ok(rec)
             }
+            // The caller's mistake (a name already taken): nothing was
+            // written and the machine did not move; refuse, keep running.
+            Err(e @ StoreError::NameTaken(_)) => Err(ClusterError::Store(e)),
             Err(e) => {
                 tracing::error!(cluster_id = %act.record.id, error = %e, "store write failed; restarting cluster actor");
                 ctx.stop();
@@ -517,6 +520,8 @@ pub struct Edit {
     pub name: Option<String>,
     pub description: Option<String>,
     pub service_address: Option<String>,
+    /// Transfer: the new (org, project).
+    pub move_to: Option<(String, String)>,
 }
 
 impl Handler<Edit> for ClusterActor {
@@ -534,6 +539,10 @@ impl Handler<Edit> for ClusterActor {
             }
             if let Some(s) = m.service_address {
                 r.service_address = s;
+            }
+            if let Some((org, project)) = m.move_to {
+                r.org_id = org;
+                r.project_id = project;
             }
         }))
     }

@@ -46,6 +46,9 @@ pub enum NodeMsg {
         name: Option<String>,
         description: Option<String>,
         service_address: Option<String>,
+        /// Transfer: the new (org, project).
+        #[serde(default)]
+        move_to: Option<(String, String)>,
     },
     Delete {
         cluster_id: String,

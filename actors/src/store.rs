@@ -108,8 +108,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes an agent, its credential and its node binding.
     async fn remove_agent(&self, id: &str) -> StoreResult<()>;
 
+    async fn delete_org(&self, id: &str) -> StoreResult<()>;
+    async fn delete_project(&self, id: &str) -> StoreResult<()>;
+
     // --- memberships -----------------------------------------------------------
     async fn users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Removes a user, its name binding and its memberships.
+    async fn delete_user(&self, id: &str) -> StoreResult<()>;
     /// Sets (replaces) a membership.
     async fn put_membership(&self, m: &Membership) -> StoreResult<()>;
     async fn remove_membership(

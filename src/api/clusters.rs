@@ -197,6 +197,7 @@ pub async fn edit(
                 name: body.name,
                 description: body.description,
                 service_address,
+                move_to: None,
             })
             .await??
         }
@@ -218,6 +219,7 @@ pub async fn edit(
                 name: body.name,
                 description: body.description,
                 service_address,
+                move_to: None,
             };
             route::remote_change(&state, &current, msg).await?
         }
@@ -760,4 +762,79 @@ pub async fn events(
         .map(EventView::from_event)
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": events, "total": events.len() })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferBody {
+    pub project_id: String,
+}
+
+/// Move a cluster to another project the caller may write to.
+#[utoipa::path(post, path = "/api/orgs/{orgId}/projects/{projectId}/clusters/{clusterId}/transfer", tag = "clusters",
+    params(("orgId" = String, Path), ("projectId" = String, Path), ("clusterId" = String, Path)), request_body = TransferBody,
+    responses((status = 200, body = ClusterView), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn transfer(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: ClusterPath,
+    body: web::Json<TransferBody>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (org, project, id) = path.into_inner();
+    let current = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
+    let target = match state.deps.store.project(&body.project_id).await? {
+        Some(p) => p,
+        None => return Err(ApiError::not_found("target project")),
+    };
+    user.access.require(&target, Need::Write).map_err(|e| {
+        if e.status.as_u16() == 404 {
+            ApiError::not_found("target project")
+        } else {
+            e
+        }
+    })?;
+    if target.id == current.project_id {
+        return Ok(HttpResponse::Ok().json(ClusterView::from_record(&current)));
+    }
+    let move_to = Some((target.org_id.clone(), target.id.clone()));
+    let rec = match state.deps.dir.cluster(&id) {
+        Some(a) => {
+            a.send(ca::Edit {
+                move_to,
+                ..Default::default()
+            })
+            .await??
+        }
+        None if state.deps.coord.distributed() => {
+            let msg = NodeMsg::Edit {
+                cluster_id: id.clone(),
+                name: None,
+                description: None,
+                service_address: None,
+                move_to,
+            };
+            route::remote_change(&state, &current, msg).await?
+        }
+        None => {
+            return Err(ApiError::unavailable(
+                "the cluster is restarting; retry in a moment",
+            ))
+        }
+    };
+    let details = format!(
+        "from {}/{} to {}/{}",
+        current.org_id, current.project_id, rec.org_id, rec.project_id
+    );
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "cluster.transfer",
+        Object::cluster(&rec),
+        "ok",
+        &details,
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(ClusterView::from_record(&rec)))
 }

@@ -54,6 +54,21 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             web::put().to(tenancy::project_member),
         )
         .route("/api/users", web::post().to(tenancy::create_user))
+        .route("/api/users", web::get().to(tenancy::list_users))
+        .route(
+            "/api/users/{user_id}",
+            web::delete().to(tenancy::delete_user),
+        )
+        .route("/api/orgs/{org_id}", web::put().to(tenancy::update_org))
+        .route("/api/orgs/{org_id}", web::delete().to(tenancy::delete_org))
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}",
+            web::put().to(tenancy::update_project),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}",
+            web::delete().to(tenancy::delete_project),
+        )
         .route(
             "/api/orgs/{org_id}/projects",
             web::get().to(orgs::list_projects),
@@ -82,7 +97,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     "/{cluster_id}/agents/{agent_id}",
                     web::delete().to(clusters::revoke_agent),
                 )
-                .route("/{cluster_id}/events", web::get().to(clusters::events)),
+                .route("/{cluster_id}/events", web::get().to(clusters::events))
+                .route("/{cluster_id}/transfer", web::post().to(clusters::transfer)),
         )
         .route(
             "/api/clusters/agents/emqxee/register",
@@ -111,6 +127,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         account::login, account::logout, account::profile,
         orgs::list_orgs, orgs::list_projects,
         tenancy::create_org, tenancy::create_project, tenancy::create_user, tenancy::org_member, tenancy::project_member,
+        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, tenancy::list_users, tenancy::delete_user,
+        clusters::transfer,
         clusters::list, clusters::create, clusters::get, clusters::edit, clusters::delete,
         clusters::issue_token, clusters::revoke_tokens, clusters::setup_instructions,
         clusters::agents, clusters::revoke_agent, clusters::events,

@@ -330,3 +330,256 @@ pub async fn project_member(
     };
     set_membership(&state, &user, &req, m, role.is_none()).await
 }
+
+/// Rename an organization (org admins).
+#[utoipa::path(put, path = "/api/orgs/{orgId}", tag = "orgs", params(("orgId" = String, Path)), request_body = NameBody,
+    responses((status = 200), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn update_org(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<NameBody>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let org_id = path.into_inner();
+    let Some(mut org) = state
+        .deps
+        .store
+        .org(&org_id)
+        .await?
+        .filter(|_| user.access.sees_org(&org_id))
+    else {
+        return Err(ApiError::not_found("organization"));
+    };
+    if !user.access.org_admin(&org_id) {
+        return Err(forbidden("only org admins edit the organization"));
+    }
+    validate::org_or_project_name(&body.name)
+        .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
+    org.name = body.name.clone();
+    state.deps.store.put_org(&org).await?;
+    let object = Object {
+        kind: "org",
+        id: &org.id,
+        name: &org.name,
+        org_id: &org.id,
+        project_id: "",
+    };
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "org.edit",
+        object,
+        "ok",
+        "",
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(json!({"id": org.id, "name": org.name})))
+}
+
+/// Delete an organization (system admins), only once it has no projects.
+#[utoipa::path(delete, path = "/api/orgs/{orgId}", tag = "orgs", params(("orgId" = String, Path)),
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_org(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let org_id = path.into_inner();
+    let Some(org) = state
+        .deps
+        .store
+        .org(&org_id)
+        .await?
+        .filter(|_| user.access.sees_org(&org_id))
+    else {
+        return Err(ApiError::not_found("organization"));
+    };
+    if !user.user.system_admin {
+        return Err(forbidden("only system admins delete organizations"));
+    }
+    let n = state.deps.store.projects(&org_id).await?.len();
+    if n > 0 {
+        return Err(ApiError::conflict(
+            "NOT_EMPTY",
+            format!("the organization still has {n} project(s); delete them first"),
+        ));
+    }
+    state.deps.store.delete_org(&org_id).await?;
+    let object = Object {
+        kind: "org",
+        id: &org.id,
+        name: &org.name,
+        org_id: &org.id,
+        project_id: "",
+    };
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "org.delete",
+        object,
+        "ok",
+        "",
+    )
+    .await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Rename a project (project admins).
+#[utoipa::path(put, path = "/api/orgs/{orgId}/projects/{projectId}", tag = "orgs", params(("orgId" = String, Path), ("projectId" = String, Path)), request_body = NameBody,
+    responses((status = 200), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn update_project(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+    body: web::Json<NameBody>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (org_id, project_id) = path.into_inner();
+    let mut p = crate::api::orgs::project_in_org(
+        &state,
+        &user,
+        &org_id,
+        &project_id,
+        crate::policy::Need::Write,
+    )
+    .await?;
+    if user.access.project_role(&org_id, &p.id) != Some(Role::Admin) {
+        return Err(forbidden("only project admins edit the project"));
+    }
+    validate::org_or_project_name(&body.name)
+        .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
+    p.name = body.name.clone();
+    state.deps.store.put_project(&p).await?;
+    let object = Object {
+        kind: "project",
+        id: &p.id,
+        name: &p.name,
+        org_id: &org_id,
+        project_id: &p.id,
+    };
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "project.edit",
+        object,
+        "ok",
+        "",
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(json!({"id": p.id, "name": p.name, "orgId": org_id})))
+}
+
+/// Delete a project (org admins), only once it has no clusters.
+#[utoipa::path(delete, path = "/api/orgs/{orgId}/projects/{projectId}", tag = "orgs", params(("orgId" = String, Path), ("projectId" = String, Path)),
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_project(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (org_id, project_id) = path.into_inner();
+    let p = crate::api::orgs::project_in_org(
+        &state,
+        &user,
+        &org_id,
+        &project_id,
+        crate::policy::Need::Write,
+    )
+    .await?;
+    if !user.access.org_admin(&org_id) {
+        return Err(forbidden("only org admins delete projects"));
+    }
+    let n = state.deps.store.clusters_in_project(&p.id).await?.len();
+    if n > 0 {
+        return Err(ApiError::conflict(
+            "NOT_EMPTY",
+            format!("the project still has {n} cluster(s); delete or transfer them first"),
+        ));
+    }
+    state.deps.store.delete_project(&p.id).await?;
+    let object = Object {
+        kind: "project",
+        id: &p.id,
+        name: &p.name,
+        org_id: &org_id,
+        project_id: &p.id,
+    };
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "project.delete",
+        object,
+        "ok",
+        "",
+    )
+    .await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// All users (system admins).
+#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200), (status = 403, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    if !user.user.system_admin {
+        return Err(forbidden("only system admins list users"));
+    }
+    let mut users = state.deps.store.users().await?;
+    users.sort_by_key(|u| u.created_at);
+    let data: Vec<_> = users
+        .iter()
+        .map(|u| json!({"id": u.id, "username": u.username, "systemAdmin": u.system_admin}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"total": data.len(), "data": data})))
+}
+
+/// Delete a user (system admins; not oneself). Their sessions stop working.
+#[utoipa::path(delete, path = "/api/users/{userId}", tag = "users", params(("userId" = String, Path)),
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if !user.user.system_admin {
+        return Err(forbidden("only system admins delete users"));
+    }
+    let id = path.into_inner();
+    if id == user.user.id {
+        return Err(ApiError::unprocessable(
+            "SELF",
+            "you cannot delete yourself",
+        ));
+    }
+    let Some(target) = state.deps.store.user(&id).await? else {
+        return Err(ApiError::not_found("user"));
+    };
+    state.deps.store.delete_user(&id).await?;
+    let object = Object {
+        kind: "user",
+        id: &target.id,
+        name: &target.username,
+        org_id: "",
+        project_id: "",
+    };
+    audit::record(
+        &state,
+        &req,
+        Actor::User(&user.user),
+        "user.delete",
+        object,
+        "ok",
+        "",
+    )
+    .await;
+    Ok(HttpResponse::NoContent().finish())
+}

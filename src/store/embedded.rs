@@ -745,6 +745,51 @@ impl Store for EmbeddedStore {
         self.write(move |tx| remove_agent_in(tx, &id, None)).await
     }
 
+    async fn delete_org(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            tx.open_table(ORGS)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_project(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            tx.open_table(PROJECTS)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            let mut users = tx.open_table(USERS).map_err(unavailable)?;
+            let user: Option<UserRecord> = get_json(&users, &id)?;
+            users.remove(id.as_str()).map_err(unavailable)?;
+            if let Some(u) = user {
+                tx.open_table(USER_NAMES)
+                    .map_err(unavailable)?
+                    .remove(u.username.as_str())
+                    .map_err(unavailable)?;
+            }
+            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            for k in keys_with_prefix(&ms, &format!("{id}/"))? {
+                ms.remove(k.as_str()).map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn users(&self) -> StoreResult<Vec<UserRecord>> {
         self.read(|tx| all_json(&tx.open_table(USERS).map_err(unavailable)?))
             .await

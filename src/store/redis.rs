@@ -537,6 +537,44 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn delete_org(&self, id: &str) -> StoreResult<()> {
+        redis::pipe()
+            .atomic()
+            .del(format!("{P}org:{id}"))
+            .srem(format!("{P}orgs"), id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_project(&self, id: &str) -> StoreResult<()> {
+        let Some(p) = self.project(id).await? else {
+            return Ok(());
+        };
+        redis::pipe()
+            .atomic()
+            .del(format!("{P}project:{id}"))
+            .srem(format!("{P}org_projects:{}", p.org_id), id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let Some(u) = self.user(id).await? else {
+            return Ok(());
+        };
+        redis::pipe()
+            .atomic()
+            .del(format!("{P}user:{id}"))
+            .del(format!("{P}user_name:{}", u.username))
+            .del(format!("{P}memberships:{id}"))
+            .srem(format!("{P}users"), id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn users(&self) -> StoreResult<Vec<UserRecord>> {
         self.members_json(format!("{P}users"), "user").await
     }

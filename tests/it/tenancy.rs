@@ -388,3 +388,168 @@ async fn in_redis_mode_a_removed_membership_and_a_logout_take_effect_on_another_
     assert_eq!(on_a.post("/api/account/logout", json!({})).await.0, 204);
     assert_eq!(same_token_on_b.get("/api/account/profile").await.0, 401);
 }
+
+#[tokio::test]
+async fn transfer_rename_and_delete_follow_the_rules() {
+    let server = Server::start().await;
+    let sys = server.api().await;
+    let (_, a) = sys.post("/api/orgs", json!({"name": "org A"})).await;
+    let a = a["id"].as_str().expect("org").to_string();
+    let (_, p1) = sys
+        .post(&format!("/api/orgs/{a}/projects"), json!({"name": "p1"}))
+        .await;
+    let p1 = p1["id"].as_str().expect("p1").to_string();
+    let (_, p2) = sys
+        .post(&format!("/api/orgs/{a}/projects"), json!({"name": "p2"}))
+        .await;
+    let p2 = p2["id"].as_str().expect("p2").to_string();
+    let pa1 = format!("/api/orgs/{a}/projects/{p1}");
+    let pa2 = format!("/api/orgs/{a}/projects/{p2}");
+    let (_, c) = sys
+        .post(&format!("{pa1}/clusters"), json!({"name": "mover"}))
+        .await;
+    let c = c["id"].as_str().expect("c").to_string();
+    sys.post(&format!("{pa2}/clusters"), json!({"name": "taken"}))
+        .await;
+
+    // A project admin of p1 only cannot move into p2 (it does not see p2).
+    let pa = make_user(&sys, "projadmin").await;
+    member(
+        &sys,
+        &format!("/api/orgs/{a}/members/{pa}"),
+        json!("viewer"),
+    )
+    .await;
+    member(&sys, &format!("{pa1}/members/{pa}"), json!("admin")).await;
+    let pa_api = Api::login(&server.base, "projadmin", "Passw0rd-x").await;
+    let (s, v) = pa_api
+        .post(
+            &format!("{pa1}/clusters/{c}/transfer"),
+            json!({"projectId": p2}),
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+
+    // The system admin moves it; it leaves p1 and shows up in p2.
+    let (s, v) = sys
+        .post(
+            &format!("{pa1}/clusters/{c}/transfer"),
+            json!({"projectId": p2}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["projectId"], p2.as_str());
+    assert_eq!(sys.get(&format!("{pa1}/clusters/{c}")).await.0, 404);
+    assert_eq!(sys.get(&format!("{pa2}/clusters/{c}")).await.0, 200);
+    // A name clash in the target project is refused.
+    let (_, t) = sys
+        .post(&format!("{pa1}/clusters"), json!({"name": "taken"}))
+        .await;
+    let t = t["id"].as_str().expect("t").to_string();
+    let (s, v) = sys
+        .post(
+            &format!("{pa1}/clusters/{t}/transfer"),
+            json!({"projectId": p2}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        sys.get(&format!("{pa1}/clusters/{t}")).await.0,
+        200,
+        "left where it was"
+    );
+
+    // Renames.
+    let (s, v) = sys
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/orgs/{a}"),
+            Some(json!({"name": "org A2"})),
+        )
+        .await;
+    assert_eq!((s, v["name"].as_str()), (200, Some("org A2")));
+    let (s, _) = pa_api
+        .call(
+            reqwest::Method::PUT,
+            &pa1,
+            Some(json!({"name": "p1 renamed"})),
+        )
+        .await;
+    assert_eq!(s, 200, "a project admin renames its project");
+
+    // Deletes only when empty.
+    let (s, v) = sys.call(reqwest::Method::DELETE, &pa1, None).await;
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = sys
+        .call(reqwest::Method::DELETE, &format!("/api/orgs/{a}"), None)
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("project"));
+    for (pp, id) in [(&pa1, &t), (&pa2, &c)] {
+        sys.call(
+            reqwest::Method::DELETE,
+            &format!("{pp}/clusters/{id}"),
+            None,
+        )
+        .await;
+    }
+    let (_, list) = sys.get(&format!("{pa2}/clusters")).await;
+    for cl in list["data"].as_array().expect("data") {
+        sys.call(
+            reqwest::Method::DELETE,
+            &format!("{pa2}/clusters/{}", cl["id"].as_str().unwrap_or_default()),
+            None,
+        )
+        .await;
+    }
+    assert_eq!(sys.call(reqwest::Method::DELETE, &pa1, None).await.0, 204);
+    assert_eq!(sys.call(reqwest::Method::DELETE, &pa2, None).await.0, 204);
+    assert_eq!(
+        sys.call(reqwest::Method::DELETE, &format!("/api/orgs/{a}"), None)
+            .await
+            .0,
+        204
+    );
+
+    // Users: listed; deleting one ends its sessions; nobody deletes themselves.
+    let (_, users) = sys.get("/api/users").await;
+    assert_eq!(users["total"], 2);
+    assert_eq!(
+        sys.call(reqwest::Method::DELETE, &format!("/api/users/{pa}"), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(pa_api.get("/api/account/profile").await.0, 401);
+    let (_, me) = sys.get("/api/account/profile").await;
+    let (s, _) = sys
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/users/{}", me["id"].as_str().unwrap_or_default()),
+            None,
+        )
+        .await;
+    assert_eq!(s, 422);
+    // Every one of these left an audit record.
+    let (_, audit) = sys.get("/api/audit/operations?size=200").await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    for a in [
+        "cluster.transfer",
+        "org.edit",
+        "project.edit",
+        "project.delete",
+        "org.delete",
+        "user.delete",
+        "membership.set",
+    ] {
+        assert!(actions.contains(&a), "no {a} in {actions:?}");
+    }
+}
