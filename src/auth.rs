@@ -30,6 +30,27 @@ pub fn hash_secret(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
+pub const SESSION_COOKIE: &str = "ecp_session";
+pub const CSRF_HEADER: &str = "x-ecp-csrf";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Bearer,
+    Cookie,
+}
+
+/// The session secret of a request: `Authorization: Bearer`, else the
+/// console's cookie.
+pub fn session_token(req: &HttpRequest) -> Option<(String, Via)> {
+    if let Some(t) = bearer(req) {
+        return Some((t.to_string(), Via::Bearer));
+    }
+    req.cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map(|v| (v, Via::Cookie))
+}
+
 /// The bearer secret of a request, if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -87,9 +108,22 @@ impl FromRequest for AuthUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req).map(hash_secret);
+        let token = session_token(req).map(|(t, _)| hash_secret(&t));
+        // A cookie rides along with any request the browser makes, also ones a
+        // foreign page triggers: unsafe methods need the console's own header,
+        // which a cross-site form or script cannot set without our consent.
+        let csrf_refused = matches!(session_token(req), Some((_, Via::Cookie)))
+            && !req.method().is_safe()
+            && req.headers().get(CSRF_HEADER).is_none();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("no app state"))?;
+            if csrf_refused {
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::FORBIDDEN,
+                    "CSRF",
+                    "cookie-authenticated changes need the X-ECP-CSRF header",
+                ));
+            }
             let hash =
                 token.ok_or_else(|| ApiError::unauthorized("log in first: no access token"))?;
             let rec = state.deps.store.token(&hash, now_ms()).await?;

@@ -130,7 +130,16 @@ pub async fn login(
         "",
     )
     .await;
-    Ok(HttpResponse::Ok().json(LoginResponse {
+    // The console uses the HttpOnly cookie (script never holds the secret);
+    // API clients use the Bearer token from the body.
+    let cookie = actix_web::cookie::Cookie::build(auth::SESSION_COOKIE, token.clone())
+        .path("/")
+        .http_only(true)
+        .same_site(actix_web::cookie::SameSite::Strict)
+        .secure(req.connection_info().scheme() == "https")
+        .max_age(actix_web::cookie::time::Duration::seconds(ttl as i64))
+        .finish();
+    Ok(HttpResponse::Ok().cookie(cookie).json(LoginResponse {
         token_type: "Bearer",
         access_token: token,
         expires_in: ttl,
@@ -145,8 +154,12 @@ pub async fn logout(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(t) = auth::bearer(&req) {
-        state.deps.store.delete_token(&auth::hash_secret(t)).await?;
+    if let Some((t, _)) = auth::session_token(&req) {
+        state
+            .deps
+            .store
+            .delete_token(&auth::hash_secret(&t))
+            .await?;
     }
     audit::record(
         &state,
@@ -158,7 +171,12 @@ pub async fn logout(
         "",
     )
     .await;
-    Ok(HttpResponse::NoContent().finish())
+    let mut gone = actix_web::cookie::Cookie::build(auth::SESSION_COOKIE, "")
+        .path("/")
+        .http_only(true)
+        .finish();
+    gone.make_removal();
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
 }
 
 /// The logged-in user.

@@ -5,7 +5,8 @@ import { t, setLang, getLang } from "/console/i18n.js";
 
 const ORG = "default", PROJECT = "default";
 const P = `/api/orgs/${ORG}/projects/${PROJECT}`;
-const state = { token: sessionStorage.getItem("ecp.token"), clusters: new Map(), gone: new Set(), view: localStorage.getItem("ecp.view") || "cards", live: null };
+// The session is an HttpOnly cookie: this script never holds the secret.
+const state = { loggedIn: false, clusters: new Map(), gone: new Set(), view: localStorage.getItem("ecp.view") || "cards", live: null };
 const $ = (sel, root = document) => root.querySelector(sel);
 
 /** Build an element: h("button.primary", {onclick, "data-x": 1}, "text", child…) */
@@ -32,7 +33,8 @@ class ApiError extends Error {
 
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
-  if (state.token) headers["Authorization"] = `Bearer ${state.token}`;
+  // Changes carry the console's own header (CSRF protection for cookie sessions).
+  if (method !== "GET") headers["X-ECP-CSRF"] = "1";
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (r.status === 401 && path !== "/api/account/login") {
@@ -68,9 +70,8 @@ function renderLogin(error) {
       e.preventDefault();
       err.textContent = "";
       try {
-        const r = await api("POST", "/api/account/login", { username: user.value, password: pass.value });
-        state.token = r.accessToken;
-        sessionStorage.setItem("ecp.token", state.token);
+        await api("POST", "/api/account/login", { username: user.value, password: pass.value });
+        state.loggedIn = true;
         await showAccess();
       } catch (ex) {
         err.textContent = ex.status === 401 ? t("loginFailed") : ex.message;
@@ -87,9 +88,8 @@ function renderLogin(error) {
 }
 
 function logout(callServer = true) {
-  if (callServer && state.token) fetch("/api/account/logout", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } }).catch(() => {});
-  state.token = null;
-  sessionStorage.removeItem("ecp.token");
+  if (callServer && state.loggedIn) fetch("/api/account/logout", { method: "POST", headers: { "X-ECP-CSRF": "1" } }).catch(() => {});
+  state.loggedIn = false;
   if (state.live) state.live.abort();
   state.live = null;
   state.clusters.clear();
@@ -423,7 +423,7 @@ function startLive() {
   const run = async (first) => {
     while (!ctl.signal.aborted) {
       try {
-        const r = await fetch("/api/events", { headers: { Authorization: `Bearer ${state.token}` }, signal: ctl.signal });
+        const r = await fetch("/api/events", { signal: ctl.signal });
         if (r.status === 401) { logout(false); return; }
         if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
         document.body.dataset.live = "up";
@@ -485,10 +485,14 @@ function onEvent(block) {
 $("#lang").addEventListener("change", (e) => {
   setLang(e.target.value);
   applyStatic();
-  if (state.token) renderAccess(); else renderLogin();
+  if (state.loggedIn) renderAccess(); else renderLogin();
 });
 $("#logout").addEventListener("click", () => logout(true));
-setInterval(() => { if (state.token && state.view) renderClusters(); }, 30000);
+setInterval(() => { if (state.loggedIn && state.view) renderClusters(); }, 30000);
 setLang(getLang());
 applyStatic();
-if (state.token) showAccess().catch(() => renderLogin()); else renderLogin();
+// Still logged in (the cookie survives reloads)? Ask.
+fetch("/api/account/profile").then((r) => {
+  if (r.ok) { state.loggedIn = true; return showAccess(); }
+  renderLogin();
+}).catch(() => renderLogin());

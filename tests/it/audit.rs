@@ -128,3 +128,80 @@ async fn every_listed_action_leaves_an_audit_record_and_no_secret_leaks() {
         assert!(!log.contains(secret), "a secret is in the server log");
     }
 }
+
+#[tokio::test]
+async fn console_cookie_sessions_are_httponly_samesite_and_csrf_safe() {
+    let server = Server::start().await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/account/login", server.base))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie")
+        .to_string();
+    assert!(cookie.starts_with("ecp_session=ecps_"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    let with_cookie = |m: reqwest::Method, path: &str| {
+        http.request(m, format!("{}{path}", server.base))
+            .header("cookie", &pair)
+    };
+    // Reads work with the cookie alone.
+    assert_eq!(
+        with_cookie(reqwest::Method::GET, "/api/account/profile")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    // A change without the console's header (what a foreign page could send) is refused.
+    let r = with_cookie(reqwest::Method::POST, &format!("{P}/clusters"))
+        .json(&json!({"name": "csrf"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["code"], "CSRF");
+    // With it, it goes through.
+    let r = with_cookie(reqwest::Method::POST, &format!("{P}/clusters"))
+        .header("x-ecp-csrf", "1")
+        .json(&json!({"name": "csrf"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    // Logout revokes the session and clears the cookie.
+    let r = with_cookie(reqwest::Method::POST, "/api/account/logout")
+        .header("x-ecp-csrf", "1")
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 204);
+    assert!(r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .contains("ecp_session=;"));
+    assert_eq!(
+        with_cookie(reqwest::Method::GET, "/api/account/profile")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        401
+    );
+}

@@ -21,6 +21,14 @@ async fn login(b: &Browser, base: &str) {
     b.type_into("#password", ADMIN_PASSWORD).await;
     b.click("#login-submit").await;
     b.find("#add-cluster").await;
+    // The session secret is an HttpOnly cookie: nothing on the page can read it.
+    let exposed = b
+        .js(
+            "return document.cookie.includes('ecp') || JSON.stringify(Object.assign({}, localStorage, sessionStorage)).includes('ecps_')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(exposed, json!(false), "the page can see the session secret");
 }
 
 fn card(name: &str) -> String {
