@@ -87,9 +87,64 @@ function renderLogin(error) {
   user.focus();
 }
 
+// ------------------------------------------------------------------ system management
+
+async function showSystem() {
+  state.page = "system";
+  const main = $("#main");
+  const orgName = h("input", { id: "org-name", maxlength: 50, "aria-label": t("name"), placeholder: t("name") });
+  const orgErr = h("p.error", { role: "alert", id: "org-error" });
+  const userName = h("input", { id: "user-name", maxlength: 64, "aria-label": t("username"), placeholder: t("username") });
+  const userPass = h("input", { id: "user-pass", type: "password", autocomplete: "new-password", "aria-label": t("password"), placeholder: t("password") });
+  const userErr = h("p.error", { role: "alert", id: "user-error" });
+  const filter = h("input", { id: "audit-filter", placeholder: t("filterAction"), "aria-label": t("filterAction") });
+  const orgs = h("tbody", { id: "orgs-body" });
+  const users = h("tbody", { id: "users-body" });
+  const audit = h("tbody", { id: "audit-body" });
+  const loadOrgs = async () => {
+    const r = await api("GET", "/api/orgs");
+    orgs.replaceChildren(...r.data.map((o) => h("tr", {}, h("td", {}, o.name), h("td", {}, when(o.createdAt)))));
+  };
+  const loadUsers = async () => {
+    const r = await api("GET", "/api/users");
+    users.replaceChildren(...r.data.map((u) => h("tr", {}, h("td", {}, u.username), h("td", {}, u.systemAdmin ? t("yes") : t("no")))));
+  };
+  const loadAudit = async () => {
+    const q = new URLSearchParams({ size: "50" });
+    if (filter.value) q.set("action", filter.value);
+    const r = await api("GET", `/api/audit/operations?${q}`);
+    audit.replaceChildren(...r.data.map((a) => h("tr", { "data-action": a.action }, h("td", {}, when(a.time)), h("td", {}, a.actorName), h("td", {}, a.action),
+      h("td", {}, [a.objectType, a.objectName || a.objectId].filter(Boolean).join(" ")), h("td", {}, a.result), h("td", {}, a.address))));
+  };
+  const table = (cols, body, label) => h("table.list", { "aria-label": label }, h("thead", {}, h("tr", {}, ...cols.map((c) => h("th", {}, t(c))))), body);
+  main.replaceChildren(
+    h("div.toolbar", {}, h("h1", {}, t("system"))),
+    h("section", { "aria-labelledby": "orgs-h" }, h("h2", { id: "orgs-h" }, t("organizations")),
+      h("form.inline", { onsubmit: async (e) => {
+        e.preventDefault(); orgErr.textContent = "";
+        try { await api("POST", "/api/orgs", { name: orgName.value }); orgName.value = ""; await loadOrgs(); await loadAudit(); }
+        catch (ex) { orgErr.textContent = ex.message; }
+      } }, orgName, h("button.primary", { type: "submit", id: "org-create" }, t("create"))), orgErr,
+      table(["name", "created"], orgs, t("organizations"))),
+    h("section", { "aria-labelledby": "users-h" }, h("h2", { id: "users-h" }, t("users")),
+      h("form.inline", { onsubmit: async (e) => {
+        e.preventDefault(); userErr.textContent = "";
+        try { await api("POST", "/api/users", { username: userName.value, password: userPass.value }); userName.value = ""; userPass.value = ""; await loadUsers(); await loadAudit(); }
+        catch (ex) { userErr.textContent = ex.message; }
+      } }, userName, userPass, h("button.primary", { type: "submit", id: "user-create" }, t("create"))), userErr,
+      table(["username", "systemAdmin"], users, t("users"))),
+    h("section", { "aria-labelledby": "audit-h" }, h("h2", { id: "audit-h" }, t("audit")),
+      h("form.inline", { onsubmit: (e) => { e.preventDefault(); loadAudit(); } }, filter),
+      table(["at", "operator", "action", "object", "result", "address"], audit, t("audit"))));
+  await Promise.all([loadOrgs(), loadUsers(), loadAudit()]);
+}
+
 function logout(callServer = true) {
   if (callServer && state.loggedIn) fetch("/api/account/logout", { method: "POST", headers: { "X-ECP-CSRF": "1" } }).catch(() => {});
   state.loggedIn = false;
+  state.me = null;
+  $("#nav-access").hidden = true;
+  $("#nav-system").hidden = true;
   if (state.live) state.live.abort();
   state.live = null;
   state.clusters.clear();
@@ -100,6 +155,12 @@ function logout(callServer = true) {
 
 async function showAccess() {
   $("#logout").hidden = false;
+  if (!state.me) {
+    try { state.me = await api("GET", "/api/account/profile"); } catch { state.me = null; }
+  }
+  $("#nav-access").hidden = false;
+  $("#nav-system").hidden = !state.me?.systemAdmin;
+  state.page = "access";
   const list = await api("GET", `${P}/clusters`);
   state.clusters = new Map(list.data.map((c) => [c.id, c]));
   renderAccess();
@@ -129,6 +190,7 @@ function sorted() { return [...state.clusters.values()].sort((a, b) => a.created
 
 function renderClusters() {
   const box = $("#clusters");
+  if (state.page === "system") return;
   if (!box) return;
   const all = sorted();
   if (!all.length) { box.replaceChildren(h("p.empty", {}, t("noClusters"))); return; }
@@ -485,8 +547,10 @@ function onEvent(block) {
 $("#lang").addEventListener("change", (e) => {
   setLang(e.target.value);
   applyStatic();
-  if (state.loggedIn) renderAccess(); else renderLogin();
+  if (!state.loggedIn) renderLogin(); else if (state.page === "system") showSystem(); else renderAccess();
 });
+$("#nav-access").addEventListener("click", () => { state.page = "access"; renderAccess(); });
+$("#nav-system").addEventListener("click", () => showSystem().catch((ex) => announce(ex.message)));
 $("#logout").addEventListener("click", () => logout(true));
 setInterval(() => { if (state.loggedIn && state.view) renderClusters(); }, 30000);
 setLang(getLang());

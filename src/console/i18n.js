@@ -33,6 +33,9 @@ export const STRINGS = {
     historyTitle: "History of {0}", from: "From", to: "To", at: "At", cause: "Cause",
     live: "Live", reconnecting: "Reconnecting…", notAvailable: "Not available here yet",
     dashboardWhy: "Why is Enter Dashboard unavailable?", nodeStopped: "Stopped",
+    system: "System management", organizations: "Organizations", users: "Users", audit: "Audit log",
+    create: "Create", systemAdmin: "System admin", action: "Action", operator: "Operator", object: "Object",
+    result: "Result", address: "Address", filterAction: "Filter by action (e.g. cluster, login)",
   },
   zh: {
     workspace: "工作台", integration: "数据集成", dataAccess: "数据接入",
@@ -67,6 +70,9 @@ export const STRINGS = {
     historyTitle: "{0} 的状态历史", from: "从", to: "到", at: "时间", cause: "原因",
     live: "实时", reconnecting: "正在重连…", notAvailable: "暂不可用",
     dashboardWhy: "为什么无法进入 Dashboard？", nodeStopped: "已停止",
+    system: "系统管理", organizations: "组织", users: "用户", audit: "操作审计",
+    create: "创建", systemAdmin: "系统管理员", action: "操作", operator: "操作人", object: "对象",
+    result: "结果", address: "地址", filterAction: "按操作筛选（如 cluster、login）",
   },
 };
 
