@@ -297,26 +297,47 @@ async fn a_system_admin_manages_orgs_and_users_and_reads_the_audit_log_in_the_co
     b.type_into("#org-name", "org <b>bold</b>").await;
     b.click("#org-create").await;
     let err = b.text("#org-error").await;
-    assert!(err.contains("only letters"), "a bad org name is explained: {err}");
+    assert!(
+        err.contains("only letters"),
+        "a bad org name is explained: {err}"
+    );
     b.clear("#org-name").await;
     b.type_into("#org-name", "edge fleet").await;
     b.click("#org-create").await;
-    b.wait_for("org listed", "return document.querySelector('#orgs-body')?.textContent.includes('edge fleet')", json!([])).await;
+    b.wait_for(
+        "org listed",
+        "return document.querySelector('#orgs-body')?.textContent.includes('edge fleet')",
+        json!([]),
+    )
+    .await;
     b.type_into("#user-name", "operator1").await;
     b.type_into("#user-pass", "weak").await;
     b.click("#user-create").await;
     let err = b.text("#user-error").await;
-    assert!(err.contains("8 to 128"), "the password rule is shown: {err}");
+    assert!(
+        err.contains("8 to 128"),
+        "the password rule is shown: {err}"
+    );
     b.clear("#user-pass").await;
     b.type_into("#user-pass", "Str0ng-pass").await;
     b.click("#user-create").await;
-    b.wait_for("user listed", "return document.querySelector('#users-body')?.textContent.includes('operator1')", json!([])).await;
+    b.wait_for(
+        "user listed",
+        "return document.querySelector('#users-body')?.textContent.includes('operator1')",
+        json!([]),
+    )
+    .await;
     b.wait_for("audit rows", "return !!document.querySelector('#audit-body tr[data-action=\"user.create\"]') && !!document.querySelector('#audit-body tr[data-action=\"org.create\"]')", json!([])).await;
     b.type_into("#audit-filter", "login\n").await;
     b.wait_for("filtered", "const rows = [...document.querySelectorAll('#audit-body tr')]; return rows.length > 0 && rows.every(r => r.dataset.action === 'login')", json!([])).await;
     b.screenshot("08-system-management").await;
     b.click("#lang option[value=zh]").await;
-    b.wait_for("Chinese", "return document.querySelector('#audit-h')?.textContent === '操作审计'", json!([])).await;
+    b.wait_for(
+        "Chinese",
+        "return document.querySelector('#audit-h')?.textContent === '操作审计'",
+        json!([]),
+    )
+    .await;
     b.click("#nav-access").await;
     b.find("#add-cluster").await;
 }
