@@ -39,6 +39,24 @@ impl<'a> Object<'a> {
             project_id: &c.project_id,
         }
     }
+    pub fn org(o: &'a ecp_actors::model::OrgRecord) -> Object<'a> {
+        Object {
+            kind: "org",
+            id: &o.id,
+            name: &o.name,
+            org_id: &o.id,
+            project_id: "",
+        }
+    }
+    pub fn project(p: &'a ecp_actors::model::ProjectRecord) -> Object<'a> {
+        Object {
+            kind: "project",
+            id: &p.id,
+            name: &p.name,
+            org_id: &p.org_id,
+            project_id: &p.id,
+        }
+    }
     pub fn none() -> Object<'static> {
         Object {
             kind: "",

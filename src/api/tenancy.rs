@@ -54,13 +54,7 @@ pub async fn create_org(
         created_at: now_ms(),
     };
     state.deps.store.put_org(&org).await?;
-    let object = Object {
-        kind: "org",
-        id: &org.id,
-        name: &org.name,
-        org_id: &org.id,
-        project_id: "",
-    };
+    let object = Object::org(&org);
     audit::record(
         &state,
         &req,
@@ -116,13 +110,7 @@ pub async fn create_project(
         created_at: now_ms(),
     };
     state.deps.store.put_project(&p).await?;
-    let object = Object {
-        kind: "project",
-        id: &p.id,
-        name: &p.name,
-        org_id: &org_id,
-        project_id: &p.id,
-    };
+    let object = Object::project(&p);
     audit::record(
         &state,
         &req,
@@ -358,13 +346,7 @@ pub async fn update_org(
         .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
     org.name = body.name.clone();
     state.deps.store.put_org(&org).await?;
-    let object = Object {
-        kind: "org",
-        id: &org.id,
-        name: &org.name,
-        org_id: &org.id,
-        project_id: "",
-    };
+    let object = Object::org(&org);
     audit::record(
         &state,
         &req,
@@ -408,13 +390,7 @@ pub async fn delete_org(
         ));
     }
     state.deps.store.delete_org(&org_id).await?;
-    let object = Object {
-        kind: "org",
-        id: &org.id,
-        name: &org.name,
-        org_id: &org.id,
-        project_id: "",
-    };
+    let object = Object::org(&org);
     audit::record(
         &state,
         &req,
@@ -454,13 +430,7 @@ pub async fn update_project(
         .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
     p.name = body.name.clone();
     state.deps.store.put_project(&p).await?;
-    let object = Object {
-        kind: "project",
-        id: &p.id,
-        name: &p.name,
-        org_id: &org_id,
-        project_id: &p.id,
-    };
+    let object = Object::project(&p);
     audit::record(
         &state,
         &req,
@@ -503,13 +473,7 @@ pub async fn delete_project(
         ));
     }
     state.deps.store.delete_project(&p.id).await?;
-    let object = Object {
-        kind: "project",
-        id: &p.id,
-        name: &p.name,
-        org_id: &org_id,
-        project_id: &p.id,
-    };
+    let object = Object::project(&p);
     audit::record(
         &state,
         &req,

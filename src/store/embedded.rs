@@ -69,6 +69,22 @@ fn keys_with_prefix<V: redb::Value + 'static>(
     Ok(out)
 }
 
+/// Values (JSON) whose keys start with `prefix`, in key order.
+fn values_with_prefix<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, Json>,
+    prefix: &str,
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::new();
+    for item in t.range(prefix..).map_err(unavailable)? {
+        let (k, v) = item.map_err(unavailable)?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push(from_json(v.value())?);
+    }
+    Ok(out)
+}
+
 fn get_json<T: DeserializeOwned>(
     t: &impl ReadableTable<&'static str, Json>,
     key: &str,
@@ -484,16 +500,7 @@ impl Store for EmbeddedStore {
     async fn events(&self, cluster_id: &str) -> StoreResult<Vec<ClusterEvent>> {
         let prefix = format!("{cluster_id}/");
         self.read(move |tx| {
-            let t = tx.open_table(EVENTS).map_err(unavailable)?;
-            let mut out = Vec::new();
-            for item in t.range(prefix.as_str()..).map_err(unavailable)? {
-                let (k, v) = item.map_err(unavailable)?;
-                if !k.value().starts_with(&prefix) {
-                    break;
-                }
-                out.push(from_json(v.value())?);
-            }
-            Ok(out)
+            values_with_prefix(&tx.open_table(EVENTS).map_err(unavailable)?, &prefix)
         })
         .await
     }
@@ -820,16 +827,7 @@ impl Store for EmbeddedStore {
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
         let prefix = format!("{user_id}/");
         self.read(move |tx| {
-            let t = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
-            let mut out = Vec::new();
-            for item in t.range(prefix.as_str()..).map_err(unavailable)? {
-                let (k, v) = item.map_err(unavailable)?;
-                if !k.value().starts_with(&prefix) {
-                    break;
-                }
-                out.push(from_json(v.value())?);
-            }
-            Ok(out)
+            values_with_prefix(&tx.open_table(MEMBERSHIPS).map_err(unavailable)?, &prefix)
         })
         .await
     }
