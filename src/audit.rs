@@ -101,10 +101,7 @@ pub async fn record(
         org_id: object.org_id.to_string(),
         project_id: object.project_id.to_string(),
         result: result.to_string(),
-        address: req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default(),
+        address: crate::client_ip::of_request(req, &state.trusted_proxies).to_string(),
         details: details.to_string(),
     };
     if let Err(e) = state.deps.store.append_audit(&rec).await {

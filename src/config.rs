@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// On SIGTERM: agents told to reconnect per batch, and the pause between batches.
     pub drain_batch: u32,
     pub drain_batch_interval_ms: u32,
+    /// Load balancers whose `X-Forwarded-For` is believed (comma-separated
+    /// addresses or CIDR ranges); empty: the peer address is the client.
+    pub trusted_proxies: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +152,7 @@ impl Default for ServerConfig {
             drain_timeout_secs: 15,
             drain_batch: 200,
             drain_batch_interval_ms: 100,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -277,6 +281,9 @@ impl Config {
         }
         if self.limits.registrations_per_sec == 0 || self.limits.ws_upgrades_per_sec == 0 {
             return Err(invalid("limits", "rates must be at least 1 per second"));
+        }
+        if let Err(e) = crate::client_ip::parse_trusted(&self.server.trusted_proxies) {
+            return Err(invalid("server.trusted_proxies", e));
         }
         if self.server.drain_batch == 0 {
             return Err(invalid("server.drain_batch", "must be at least 1"));

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod client_ip;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub registrations: limits::Bucket,
     pub upgrades: limits::Bucket,
     pub logins: login_guard::LoginGuard,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<client_ip::Net>,
     /// Flips to true when the node drains: long-lived streams end.
     pub closing: tokio::sync::watch::Sender<bool>,
 }
@@ -133,12 +136,14 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     let (timing, session) = timing(&config);
     let coord: ecp_actors::coord::SharedCoordinator;
     let mut redis_coord = None;
+    let mut login_conn = None;
     if config.store.backend == "redis" {
         let node = node_id(&config);
         let c = Arc::new(
             store::redis_coord::RedisCoordinator::connect(&config.store.redis_url, &node).await?,
         );
         tracing::info!(node = %node, "joined the node group in Redis");
+        login_conn = Some(c.conn());
         redis_coord = Some(c.clone());
         coord = c;
     } else {
@@ -164,7 +169,13 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         .map_err(|e| StartError::Unsupported(format!("registry failed to start: {e}")))?;
     tracing::info!(clusters, "registry ready");
     let l = &config.limits;
-    let lockout = l.login_lockout_secs;
+    let lockout = Duration::from_secs(u64::from(l.login_lockout_secs));
+    let logins = match login_conn {
+        Some(conn) => login_guard::LoginGuard::shared(lockout, conn),
+        None => login_guard::LoginGuard::new(lockout),
+    };
+    let trusted_proxies = client_ip::parse_trusted(&config.server.trusted_proxies)
+        .map_err(|e| StartError::Unsupported(format!("server.trusted_proxies: {e}")))?;
     let registrations = limits::Bucket::new(l.registrations_per_sec, l.registration_burst);
     let upgrades = limits::Bucket::new(l.ws_upgrades_per_sec, l.ws_upgrade_burst);
     Ok(web::Data::new(AppState {
@@ -175,7 +186,8 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         registrations,
         upgrades,
         closing: tokio::sync::watch::Sender::new(false),
-        logins: login_guard::LoginGuard::new(Duration::from_secs(u64::from(lockout))),
+        logins,
+        trusted_proxies,
     }))
 }
 

@@ -1,9 +1,14 @@
-//! Login throttling, per node. Wrong passwords for a user make *that user's*
-//! next attempts slower (from any address); too many from one address for
-//! one user, or for any users, are refused with 429 for a while. A real user
-//! at another address is therefore slowed, never locked out, and every
-//! refusal ends after `lockout`.
+//! Login throttling. Wrong passwords for a user make *that user's* next
+//! attempts slower (from any address); too many from one address for one
+//! user, or for any users, are refused with 429 for a while. A real user at
+//! another address is therefore slowed, never locked out, and every refusal
+//! ends `lockout` after the last failure.
+//!
+//! The counters live in this process (embedded mode: one node) or in Redis
+//! (Redis mode), so that failures on one node count on every node and an
+//! attacker gains nothing by spreading guesses over the load balancer.
 
+use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -24,9 +29,21 @@ struct Count {
     last: Instant,
 }
 
+/// A counter as the decision sees it: failures, and how long until they lapse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub n: u32,
+    pub left: Duration,
+}
+
+enum Counters {
+    Memory(Mutex<HashMap<String, Count>>),
+    Redis(ConnectionManager),
+}
+
 pub struct LoginGuard {
     lockout: Duration,
-    state: Mutex<HashMap<String, Count>>,
+    counters: Counters,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -47,68 +64,169 @@ fn addr_key(ip: IpAddr) -> String {
     format!("a|{ip}")
 }
 
+/// The decision, from the three counters (pair, address, user).
+pub fn decide(pair: Seen, addr: Seen, user: Seen) -> Verdict {
+    for (c, limit) in [(pair, PAIR_LIMIT), (addr, ADDRESS_LIMIT)] {
+        if c.n >= limit {
+            return Verdict::Refuse(c.left.as_secs().max(1));
+        }
+    }
+    if user.n < SLOW_AFTER {
+        return Verdict::Proceed(Duration::ZERO);
+    }
+    let delay = Duration::from_millis(100u64 << (user.n - SLOW_AFTER).min(8)).min(MAX_DELAY);
+    Verdict::Proceed(delay)
+}
+
+/// Reads three counters and the time left on each (Redis keeps them with a TTL).
+const READ: &str = r#"
+local out = {}
+for i, k in ipairs(KEYS) do
+  out[#out+1] = tonumber(redis.call('GET', k) or '0')
+  out[#out+1] = redis.call('PTTL', k)
+end
+return out
+"#;
+
+/// Counts a failure on each key; the window restarts with every failure.
+const FAIL: &str = r#"
+for i, k in ipairs(KEYS) do
+  redis.call('INCR', k)
+  redis.call('PEXPIRE', k, ARGV[1])
+end
+return 1
+"#;
+
+fn redis_key(k: &str) -> String {
+    format!("ecp:login:{k}")
+}
+
 impl LoginGuard {
+    /// Counters in this process (one node).
     pub fn new(lockout: Duration) -> LoginGuard {
         LoginGuard {
             lockout,
-            state: Mutex::new(HashMap::new()),
+            counters: Counters::Memory(Mutex::new(HashMap::new())),
         }
     }
 
-    fn count(&self, map: &HashMap<String, Count>, key: &str, now: Instant) -> (u32, Instant) {
+    /// Counters in Redis, shared by every node.
+    pub fn shared(lockout: Duration, conn: ConnectionManager) -> LoginGuard {
+        LoginGuard {
+            lockout,
+            counters: Counters::Redis(conn),
+        }
+    }
+
+    fn seen(&self, map: &HashMap<String, Count>, key: &str, now: Instant) -> Seen {
         match map.get(key) {
-            Some(c) if now.duration_since(c.last) < self.lockout => (c.n, c.last),
-            _ => (0, now),
+            Some(c) if now.duration_since(c.last) < self.lockout => Seen {
+                n: c.n,
+                left: self.lockout.saturating_sub(now.duration_since(c.last)),
+            },
+            _ => Seen::default(),
         }
     }
 
-    pub fn check(&self, user: &str, ip: IpAddr) -> Verdict {
-        self.check_at(user, ip, Instant::now())
+    pub async fn check(&self, user: &str, ip: IpAddr) -> Verdict {
+        let keys = [pair_key(user, ip), addr_key(ip), user_key(user)];
+        let seen = match &self.counters {
+            Counters::Memory(m) => {
+                let now = Instant::now();
+                let map = m.lock().unwrap_or_else(|p| p.into_inner());
+                keys.map(|k| self.seen(&map, &k, now))
+            }
+            Counters::Redis(conn) => {
+                let mut conn = conn.clone();
+                let script = redis::Script::new(READ);
+                let mut inv = script.prepare_invoke();
+                for k in &keys {
+                    inv.key(redis_key(k));
+                }
+                match inv.invoke_async::<Vec<i64>>(&mut conn).await {
+                    Ok(v) if v.len() == 6 => [0, 1, 2].map(|i| Seen {
+                        n: u32::try_from(v[2 * i]).unwrap_or(u32::MAX),
+                        left: Duration::from_millis(u64::try_from(v[2 * i + 1]).unwrap_or(0)),
+                    }),
+                    other => {
+                        // Redis is down: the user lookup fails next anyway.
+                        tracing::warn!(error = ?other.err(), "login counters unavailable");
+                        [Seen::default(); 3]
+                    }
+                }
+            }
+        };
+        decide(seen[0], seen[1], seen[2])
     }
 
-    pub fn check_at(&self, user: &str, ip: IpAddr, now: Instant) -> Verdict {
-        let map = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, limit) in [
-            (pair_key(user, ip), PAIR_LIMIT),
-            (addr_key(ip), ADDRESS_LIMIT),
-        ] {
-            let (n, last) = self.count(&map, &key, now);
-            if n >= limit {
-                let left = self.lockout.saturating_sub(now.duration_since(last));
-                return Verdict::Refuse(left.as_secs().max(1));
+    #[cfg(test)]
+    fn check_at(&self, user: &str, ip: IpAddr, now: Instant) -> Verdict {
+        let Counters::Memory(m) = &self.counters else {
+            unreachable!("memory only")
+        };
+        let map = m.lock().unwrap_or_else(|p| p.into_inner());
+        let [a, b, c] =
+            [pair_key(user, ip), addr_key(ip), user_key(user)].map(|k| self.seen(&map, &k, now));
+        decide(a, b, c)
+    }
+
+    pub async fn failed(&self, user: &str, ip: IpAddr) {
+        let keys = [pair_key(user, ip), user_key(user), addr_key(ip)];
+        match &self.counters {
+            Counters::Memory(m) => {
+                let now = Instant::now();
+                let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
+                if map.len() > MAX_ENTRIES {
+                    let lockout = self.lockout;
+                    map.retain(|_, c| now.duration_since(c.last) < lockout);
+                }
+                for key in keys {
+                    let n = self.seen(&map, &key, now).n;
+                    map.insert(
+                        key,
+                        Count {
+                            n: n + 1,
+                            last: now,
+                        },
+                    );
+                }
+            }
+            Counters::Redis(conn) => {
+                let mut conn = conn.clone();
+                let script = redis::Script::new(FAIL);
+                let mut inv = script.prepare_invoke();
+                for k in &keys {
+                    inv.key(redis_key(k));
+                }
+                inv.arg(self.lockout.as_millis().max(1) as u64);
+                if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+                    tracing::warn!(error = %e, "login failure not counted");
+                }
             }
         }
-        let (n, _) = self.count(&map, &user_key(user), now);
-        if n < SLOW_AFTER {
-            return Verdict::Proceed(Duration::ZERO);
-        }
-        let delay = Duration::from_millis(100u64 << (n - SLOW_AFTER).min(8)).min(MAX_DELAY);
-        Verdict::Proceed(delay)
     }
 
-    pub fn failed(&self, user: &str, ip: IpAddr) {
-        let now = Instant::now();
-        let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > MAX_ENTRIES {
-            let lockout = self.lockout;
-            map.retain(|_, c| now.duration_since(c.last) < lockout);
+    pub async fn succeeded(&self, user: &str, ip: IpAddr) {
+        let keys = [pair_key(user, ip), user_key(user)];
+        match &self.counters {
+            Counters::Memory(m) => {
+                let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
+                for k in &keys {
+                    map.remove(k);
+                }
+            }
+            Counters::Redis(conn) => {
+                let mut conn = conn.clone();
+                let keys: Vec<String> = keys.iter().map(|k| redis_key(k)).collect();
+                if let Err(e) = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                {
+                    tracing::warn!(error = %e, "login counters not cleared");
+                }
+            }
         }
-        for key in [pair_key(user, ip), user_key(user), addr_key(ip)] {
-            let (n, _) = self.count(&map, &key, now);
-            map.insert(
-                key,
-                Count {
-                    n: n + 1,
-                    last: now,
-                },
-            );
-        }
-    }
-
-    pub fn succeeded(&self, user: &str, ip: IpAddr) {
-        let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&pair_key(user, ip));
-        map.remove(&user_key(user));
     }
 }
 
@@ -132,20 +250,20 @@ mod tests {
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
-    #[test]
-    fn slows_then_refuses_the_pair_but_not_the_user_elsewhere() {
+    #[tokio::test]
+    async fn slows_then_refuses_the_pair_but_not_the_user_elsewhere() {
         let g = LoginGuard::new(Duration::from_secs(60));
         let now = Instant::now();
         for _ in 0..SLOW_AFTER {
             assert_eq!(g.check_at("ann", A, now), Verdict::Proceed(Duration::ZERO));
-            g.failed("ann", A);
+            g.failed("ann", A).await;
         }
         assert_eq!(
             g.check_at("ann", A, now),
             Verdict::Proceed(Duration::from_millis(100))
         );
         for _ in SLOW_AFTER..PAIR_LIMIT {
-            g.failed("ann", A);
+            g.failed("ann", A).await;
         }
         assert!(matches!(g.check_at("ann", A, now), Verdict::Refuse(_)));
         // Same user, other address: slowed (capped), not refused.
@@ -155,18 +273,24 @@ mod tests {
             g.check_at("ann", A, now + Duration::from_secs(61)),
             Verdict::Proceed(_)
         ));
-        g.succeeded("ann", B);
+        g.succeeded("ann", B).await;
         assert_eq!(g.check_at("ann", B, now), Verdict::Proceed(Duration::ZERO));
     }
 
-    #[test]
-    fn one_address_guessing_many_users_is_refused() {
+    #[tokio::test]
+    async fn one_address_guessing_many_users_is_refused() {
         let g = LoginGuard::new(Duration::from_secs(60));
         for i in 0..ADDRESS_LIMIT {
-            g.failed(&format!("user{i}"), A);
+            g.failed(&format!("user{i}"), A).await;
         }
-        assert!(matches!(g.check("someone-else", A), Verdict::Refuse(_)));
-        assert!(matches!(g.check("someone-else", B), Verdict::Proceed(_)));
+        assert!(matches!(
+            g.check("someone-else", A).await,
+            Verdict::Refuse(_)
+        ));
+        assert!(matches!(
+            g.check("someone-else", B).await,
+            Verdict::Proceed(_)
+        ));
     }
 
     #[test]

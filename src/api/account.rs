@@ -55,11 +55,8 @@ pub async fn login(
     if username.len() > 100 || password.len() > 1024 {
         return Err(ApiError::unauthorized("wrong username or password"));
     }
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    match state.logins.check(&username, ip) {
+    let ip = crate::client_ip::of_request(&req, &state.trusted_proxies);
+    match state.logins.check(&username, ip).await {
         Verdict::Refuse(wait) => {
             tracing::warn!(username = %username, %ip, "login refused: too many failures");
             audit::record(
@@ -85,7 +82,7 @@ pub async fn login(
     let user = state.deps.store.user_by_name(&username).await?;
     let ok = auth::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let Some(user) = user.filter(|_| ok) else {
-        state.logins.failed(&username, ip);
+        state.logins.failed(&username, ip).await;
         tracing::info!(username = %username, %ip, "login refused");
         audit::record(
             &state,
@@ -101,7 +98,7 @@ pub async fn login(
         .await;
         return Err(ApiError::unauthorized("wrong username or password"));
     };
-    state.logins.succeeded(&username, ip);
+    state.logins.succeeded(&username, ip).await;
     let ttl = state.config.tokens.session_ttl_secs;
     let (token, hash) = auth::new_secret(auth::SESSION_PREFIX);
     let now = now_ms();

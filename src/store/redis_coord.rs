@@ -67,6 +67,11 @@ impl RedisCoordinator {
         })
     }
 
+    /// A handle on the shared connection (for small shared counters).
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Runs forever: subscribes to the change channel and this node's
     /// channel, feeding `on` (which must not block), resubscribing after
     /// every connection loss.

@@ -221,3 +221,67 @@ async fn weak_passwords_are_refused_with_the_rule() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot create the first admin"));
 }
+
+/// Two nodes in Redis mode behind the shipped nginx config, which is
+/// trusted (`server.trusted_proxies`): failures count on every node, and the
+/// address that counts is the client's, not nginx's.
+#[tokio::test]
+async fn behind_nginx_login_throttling_is_shared_by_the_nodes_and_sees_the_client_address() {
+    use crate::nginx::Nginx;
+    let redis = crate::redis_server::RedisServer::start().await;
+    let env = |node| {
+        [
+            ("ECP_REDIS", redis.url()),
+            ("ECP_NODE_ID", String::from(node)),
+            ("ECP_LIMITS_LOGIN_LOCKOUT_SECS", "30".to_string()),
+            ("ECP_SERVER_TRUSTED_PROXIES", "127.0.0.1".to_string()),
+        ]
+    };
+    let (ea, eb) = (env("node-a"), env("node-b"));
+    let a = Server::start_with(&ea.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    let b = Server::start_with(&eb.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    let nginx =
+        Nginx::start(&[&a, &b].map(|n| n.base.trim_start_matches("http://").to_string())).await;
+    let attacker = from([127, 0, 0, 2]);
+    let real_user = from([127, 0, 0, 3]);
+    // 10 failures through nginx, which spreads them over both nodes.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(try_login(&attacker, &nginx.base, "guess-1234!").await.0);
+    }
+    assert_eq!(statuses, [401; 10]);
+    // The 11th is refused through nginx, and on each node directly: the
+    // count is shared, and a forged X-Forwarded-For from an untrusted peer
+    // changes nothing.
+    assert_eq!(
+        try_login(&attacker, &nginx.base, "guess-1234!").await.0,
+        429
+    );
+    for node in [&a, &b] {
+        let r = attacker
+            .post(format!("{}/api/account/login", node.base))
+            .header("x-forwarded-for", "203.0.113.50")
+            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 429, "{}", node.base);
+    }
+    // The real user behind the same nginx, from another address, gets in:
+    // nginx's own address is not what counts.
+    let (s, _, _) = try_login(&real_user, &nginx.base, ADMIN_PASSWORD).await;
+    assert_eq!(s, 200);
+    // The audit log names the client addresses, not nginx's.
+    let admin = Api::login(&a.base, "admin", ADMIN_PASSWORD).await;
+    let (_, audit) = admin
+        .get("/api/audit/operations?action=login&size=100")
+        .await;
+    let addresses: std::collections::BTreeSet<&str> = audit["data"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["address"].as_str())
+        .collect();
+    assert!(addresses.contains("127.0.0.2"), "{addresses:?}");
+    assert!(addresses.contains("127.0.0.3"), "{addresses:?}");
+}
