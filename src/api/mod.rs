@@ -59,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             "/api/users/{user_id}",
             web::delete().to(tenancy::delete_user),
         )
+        .route("/api/users/{user_id}", web::get().to(tenancy::get_user))
         .route("/api/orgs/{org_id}", web::put().to(tenancy::update_org))
         .route("/api/orgs/{org_id}", web::delete().to(tenancy::delete_org))
         .route(
@@ -127,7 +128,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         account::login, account::logout, account::profile,
         orgs::list_orgs, orgs::list_projects,
         tenancy::create_org, tenancy::create_project, tenancy::create_user, tenancy::org_member, tenancy::project_member,
-        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, tenancy::list_users, tenancy::delete_user,
+        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, tenancy::list_users, tenancy::get_user, tenancy::delete_user,
         clusters::transfer,
         clusters::list, clusters::create, clusters::get, clusters::edit, clusters::delete,
         clusters::issue_token, clusters::revoke_tokens, clusters::setup_instructions,

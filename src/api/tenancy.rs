@@ -487,7 +487,25 @@ pub async fn delete_project(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// All users (system admins).
+async fn user_view(state: &AppState, u: &UserRecord) -> Result<serde_json::Value, ApiError> {
+    let mut ms = state.deps.store.memberships(&u.id).await?;
+    ms.sort_by(|a, b| (&a.org_id, &a.project_id).cmp(&(&b.org_id, &b.project_id)));
+    let memberships: Vec<_> = ms
+        .iter()
+        .map(|m| {
+            json!({
+                "orgId": m.org_id,
+                "projectId": if m.project_id.is_empty() { None } else { Some(&m.project_id) },
+                "role": format!("{:?}", m.role).to_lowercase(),
+            })
+        })
+        .collect();
+    Ok(
+        json!({"id": u.id, "username": u.username, "systemAdmin": u.system_admin, "memberships": memberships}),
+    )
+}
+
+/// All users with their memberships (system admins).
 #[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200), (status = 403, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn list_users(
     state: web::Data<AppState>,
@@ -498,11 +516,29 @@ pub async fn list_users(
     }
     let mut users = state.deps.store.users().await?;
     users.sort_by_key(|u| u.created_at);
-    let data: Vec<_> = users
-        .iter()
-        .map(|u| json!({"id": u.id, "username": u.username, "systemAdmin": u.system_admin}))
-        .collect();
+    let mut data = Vec::with_capacity(users.len());
+    for u in &users {
+        data.push(user_view(&state, u).await?);
+    }
     Ok(HttpResponse::Ok().json(json!({"total": data.len(), "data": data})))
+}
+
+/// One user with their memberships (system admins, or the user).
+#[utoipa::path(get, path = "/api/users/{userId}", tag = "users", params(("userId" = String, Path)),
+    responses((status = 200), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn get_user(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if !user.user.system_admin && id != user.user.id {
+        return Err(ApiError::not_found("user"));
+    }
+    let Some(target) = state.deps.store.user(&id).await? else {
+        return Err(ApiError::not_found("user"));
+    };
+    Ok(HttpResponse::Ok().json(user_view(&state, &target).await?))
 }
 
 /// Delete a user (system admins; not oneself). Their sessions stop working.

@@ -101,13 +101,28 @@ async function showSystem() {
   const orgs = h("tbody", { id: "orgs-body" });
   const users = h("tbody", { id: "users-body" });
   const audit = h("tbody", { id: "audit-body" });
+  const projects = h("section", { id: "projects", "aria-labelledby": "projects-h" });
+  const sys = { orgs: [], projects: new Map() };
   const loadOrgs = async () => {
     const r = await api("GET", "/api/orgs");
-    orgs.replaceChildren(...r.data.map((o) => h("tr", {}, h("td", {}, o.name), h("td", {}, when(o.createdAt)))));
+    sys.orgs = r.data;
+    orgs.replaceChildren(...r.data.map((o) => h("tr", { "data-org": o.name }, h("td", {}, o.name), h("td", {}, when(o.createdAt)),
+      h("td.actions", {},
+        h("button.link", { "data-action": "projects", onclick: () => showProjects(o) }, t("projects")),
+        h("button.link", { "data-action": "delete-org", onclick: () => confirmDelete(o.name, `/api/orgs/${encodeURIComponent(o.id)}`, async () => { projects.replaceChildren(); await loadOrgs(); }) }, t("delete"))))));
   };
   const loadUsers = async () => {
     const r = await api("GET", "/api/users");
-    users.replaceChildren(...r.data.map((u) => h("tr", {}, h("td", {}, u.username), h("td", {}, u.systemAdmin ? t("yes") : t("no")))));
+    const label = (m) => {
+      const org = sys.orgs.find((o) => o.id === m.orgId)?.name || m.orgId;
+      const proj = m.projectId ? `/${[...sys.projects.values()].flat().find((p) => p.id === m.projectId)?.name || m.projectId}` : "";
+      return `${org}${proj}: ${t(`role.${m.role}`)}`;
+    };
+    users.replaceChildren(...r.data.map((u) => h("tr", { "data-user": u.username }, h("td", {}, u.username), h("td", {}, u.systemAdmin ? t("yes") : t("no")),
+      h("td.memberships", {}, u.memberships.map(label).join("; ") || t("unknown")),
+      h("td.actions", {},
+        h("button.link", { "data-action": "roles", onclick: () => openRoles(u) }, t("roles")),
+        u.id === state.me?.id ? null : h("button.link", { "data-action": "delete-user", onclick: () => confirmDelete(u.username, `/api/users/${encodeURIComponent(u.id)}`, loadUsers) }, t("delete"))))));
   };
   const loadAudit = async () => {
     const q = new URLSearchParams({ size: "50" });
@@ -115,6 +130,60 @@ async function showSystem() {
     const r = await api("GET", `/api/audit/operations?${q}`);
     audit.replaceChildren(...r.data.map((a) => h("tr", { "data-action": a.action }, h("td", {}, when(a.time)), h("td", {}, a.actorName), h("td", {}, a.action),
       h("td", {}, [a.objectType, a.objectName || a.objectId].filter(Boolean).join(" ")), h("td", {}, a.result), h("td", {}, a.address))));
+  };
+  const projectsOf = async (org) => {
+    const r = await api("GET", `/api/orgs/${encodeURIComponent(org.id)}/projects`);
+    sys.projects.set(org.id, r.data);
+    return r.data;
+  };
+  const confirmDelete = (name, path, after) => {
+    const err = h("p.error", { role: "alert", id: "confirm-error" });
+    const dlg = dialog(t("deleteTitle", name), h("div", {}, h("p", {}, t("deleteConfirm", name)), err), [closeBtn(),
+      h("button.danger", { value: "default", "data-action": "confirm-delete", onclick: async (e) => {
+        e.preventDefault();
+        try { await api("DELETE", path); dlg.close(); await after(); await loadAudit(); }
+        catch (ex) { err.textContent = ex.message; }
+      } }, t("delete"))], "confirm-dialog");
+  };
+  const showProjects = async (org) => {
+    const name = h("input", { id: "project-name", maxlength: 50, "aria-label": t("name"), placeholder: t("name") });
+    const err = h("p.error", { role: "alert", id: "project-error" });
+    const body = h("tbody", { id: "projects-body" });
+    const load = async () => {
+      const list = await projectsOf(org);
+      body.replaceChildren(...list.map((p) => h("tr", { "data-project": p.name }, h("td", {}, p.name), h("td", {}, when(p.createdAt)),
+        h("td.actions", {}, h("button.link", { "data-action": "delete-project", onclick: () => confirmDelete(p.name, `/api/orgs/${encodeURIComponent(org.id)}/projects/${encodeURIComponent(p.id)}`, load) }, t("delete"))))));
+    };
+    projects.replaceChildren(h("h2", { id: "projects-h" }, t("projectsOf", org.name)),
+      h("form.inline", { onsubmit: async (e) => {
+        e.preventDefault(); err.textContent = "";
+        try { await api("POST", `/api/orgs/${encodeURIComponent(org.id)}/projects`, { name: name.value }); name.value = ""; await load(); await loadAudit(); }
+        catch (ex) { err.textContent = ex.message; }
+      } }, name, h("button.primary", { type: "submit", id: "project-create" }, t("create"))), err,
+      table(["name", "created", "actions"], body, t("projectsOf", org.name)));
+    await load();
+  };
+  const openRoles = async (u) => {
+    const orgSel = h("select", {}, ...sys.orgs.map((o) => h("option", { value: o.id }, o.name)));
+    const projSel = h("select");
+    const roleSel = h("select", {}, ...["admin", "viewer", "none"].map((r) => h("option", { value: r }, t(`role.${r}`))));
+    const err = h("p.error", { role: "alert", id: "roles-error" });
+    const fillProjects = async () => {
+      const org = sys.orgs.find((o) => o.id === orgSel.value);
+      const list = org ? await projectsOf(org) : [];
+      projSel.replaceChildren(h("option", { value: "" }, t("wholeOrg")), ...list.map((p) => h("option", { value: p.id }, p.name)));
+    };
+    orgSel.addEventListener("change", fillProjects);
+    await fillProjects();
+    const dlg = dialog(t("rolesOf", u.username), h("div", {}, field("r-org", t("organization"), orgSel), field("r-project", t("project"), projSel),
+      field("r-role", t("role"), roleSel), err), [closeBtn(),
+      h("button.primary", { value: "default", "data-action": "save-role", onclick: async (e) => {
+        e.preventDefault(); err.textContent = "";
+        const org = encodeURIComponent(orgSel.value);
+        const path = projSel.value ? `/api/orgs/${org}/projects/${encodeURIComponent(projSel.value)}/members/${encodeURIComponent(u.id)}` : `/api/orgs/${org}/members/${encodeURIComponent(u.id)}`;
+        try { await api("PUT", path, { role: roleSel.value === "none" ? null : roleSel.value }); dlg.close(); await loadUsers(); await loadAudit(); }
+        catch (ex) { err.textContent = ex.message; }
+      } }, t("save"))], "roles-dialog");
   };
   const table = (cols, body, label) => h("table.list", { "aria-label": label }, h("thead", {}, h("tr", {}, ...cols.map((c) => h("th", {}, t(c))))), body);
   main.replaceChildren(
@@ -125,18 +194,21 @@ async function showSystem() {
         try { await api("POST", "/api/orgs", { name: orgName.value }); orgName.value = ""; await loadOrgs(); await loadAudit(); }
         catch (ex) { orgErr.textContent = ex.message; }
       } }, orgName, h("button.primary", { type: "submit", id: "org-create" }, t("create"))), orgErr,
-      table(["name", "created"], orgs, t("organizations"))),
+      table(["name", "created", "actions"], orgs, t("organizations"))),
+    projects,
     h("section", { "aria-labelledby": "users-h" }, h("h2", { id: "users-h" }, t("users")),
       h("form.inline", { onsubmit: async (e) => {
         e.preventDefault(); userErr.textContent = "";
         try { await api("POST", "/api/users", { username: userName.value, password: userPass.value }); userName.value = ""; userPass.value = ""; await loadUsers(); await loadAudit(); }
         catch (ex) { userErr.textContent = ex.message; }
       } }, userName, userPass, h("button.primary", { type: "submit", id: "user-create" }, t("create"))), userErr,
-      table(["username", "systemAdmin"], users, t("users"))),
+      table(["username", "systemAdmin", "roles", "actions"], users, t("users"))),
     h("section", { "aria-labelledby": "audit-h" }, h("h2", { id: "audit-h" }, t("audit")),
       h("form.inline", { onsubmit: (e) => { e.preventDefault(); loadAudit(); } }, filter),
       table(["at", "operator", "action", "object", "result", "address"], audit, t("audit"))));
-  await Promise.all([loadOrgs(), loadUsers(), loadAudit()]);
+  await loadOrgs();
+  await Promise.all(sys.orgs.map(projectsOf));
+  await Promise.all([loadUsers(), loadAudit()]);
 }
 
 function logout(callServer = true) {

@@ -36,6 +36,10 @@ export const STRINGS = {
     system: "System management", organizations: "Organizations", users: "Users", audit: "Audit log",
     create: "Create", systemAdmin: "System admin", action: "Action", operator: "Operator", object: "Object",
     result: "Result", address: "Address", filterAction: "Filter by action (e.g. cluster, login)",
+    projects: "Projects", projectsOf: "Projects of {0}", roles: "Roles", rolesOf: "Roles of {0}", role: "Role",
+    organization: "Organization", project: "Project", wholeOrg: "(whole organization)",
+    "role.admin": "Admin", "role.viewer": "Viewer", "role.none": "None (remove)",
+    deleteConfirm: "Delete {0}? This cannot be undone.",
   },
   zh: {
     workspace: "工作台", integration: "数据集成", dataAccess: "数据接入",
@@ -73,6 +77,10 @@ export const STRINGS = {
     system: "系统管理", organizations: "组织", users: "用户", audit: "操作审计",
     create: "创建", systemAdmin: "系统管理员", action: "操作", operator: "操作人", object: "对象",
     result: "结果", address: "地址", filterAction: "按操作筛选（如 cluster、login）",
+    projects: "项目", projectsOf: "{0} 的项目", roles: "角色", rolesOf: "{0} 的角色", role: "角色",
+    organization: "组织", project: "项目", wholeOrg: "（整个组织）",
+    "role.admin": "管理员", "role.viewer": "只读成员", "role.none": "无（移除）",
+    deleteConfirm: "删除 {0}？此操作不可撤销。",
   },
 };
 

@@ -287,6 +287,29 @@ async fn the_page_follows_changes_live_and_reconnects_after_a_server_restart() {
     b.find(&card("made elsewhere")).await;
 }
 
+/// Picks options by their visible text in the roles dialog and saves.
+async fn set_role(b: &Browser, user: &str, org: &str, project: Option<&str>, role: &str) {
+    b.click(&format!("tr[data-user={user}] button[data-action=roles]"))
+        .await;
+    let pick = "const s = document.querySelector(arguments[0]); const o = [...s.options].find(o => o.text === arguments[1]); if (!o) return false; s.value = o.value; s.dispatchEvent(new Event('change')); return true";
+    b.wait_for("org option", pick, json!(["#r-org", org])).await;
+    let project = project.unwrap_or("(whole organization)");
+    b.wait_for("project option", pick, json!(["#r-project", project]))
+        .await;
+    b.js(
+        "const s = document.querySelector('#r-role'); s.value = arguments[0]; return true",
+        json!([role]),
+    )
+    .await;
+    b.click("#roles-dialog button[data-action=save-role]").await;
+    b.wait_for(
+        "dialog closed",
+        "return !document.querySelector('#roles-dialog')",
+        json!([]),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_system_admin_manages_orgs_and_users_and_reads_the_audit_log_in_the_console() {
     let server = Server::start().await;
@@ -328,6 +351,82 @@ async fn a_system_admin_manages_orgs_and_users_and_reads_the_audit_log_in_the_co
     )
     .await;
     b.wait_for("audit rows", "return !!document.querySelector('#audit-body tr[data-action=\"user.create\"]') && !!document.querySelector('#audit-body tr[data-action=\"org.create\"]')", json!([])).await;
+    // A project in the new org, and roles for the new user there.
+    b.click("tr[data-org='edge fleet'] button[data-action=projects]")
+        .await;
+    b.type_into("#project-name", "p1").await;
+    b.click("#project-create").await;
+    b.find("#projects-body tr[data-project=p1]").await;
+    set_role(&b, "operator1", "edge fleet", None, "viewer").await;
+    set_role(&b, "operator1", "edge fleet", Some("p1"), "admin").await;
+    b.wait_for(
+        "roles shown",
+        "return document.querySelector(\"tr[data-user=operator1] td.memberships\")?.textContent === 'edge fleet: Viewer; edge fleet/p1: Admin'",
+        json!([]),
+    )
+    .await;
+    // An org with a project is not deleted; the reason is shown.
+    b.click("tr[data-org='edge fleet'] button[data-action=delete-org]")
+        .await;
+    b.click("#confirm-dialog button[data-action=confirm-delete]")
+        .await;
+    b.wait_for(
+        "refusal shown",
+        "return document.querySelector('#confirm-error')?.textContent.includes('project')",
+        json!([]),
+    )
+    .await;
+    b.click("#confirm-dialog button[data-action=close]").await;
+    // Removing the org role and the project, then the org and the user.
+    set_role(&b, "operator1", "edge fleet", Some("p1"), "none").await;
+    b.wait_for(
+        "role removed",
+        "return document.querySelector(\"tr[data-user=operator1] td.memberships\")?.textContent === 'edge fleet: Viewer'",
+        json!([]),
+    )
+    .await;
+    b.click("#projects-body tr[data-project=p1] button[data-action=delete-project]")
+        .await;
+    b.click("#confirm-dialog button[data-action=confirm-delete]")
+        .await;
+    b.wait_for("project gone", "return !document.querySelector('#projects-body tr[data-project=p1]') && !document.querySelector('#confirm-dialog')", json!([])).await;
+    b.click("tr[data-org='edge fleet'] button[data-action=delete-org]")
+        .await;
+    b.click("#confirm-dialog button[data-action=confirm-delete]")
+        .await;
+    b.wait_for("org gone", "return !document.querySelector(\"tr[data-org='edge fleet']\") && !document.querySelector('#confirm-dialog')", json!([])).await;
+    b.click("tr[data-user=operator1] button[data-action=delete-user]")
+        .await;
+    b.click("#confirm-dialog button[data-action=confirm-delete]")
+        .await;
+    b.wait_for(
+        "user gone",
+        "return !document.querySelector('tr[data-user=operator1]')",
+        json!([]),
+    )
+    .await;
+    // The admin cannot delete themself: no button on their own row.
+    assert_eq!(
+        b.js("return document.querySelectorAll('tr[data-user=admin] button[data-action=delete-user]').length", json!([])).await,
+        json!(0)
+    );
+    let api = server.api().await;
+    let (_, users) = api.get("/api/users").await;
+    assert!(!users.to_string().contains("operator1"), "{users}");
+    for action in [
+        "project.delete",
+        "org.delete",
+        "user.delete",
+        "membership.set",
+        "membership.remove",
+    ] {
+        b.wait_for(
+            action,
+            "return !!document.querySelector(`#audit-body tr[data-action=\"${arguments[0]}\"]`)",
+            json!([action]),
+        )
+        .await;
+    }
     b.type_into("#audit-filter", "login\n").await;
     b.wait_for("filtered", "const rows = [...document.querySelectorAll('#audit-body tr')]; return rows.length > 0 && rows.every(r => r.dataset.action === 'login')", json!([])).await;
     b.screenshot("08-system-management").await;
