@@ -17,6 +17,23 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub logs: LogsConfig,
+}
+
+/// Collected EMQX logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Lines kept per cluster; the oldest go first.
+    pub lines_per_cluster: u64,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            lines_per_cluster: 1_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

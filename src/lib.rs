@@ -111,6 +111,7 @@ fn timing(config: &Config) -> (Timing, SessionConfig) {
             handshake_timeout: Duration::from_secs(10),
             control_queue: a.control_queue,
             bulk_queue: a.bulk_queue,
+            log_cap_lines: config.logs.lines_per_cluster.max(1),
         },
     )
 }

@@ -15,6 +15,8 @@ pub struct SessionEntry {
     pub addr: Addr<SessionActor>,
     /// Unix ms of the last frame or pong; updated by the session itself.
     pub last_seen: Arc<AtomicU64>,
+    /// The session's dashboard tunnel.
+    pub tunnel: Arc<crate::tunnel::Tunnel>,
 }
 
 impl SessionEntry {

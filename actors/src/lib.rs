@@ -12,6 +12,7 @@ pub mod model;
 pub mod registry;
 pub mod session;
 pub mod store;
+pub mod tunnel;
 
 use std::sync::Arc;
 

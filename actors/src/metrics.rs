@@ -11,4 +11,8 @@ pub struct Metrics {
     pub slow_disconnects: AtomicU64,
     pub registrations: AtomicU64,
     pub registration_failures: AtomicU64,
+    /// Log lines stored (after de-duplication).
+    pub log_lines: AtomicU64,
+    /// Dashboard proxy requests served through a tunnel on this node.
+    pub tunnel_requests: AtomicU64,
 }

@@ -307,3 +307,70 @@ pub struct Membership {
     pub project_id: String,
     pub role: Role,
 }
+
+/// A stored log line. `seq` orders a cluster's lines (per node in the order
+/// the node wrote them) and is the paging cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredLog {
+    pub seq: u64,
+    pub time_us: u64,
+    pub level: u8,
+    pub node: String,
+    pub message: String,
+    pub fields: String,
+    pub raw: String,
+}
+
+/// Filters for reading logs; every field optional.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// This level or more severe (0 debug … 7 emergency).
+    pub min_level: Option<u8>,
+    pub node: Option<String>,
+    /// Unix microseconds, inclusive.
+    pub since_us: Option<u64>,
+    pub until_us: Option<u64>,
+    /// Case-insensitive substring of the line.
+    pub text: Option<String>,
+    /// Only lines with `seq` below this.
+    pub before: Option<u64>,
+    /// Only lines with `seq` above this (live tail), oldest first then.
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+impl LogQuery {
+    pub fn matches(&self, l: &StoredLog) -> bool {
+        self.min_level.is_none_or(|m| l.level >= m)
+            && self.node.as_ref().is_none_or(|n| &l.node == n)
+            && self.since_us.is_none_or(|s| l.time_us >= s)
+            && self.until_us.is_none_or(|u| l.time_us <= u)
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|t| l.raw.to_lowercase().contains(&t.to_lowercase()))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogPage {
+    pub data: Vec<StoredLog>,
+    /// Pass as `before` for the next (older) page; `None` at the end.
+    pub next: Option<u64>,
+}
+
+/// Pages newest-first (or, with `after`, oldest-first) lines through `q`.
+pub fn page_logs(lines: impl Iterator<Item = StoredLog>, q: &LogQuery) -> LogPage {
+    let limit = q.limit.clamp(1, 1000);
+    let mut data = Vec::new();
+    let mut next = None;
+    for l in lines.filter(|l| q.matches(l)) {
+        if data.len() == limit {
+            next = data.last().map(|d: &StoredLog| d.seq);
+            break;
+        }
+        data.push(l);
+    }
+    LogPage { data, next }
+}

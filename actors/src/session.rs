@@ -9,6 +9,7 @@ use crate::coord::NodeMsg;
 use crate::directory::SessionEntry;
 use crate::model::now_ms;
 use crate::registry::{Registry, SessionClosed, SessionOpened};
+use crate::tunnel::Tunnel;
 use crate::Deps;
 use actix::prelude::*;
 use actix_web::web::Bytes;
@@ -34,6 +35,8 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     pub control_queue: usize,
     pub bulk_queue: usize,
+    /// Log lines kept per cluster; older ones are dropped first.
+    pub log_cap_lines: u64,
 }
 
 impl Default for SessionConfig {
@@ -46,11 +49,12 @@ impl Default for SessionConfig {
             handshake_timeout: Duration::from_secs(10),
             control_queue: 64,
             bulk_queue: 256,
+            log_cap_lines: 1_000_000,
         }
     }
 }
 
-enum Out {
+pub(crate) enum Out {
     Binary(Bytes),
     Ping,
     Pong(Bytes),
@@ -77,6 +81,9 @@ pub struct SessionActor {
     owner: Option<String>,
     last_report: Option<ecp_protocol::Report>,
     closing: bool,
+    tunnel: Arc<Tunnel>,
+    /// Log batches are stored one after another, in arrival order.
+    log_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Starts the session actor and its writer for an accepted WebSocket whose
@@ -91,6 +98,7 @@ pub fn start_session(
 ) -> Addr<SessionActor> {
     let (control, control_rx) = mpsc::channel(deps.session.control_queue.max(4));
     let (bulk, bulk_rx) = mpsc::channel(deps.session.bulk_queue.max(4));
+    let tunnel = Tunnel::new(bulk.clone());
     actix_web::rt::spawn(writer(ws, control_rx, bulk_rx));
     let stream = stream
         .max_frame_size(MAX_FRAME_BYTES)
@@ -113,6 +121,8 @@ pub fn start_session(
             last_seen: Arc::new(AtomicU64::new(now_ms())),
             cluster: None,
             closing: false,
+            tunnel,
+            log_writes: Arc::new(tokio::sync::Mutex::new(())),
         }
     })
 }
@@ -236,6 +246,16 @@ impl SessionActor {
         if !self.up {
             return self.on_hello(frame, ctx);
         }
+        let frame = match frame {
+            f @ (Frame::TunnelHead { .. } | Frame::TunnelData { .. } | Frame::TunnelEnd { .. }) => {
+                if !self.tunnel.on_frame(f) {
+                    self.bad_frame(ctx, CloseCode::Policy, "tunnel stream overran its window");
+                }
+                return;
+            }
+            Frame::LogBatch(batch) => return self.on_logs(batch, ctx),
+            other => other,
+        };
         let Some(cluster) = self.cluster.clone() else {
             return self.on_remote_frame(frame, ctx);
         };
@@ -321,6 +341,7 @@ impl SessionActor {
             cluster_id: self.cluster_id.clone(),
             addr: ctx.address(),
             last_seen: self.last_seen.clone(),
+            tunnel: self.tunnel.clone(),
         };
         let opened = SessionOpened {
             agent_id: self.agent_id.clone(),
@@ -372,6 +393,42 @@ impl SessionActor {
         );
     }
 
+    /// Stores a batch of log lines (de-duplicated by file and offset) and
+    /// acknowledges it; the agent sends the next batch only after the ack.
+    fn on_logs(&mut self, batch: ecp_protocol::LogBatch, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let cap = self.deps.session.log_cap_lines;
+        let lock = self.log_writes.clone();
+        let cluster_id = self.cluster_id.clone();
+        let agent_id = self.agent_id.clone();
+        let n = batch.lines.len();
+        ctx.spawn(
+            async move {
+                let _serial = lock.lock().await;
+                store
+                    .append_logs(&cluster_id, &agent_id, &batch.node, &batch.lines, cap)
+                    .await
+                    .map(|stored| (batch.batch, stored))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok((batch, stored)) => {
+                    act.deps
+                        .metrics
+                        .log_lines
+                        .fetch_add(stored as u64, Ordering::Relaxed);
+                    tracing::debug!(agent_id = %act.agent_id, batch, lines = n, stored, "log batch stored");
+                    act.send_frame(&Frame::LogAck { batch }, ctx);
+                }
+                Err(e) => {
+                    // No ack: the agent keeps its cursor and sends the batch again.
+                    tracing::warn!(agent_id = %act.agent_id, error = %e, "log batch not stored");
+                    act.close(ctx, CloseCode::Again, "log storage unavailable");
+                }
+            }),
+        );
+    }
+
     fn bad_frame(&mut self, ctx: &mut Context<Self>, code: CloseCode, why: &str) {
         self.deps.metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(agent_id = %self.agent_id, reason = why, "bad frame");
@@ -412,6 +469,7 @@ impl Actor for SessionActor {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.deps.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.tunnel.close();
         let registry = self.registry.clone();
         let cluster = self.cluster.take();
         let agent_id = self.agent_id.clone();

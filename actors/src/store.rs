@@ -125,6 +125,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
 
+    // --- logs ------------------------------------------------------------------
+    /// Appends one agent's lines of `node` in one step, skipping every line
+    /// at or before what that agent already stored from the same file
+    /// (`file`, `offset`), and trims the cluster to its newest `cap` lines.
+    /// Returns how many lines were new.
+    async fn append_logs(
+        &self,
+        cluster_id: &str,
+        agent_id: &str,
+        node: &str,
+        lines: &[ecp_protocol::LogLine],
+        cap: u64,
+    ) -> StoreResult<usize>;
+    /// Newest first, from `cursor` (exclusive) down, matching `q`.
+    async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage>;
+
     // --- audit log -----------------------------------------------------------
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Newest first: the page asked for and the total number of matches.

@@ -113,11 +113,62 @@ mod tests {
                 reason: "cluster was deleted".into(),
             },
             Frame::UnregisterAck,
+            Frame::TunnelOpen(TunnelRequest {
+                stream: 7,
+                method: "GET".into(),
+                path: "/api/v4/routes/a%2Fb?x=1".into(),
+                headers: vec![("accept".into(), b"*/*".to_vec())],
+                body: vec![],
+                window: TUNNEL_WINDOW,
+            }),
+            Frame::TunnelHead {
+                stream: 7,
+                status: 200,
+                headers: vec![("content-type".into(), b"text/html".to_vec())],
+            },
+            Frame::TunnelData {
+                stream: 7,
+                data: vec![0, 1, 255],
+            },
+            Frame::TunnelEnd {
+                stream: 7,
+                error: Some("reset".into()),
+            },
+            Frame::TunnelCredit {
+                stream: 7,
+                frames: 4,
+            },
+            Frame::TunnelCancel { stream: 7 },
+            Frame::LogBatch(LogBatch {
+                batch: 3,
+                node: "emqx@n1".into(),
+                lines: vec![LogLine {
+                    file: 99,
+                    offset: 1024,
+                    time_us: 1_700_000_000_000_000,
+                    level: 3,
+                    message: "hello".into(),
+                    fields: r#"{"clientid":"c1"}"#.into(),
+                    raw: "2024-… [warning] msg: hello".into(),
+                }],
+            }),
+            Frame::LogAck { batch: 3 },
         ];
         for f in frames {
             let bytes = encode(&f).expect("encode");
             assert_eq!(decode(&bytes).expect("decode"), f);
         }
+    }
+
+    #[test]
+    fn a_full_data_chunk_fits_a_frame_and_is_bulk() {
+        let f = Frame::TunnelData {
+            stream: u32::MAX,
+            data: vec![7; TUNNEL_CHUNK],
+        };
+        let bytes = encode(&f).expect("encode");
+        assert!(bytes.len() < TUNNEL_CHUNK + 16, "bytes are not inflated");
+        assert!(f.is_bulk() && !Frame::Heartbeat { seq: 1, at_ms: 1 }.is_bulk());
     }
 
     #[test]

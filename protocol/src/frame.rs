@@ -18,13 +18,93 @@ pub enum Frame {
     Unregister { reason: String },
     /// Agent → server: credential dropped after `Unregister`.
     UnregisterAck,
+    // ---- protocol 1, second part: the dashboard tunnel and logs (bulk) ----
+    /// Server → agent: open tunnel stream `stream`: replay this HTTP request
+    /// against `dashboardUrl` (path and query bytes exactly as given) and
+    /// send back at most `window` data frames before the next credit.
+    TunnelOpen(TunnelRequest),
+    /// Agent → server: the response status and headers of a stream.
+    TunnelHead {
+        stream: u32,
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+    },
+    /// Agent → server: body bytes of a stream (at most [`TUNNEL_CHUNK`]).
+    TunnelData {
+        stream: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Agent → server: the stream is complete (or failed with `error`).
+    TunnelEnd { stream: u32, error: Option<String> },
+    /// Server → agent: the server consumed `frames` data frames of `stream`.
+    TunnelCredit { stream: u32, frames: u32 },
+    /// Server → agent: the client went away; stop the stream.
+    TunnelCancel { stream: u32 },
+    /// Agent → server: log lines read from one node's log files, in order.
+    LogBatch(LogBatch),
+    /// Server → agent: batch `batch` is stored; the agent may move its cursor.
+    LogAck { batch: u64 },
+}
+
+/// Largest body chunk in a [`Frame::TunnelData`].
+pub const TUNNEL_CHUNK: usize = 64 * 1024;
+/// Data frames a stream may have in flight before the next credit.
+pub const TUNNEL_WINDOW: u32 = 8;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunnelRequest {
+    pub stream: u32,
+    pub method: String,
+    /// Path and query, bytes as the browser sent them (`%2F` stays `%2F`).
+    pub path: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    pub window: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBatch {
+    /// Agent-chosen, increasing; echoed by `LogAck`.
+    pub batch: u64,
+    /// The EMQX node whose files these lines come from.
+    pub node: String,
+    pub lines: Vec<LogLine>,
+}
+
+/// One parsed log line. `(file, offset)` identifies it for de-duplication:
+/// `file` fingerprints the file's contents (reuse changes it), `offset` is
+/// where the line starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub file: u64,
+    pub offset: u64,
+    /// Unix microseconds (0 when the line had no readable time).
+    pub time_us: u64,
+    /// 0 debug … 7 emergency.
+    pub level: u8,
+    pub message: String,
+    /// Other structured fields as a JSON object text ("" when none).
+    pub fields: String,
+    /// The line as written.
+    pub raw: String,
 }
 
 impl Frame {
     /// Bulk frames (log batches, dashboard bytes) never delay control frames.
-    /// None exist in protocol 1; later variants opt in here.
     pub fn is_bulk(&self) -> bool {
-        false
+        matches!(
+            self,
+            Frame::TunnelOpen(_)
+                | Frame::TunnelHead { .. }
+                | Frame::TunnelData { .. }
+                | Frame::TunnelEnd { .. }
+                | Frame::TunnelCredit { .. }
+                | Frame::TunnelCancel { .. }
+                | Frame::LogBatch(_)
+                | Frame::LogAck { .. }
+        )
     }
 
     /// Short name for logs and metrics.
@@ -37,6 +117,14 @@ impl Frame {
             Frame::Reconnect { .. } => "reconnect",
             Frame::Unregister { .. } => "unregister",
             Frame::UnregisterAck => "unregister_ack",
+            Frame::TunnelOpen(_) => "tunnel_open",
+            Frame::TunnelHead { .. } => "tunnel_head",
+            Frame::TunnelData { .. } => "tunnel_data",
+            Frame::TunnelEnd { .. } => "tunnel_end",
+            Frame::TunnelCredit { .. } => "tunnel_credit",
+            Frame::TunnelCancel { .. } => "tunnel_cancel",
+            Frame::LogBatch(_) => "log_batch",
+            Frame::LogAck { .. } => "log_ack",
         }
     }
 }

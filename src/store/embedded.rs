@@ -31,6 +31,12 @@ const NODE_IDS: TableDefinition<&str, &str> = TableDefinition::new("node_ids");
 const AUDIT: TableDefinition<u64, Json> = TableDefinition::new("audit");
 /// "{user}/{org}/{project}" → membership
 const MEMBERSHIPS: TableDefinition<&str, Json> = TableDefinition::new("memberships");
+/// (cluster_id, seq) → stored log line
+const LOGS: TableDefinition<(&str, u64), Json> = TableDefinition::new("logs");
+/// cluster_id → (next seq, lines kept)
+const LOG_META: TableDefinition<&str, (u64, u64)> = TableDefinition::new("log_meta");
+/// "{cluster_id}/{agent_id}/{file}" → the offset after the last stored line
+const LOG_MARKS: TableDefinition<&str, u64> = TableDefinition::new("log_marks");
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -133,6 +139,9 @@ impl EmbeddedStore {
             tx.open_table(NODE_IDS).map_err(unavailable)?;
             tx.open_table(AUDIT).map_err(unavailable)?;
             tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            tx.open_table(LOGS).map_err(unavailable)?;
+            tx.open_table(LOG_META).map_err(unavailable)?;
+            tx.open_table(LOG_MARKS).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -479,6 +488,23 @@ impl Store for EmbeddedStore {
                 .map_err(unavailable)?
                 .insert(id.as_str(), now_ms())
                 .map_err(unavailable)?;
+            // The cluster's logs go with it.
+            tx.open_table(LOGS)
+                .map_err(unavailable)?
+                .retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)
+                .map_err(unavailable)?;
+            tx.open_table(LOG_META)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
+            let marks = keys_with_prefix(
+                &tx.open_table(LOG_MARKS).map_err(unavailable)?,
+                &format!("{id}/"),
+            )?;
+            let mut t = tx.open_table(LOG_MARKS).map_err(unavailable)?;
+            for k in marks {
+                t.remove(k.as_str()).map_err(unavailable)?;
+            }
             Ok(())
         })
         .await
@@ -828,6 +854,113 @@ impl Store for EmbeddedStore {
         let prefix = format!("{user_id}/");
         self.read(move |tx| {
             values_with_prefix(&tx.open_table(MEMBERSHIPS).map_err(unavailable)?, &prefix)
+        })
+        .await
+    }
+
+    async fn append_logs(
+        &self,
+        cluster_id: &str,
+        agent_id: &str,
+        node: &str,
+        lines: &[ecp_protocol::LogLine],
+        cap: u64,
+    ) -> StoreResult<usize> {
+        let (cid, agent, node, lines) = (
+            cluster_id.to_string(),
+            agent_id.to_string(),
+            node.to_string(),
+            lines.to_vec(),
+        );
+        self.write(move |tx| {
+            let mut meta = tx.open_table(LOG_META).map_err(unavailable)?;
+            let (mut next, mut count) = meta
+                .get(cid.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value())
+                .unwrap_or((1, 0));
+            let mut marks = tx.open_table(LOG_MARKS).map_err(unavailable)?;
+            let mut logs = tx.open_table(LOGS).map_err(unavailable)?;
+            let mut stored = 0;
+            for l in &lines {
+                let mark_key = format!("{cid}/{agent}/{}", l.file);
+                let mark = marks
+                    .get(mark_key.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                if l.offset < mark {
+                    continue; // stored before: a resend after a lost ack
+                }
+                let rec = StoredLog {
+                    seq: next,
+                    time_us: l.time_us,
+                    level: l.level,
+                    node: node.clone(),
+                    message: l.message.clone(),
+                    fields: l.fields.clone(),
+                    raw: l.raw.clone(),
+                };
+                logs.insert((cid.as_str(), next), to_json(&rec)?.as_slice())
+                    .map_err(unavailable)?;
+                marks
+                    .insert(mark_key.as_str(), l.offset + 1)
+                    .map_err(unavailable)?;
+                next += 1;
+                count += 1;
+                stored += 1;
+            }
+            if count > cap {
+                let excess = count - cap;
+                let mut old = Vec::new();
+                for item in logs
+                    .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
+                    .map_err(unavailable)?
+                    .take(excess as usize)
+                {
+                    let (k, _) = item.map_err(unavailable)?;
+                    old.push(k.value().1);
+                }
+                for seq in old {
+                    logs.remove((cid.as_str(), seq)).map_err(unavailable)?;
+                    count -= 1;
+                }
+            }
+            meta.insert(cid.as_str(), (next, count))
+                .map_err(unavailable)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage> {
+        let (cid, q) = (cluster_id.to_string(), q.clone());
+        self.read(move |tx| {
+            let t = tx.open_table(LOGS).map_err(unavailable)?;
+            let decode = |item: Result<
+                (
+                    redb::AccessGuard<'_, (&str, u64)>,
+                    redb::AccessGuard<'_, Json>,
+                ),
+                redb::StorageError,
+            >| {
+                item.ok()
+                    .and_then(|(_, v)| from_json::<StoredLog>(v.value()).ok())
+            };
+            let page = if let Some(after) = q.after {
+                let start = after.saturating_add(1);
+                let it = t
+                    .range((cid.as_str(), start)..=(cid.as_str(), u64::MAX))
+                    .map_err(unavailable)?;
+                page_logs(it.filter_map(decode), &q)
+            } else {
+                let end = q.before.unwrap_or(u64::MAX);
+                let it = t
+                    .range((cid.as_str(), 0)..(cid.as_str(), end))
+                    .map_err(unavailable)?;
+                page_logs(it.rev().filter_map(decode), &q)
+            };
+            Ok(page)
         })
         .await
     }

@@ -106,7 +106,27 @@ redis.call('SREM', 'ecp:clusters', id)
 for _, a in ipairs(redis.call('SMEMBERS', 'ecp:cluster_agents:'..id)) do remove_agent(a, keep) end
 redis.call('DEL', 'ecp:cluster_agents:'..id)
 redis.call('SET', 'ecp:tombstone:'..id, '1')
+redis.call('DEL', 'ecp:logs:'..id, 'ecp:log_marks:'..id, 'ecp:log_seq:'..id)
 return 'OK'
+"#;
+
+/// KEYS: stream, marks hash, seq counter. ARGV: cap, then (mark field,
+/// offset, line JSON) per line. A line at or before the agent's mark for its
+/// file was stored before and is skipped; the stream keeps `cap` entries.
+const APPEND_LOGS: &str = r#"
+local cap = tonumber(ARGV[1])
+local stored = 0
+for i = 2, #ARGV, 3 do
+  local field, off = ARGV[i], tonumber(ARGV[i+1])
+  local mark = tonumber(redis.call('HGET', KEYS[2], field) or '0')
+  if off >= mark then
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('XADD', KEYS[1], 'MAXLEN', cap, '0-'..seq, 'd', ARGV[i+2])
+    redis.call('HSET', KEYS[2], field, string.format('%d', off + 1))
+    stored = stored + 1
+  end
+end
+return stored
 "#;
 
 const PUT_TOKEN: &str = r#"
@@ -612,6 +632,97 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         v.iter().map(|s| from_json(s)).collect()
+    }
+
+    async fn append_logs(
+        &self,
+        cluster_id: &str,
+        agent_id: &str,
+        node: &str,
+        lines: &[ecp_protocol::LogLine],
+        cap: u64,
+    ) -> StoreResult<usize> {
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        let script = Script::new(APPEND_LOGS);
+        let mut inv = script.prepare_invoke();
+        inv.key(format!("{P}logs:{cluster_id}"))
+            .key(format!("{P}log_marks:{cluster_id}"))
+            .key(format!("{P}log_seq:{cluster_id}"))
+            .arg(cap.max(1));
+        for l in lines {
+            let rec = StoredLog {
+                seq: 0, // the stream entry's id
+                time_us: l.time_us,
+                level: l.level,
+                node: node.to_string(),
+                message: l.message.clone(),
+                fields: l.fields.clone(),
+                raw: l.raw.clone(),
+            };
+            inv.arg(format!("{agent_id}/{}", l.file))
+                .arg(l.offset)
+                .arg(to_json(&rec)?);
+        }
+        let n: usize = inv.invoke_async(&mut self.c()).await.map_err(unavailable)?;
+        Ok(n)
+    }
+
+    async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage> {
+        let key = format!("{P}logs:{cluster_id}");
+        let limit = q.limit.clamp(1, 1000);
+        let mut matched: Vec<StoredLog> = Vec::new();
+        // Read in chunks until limit + 1 matches (to know about a next page).
+        let mut bound = match q.after {
+            Some(a) => format!("(0-{a}"),
+            None => q
+                .before
+                .map(|b| format!("(0-{b}"))
+                .unwrap_or_else(|| "+".into()),
+        };
+        loop {
+            let cmd = if q.after.is_some() {
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(&bound)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(512)
+                    .clone()
+            } else {
+                redis::cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg(&bound)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(512)
+                    .clone()
+            };
+            let chunk: Vec<(String, Vec<String>)> =
+                cmd.query_async(&mut self.c()).await.map_err(unavailable)?;
+            let done = chunk.len() < 512;
+            for (id, fields) in chunk {
+                let seq: u64 = id
+                    .split_once('-')
+                    .and_then(|(_, s)| s.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("log entry id {id}")))?;
+                bound = format!("(0-{seq}");
+                let Some(json) = fields.get(1) else { continue };
+                let mut rec: StoredLog = from_json(json)?;
+                rec.seq = seq;
+                if q.matches(&rec) {
+                    matched.push(rec);
+                    if matched.len() > limit {
+                        break;
+                    }
+                }
+            }
+            if done || matched.len() > limit {
+                break;
+            }
+        }
+        Ok(page_logs(matched.into_iter(), q))
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

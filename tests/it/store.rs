@@ -338,7 +338,8 @@ async fn embedded_store_conformance() {
     let dir = tempfile::tempdir().expect("tmp");
     let store: SharedStore =
         Arc::new(ecp::store::embedded::EmbeddedStore::open(dir.path()).expect("open"));
-    conformance(store).await;
+    conformance(store.clone()).await;
+    log_conformance(store).await;
 }
 
 #[tokio::test]
@@ -349,7 +350,189 @@ async fn redis_store_conformance() {
             .await
             .expect("connect"),
     );
-    conformance(store).await;
+    conformance(store.clone()).await;
+    log_conformance(store).await;
+}
+
+fn line(file: u64, offset: u64, level: u8, text: &str) -> ecp_protocol::LogLine {
+    ecp_protocol::LogLine {
+        file,
+        offset,
+        time_us: 1_000_000 + offset,
+        level,
+        message: text.into(),
+        fields: String::new(),
+        raw: format!("[{level}] {text}"),
+    }
+}
+
+async fn log_conformance(store: SharedStore) {
+    let q = |f: &dyn Fn(&mut LogQuery)| {
+        let mut q = LogQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    // Two agents (nodes) of one cluster append; a resend after a lost ack
+    // (same file, same offsets) and an overlapping batch store nothing twice.
+    let batch: Vec<_> = (0..5)
+        .map(|i| line(7, i * 10, (i % 8) as u8, &format!("n1 line {i}")))
+        .collect();
+    assert_eq!(
+        store
+            .append_logs("L", "a1", "emqx@n1", &batch, 100)
+            .await
+            .expect("append"),
+        5
+    );
+    assert_eq!(
+        store
+            .append_logs("L", "a1", "emqx@n1", &batch, 100)
+            .await
+            .expect("resend"),
+        0
+    );
+    let more: Vec<_> = (3..8)
+        .map(|i| line(7, i * 10, 4, &format!("n1 line {i}")))
+        .collect();
+    assert_eq!(
+        store
+            .append_logs("L", "a1", "emqx@n1", &more, 100)
+            .await
+            .expect("overlap"),
+        3
+    );
+    // The same offsets in another file (a reused wrap file) are new lines.
+    let reused: Vec<_> = (0..2)
+        .map(|i| line(8, i * 10, 6, &format!("n1 reused {i}")))
+        .collect();
+    assert_eq!(
+        store
+            .append_logs("L", "a1", "emqx@n1", &reused, 100)
+            .await
+            .expect("reuse"),
+        2
+    );
+    let other: Vec<_> = (0..3)
+        .map(|i| line(7, i * 10, 2, &format!("n2 line {i}")))
+        .collect();
+    assert_eq!(
+        store
+            .append_logs("L", "a2", "emqx@n2", &other, 100)
+            .await
+            .expect("agent 2"),
+        3
+    );
+    // Newest first, everything once.
+    let all = store.logs("L", &q(&|_| {})).await.expect("read");
+    let texts: Vec<&str> = all.data.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "n2 line 2",
+            "n2 line 1",
+            "n2 line 0",
+            "n1 reused 1",
+            "n1 reused 0",
+            "n1 line 7",
+            "n1 line 6",
+            "n1 line 5",
+            "n1 line 4",
+            "n1 line 3",
+            "n1 line 2",
+            "n1 line 1",
+            "n1 line 0"
+        ]
+    );
+    assert_eq!(all.next, None);
+    // Filters: level at least, node, time, text; paging with a cursor.
+    let errs = store
+        .logs("L", &q(&|q| q.min_level = Some(6)))
+        .await
+        .expect("level");
+    assert!(
+        errs.data.iter().all(|l| l.level >= 6) && errs.data.len() == 2,
+        "{errs:?}"
+    );
+    let n2 = store
+        .logs("L", &q(&|q| q.node = Some("emqx@n2".into())))
+        .await
+        .expect("node");
+    assert_eq!(n2.data.len(), 3);
+    let window = store
+        .logs(
+            "L",
+            &q(&|q| {
+                q.since_us = Some(1_000_010);
+                q.until_us = Some(1_000_020);
+            }),
+        )
+        .await
+        .expect("time");
+    assert!(
+        window
+            .data
+            .iter()
+            .all(|l| (1_000_010..=1_000_020).contains(&l.time_us))
+            && window.data.len() == 5,
+        "{window:?}"
+    );
+    let text = store
+        .logs("L", &q(&|q| q.text = Some("REUSED".into())))
+        .await
+        .expect("text");
+    assert_eq!(text.data.len(), 2);
+    let p1 = store.logs("L", &q(&|q| q.limit = 4)).await.expect("page 1");
+    assert_eq!(p1.data.len(), 4);
+    let p2 = store
+        .logs(
+            "L",
+            &q(&|q| {
+                q.limit = 100;
+                q.before = p1.next;
+            }),
+        )
+        .await
+        .expect("page 2");
+    assert_eq!(p2.data.len(), 9);
+    assert_eq!(p2.data[0].message, "n1 reused 0");
+    // Live tail: what came after a seq, oldest first.
+    let newest = all.data[0].seq;
+    let tail = store
+        .logs("L", &q(&|q| q.after = Some(newest - 2)))
+        .await
+        .expect("tail");
+    let texts: Vec<&str> = tail.data.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(texts, ["n2 line 1", "n2 line 2"]);
+    // The cap keeps the newest lines.
+    let flood: Vec<_> = (0..30)
+        .map(|i| line(9, i, 3, &format!("flood {i}")))
+        .collect();
+    store
+        .append_logs("L", "a1", "emqx@n1", &flood, 20)
+        .await
+        .expect("flood");
+    let capped = store.logs("L", &q(&|_| {})).await.expect("capped");
+    assert_eq!(capped.data.len(), 20);
+    assert_eq!(capped.data[0].message, "flood 29");
+    assert_eq!(capped.data[19].message, "flood 10");
+    // Deleting the cluster deletes its logs.
+    store
+        .create_cluster(
+            &cluster("L", "p9", "logs"),
+            &event(&cluster("L", "p9", "logs"), Status::Created),
+        )
+        .await
+        .expect("create");
+    store.remove_cluster("L").await.expect("remove");
+    assert!(store
+        .logs("L", &q(&|_| {}))
+        .await
+        .expect("gone")
+        .data
+        .is_empty());
 }
 
 #[tokio::test]
