@@ -114,7 +114,8 @@ impl FromRequest for AuthUser {
         // which a cross-site form or script cannot set without our consent.
         let csrf_refused = matches!(session_token(req), Some((_, Via::Cookie)))
             && !req.method().is_safe()
-            && req.headers().get(CSRF_HEADER).is_none();
+            && req.headers().get(CSRF_HEADER).is_none()
+            && !(req.path().starts_with(crate::api::dashboard::PREFIX) && same_origin(req));
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("no app state"))?;
             if csrf_refused {
@@ -145,5 +146,19 @@ impl FromRequest for AuthUser {
             };
             Ok(AuthUser { user, access })
         })
+    }
+}
+
+/// The dashboard proxy serves EMQX's own pages, which cannot add our CSRF
+/// header: there a browser's `Origin` naming this very host stands in for it
+/// (a foreign page cannot forge `Origin`).
+fn same_origin(req: &HttpRequest) -> bool {
+    let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
+    let host = req.headers().get("host").and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(o), Some(h)) => o
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.trim_end_matches('/') == h),
+        _ => false,
     }
 }

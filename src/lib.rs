@@ -11,6 +11,7 @@ pub mod console;
 pub mod error;
 pub mod limits;
 pub mod login_guard;
+pub mod peers;
 pub mod policy;
 pub mod route;
 pub mod store;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub registrations: limits::Bucket,
     pub upgrades: limits::Bucket,
     pub logins: login_guard::LoginGuard,
+    /// Node-to-node forwarding (Redis mode).
+    pub peers: Option<Arc<peers::Peers>>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: Vec<client_ip::Net>,
     /// Flips to true when the node drains: long-lived streams end.
@@ -138,6 +141,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     let coord: ecp_actors::coord::SharedCoordinator;
     let mut redis_coord = None;
     let mut login_conn = None;
+    let mut peers = None;
     if config.store.backend == "redis" {
         let node = node_id(&config);
         let c = Arc::new(
@@ -145,6 +149,11 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         );
         tracing::info!(node = %node, "joined the node group in Redis");
         login_conn = Some(c.conn());
+        peers = Some(Arc::new(
+            peers::Peers::join(c.clone(), &node)
+                .await
+                .map_err(StartError::Unsupported)?,
+        ));
         redis_coord = Some(c.clone());
         coord = c;
     } else {
@@ -189,6 +198,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         closing: tokio::sync::watch::Sender::new(false),
         logins,
         trusted_proxies,
+        peers,
     }))
 }
 
@@ -217,6 +227,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     for addr in server.addrs() {
         // The one line tests and scripts read to find the port.
         println!("ecp listening on http://{addr}");
+    }
+    if let (Some(peers), Some(addr)) = (state.peers.clone(), server.addrs().first().copied()) {
+        let url = peers::own_url(&state.config.node.advertise_url, addr);
+        tracing::info!(url = %url, "advertising this node to its peers");
+        peers.set_url(url).await;
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                peers.advertise().await;
+            }
+        });
     }
     let _ = std::io::stdout().flush();
     let server = server.run();

@@ -39,8 +39,14 @@ pub enum TunnelError {
 pub struct Tunnel {
     bulk: mpsc::Sender<Out>,
     next: AtomicU32,
-    streams: Mutex<HashMap<u32, mpsc::Sender<TunnelEvent>>>,
+    streams: Mutex<HashMap<u32, Open>>,
     closed: AtomicBool,
+}
+
+struct Open {
+    tx: mpsc::Sender<TunnelEvent>,
+    /// Data frames the agent may still send before the next credit.
+    credit: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,7 +93,13 @@ impl Tunnel {
         // Head + a full window + End always fit: the agent cannot overflow it
         // without breaking the protocol.
         let (tx, rx) = mpsc::channel(TUNNEL_WINDOW as usize + 2);
-        lock(&self.streams).insert(id, tx);
+        lock(&self.streams).insert(
+            id,
+            Open {
+                tx,
+                credit: TUNNEL_WINDOW,
+            },
+        );
         let open = Frame::TunnelOpen(TunnelRequest {
             stream: id,
             method,
@@ -124,11 +136,21 @@ impl Tunnel {
         };
         let end = matches!(event, TunnelEvent::End(_));
         let mut map = lock(&self.streams);
-        let Some(tx) = map.get(&stream) else {
+        let Some(open) = map.get_mut(&stream) else {
             // The client left already; late frames are dropped.
             return true;
         };
-        let ok = match tx.try_send(event) {
+        if matches!(event, TunnelEvent::Data(_)) {
+            if open.credit == 0 {
+                let _ = open.tx.try_send(TunnelEvent::End(Some(
+                    "the agent overran the stream's window".to_string(),
+                )));
+                map.remove(&stream);
+                return false;
+            }
+            open.credit -= 1;
+        }
+        let ok = match open.tx.try_send(event) {
             Ok(()) => true,
             // The reader is gone: forget the stream.
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -146,8 +168,8 @@ impl Tunnel {
     /// The session ended: every open stream ends with an error.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        for (_, tx) in lock(&self.streams).drain() {
-            let _ = tx.try_send(TunnelEvent::End(Some(
+        for (_, open) in lock(&self.streams).drain() {
+            let _ = open.tx.try_send(TunnelEvent::End(Some(
                 "the agent's session closed".to_string(),
             )));
         }
@@ -181,6 +203,9 @@ impl TunnelStream {
                 self.consumed += 1;
                 if self.consumed >= TUNNEL_WINDOW / 2 {
                     let frames = std::mem::take(&mut self.consumed);
+                    if let Some(open) = lock(&self.tunnel.streams).get_mut(&self.id) {
+                        open.credit += frames;
+                    }
                     let credit = Frame::TunnelCredit {
                         stream: self.id,
                         frames,

@@ -108,6 +108,20 @@ impl Emqx {
         }
     }
 
+    /// The credentials the dashboard tunnel injects: v4 Basic with the
+    /// dashboard user; v5 the current login token.
+    pub fn dashboard_auth(&self) -> Option<String> {
+        use base64::Engine;
+        match self.flavor {
+            Some(Flavor::V5) => self.token.as_ref().map(|t| format!("Bearer {t}")),
+            _ => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", self.username, self.password))
+            )),
+        }
+    }
+
     /// v5 if `/api/v5/login` exists, else v4.
     pub async fn detect(&mut self) -> Result<Flavor, EmqxError> {
         match self.login_v5().await {

@@ -7,8 +7,10 @@
 mod ecp;
 mod emqx;
 mod home;
+mod logship;
 mod run;
 mod tls;
+mod tunnel;
 
 use clap::{Args, Parser, Subcommand};
 use home::{Credential, Home, Settings};

@@ -3,11 +3,13 @@
 use crate::emqx::{Emqx, Observation};
 use crate::home::{Credential, Home, Settings, Status};
 use crate::tls;
+use crate::tunnel::Tunnels;
 use ecp_protocol::{AgentHello, Frame, Report};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -174,8 +176,13 @@ async fn session(
             node_name: String::new(),
         },
     };
-    if let Err(e) = send(&mut ws, &hello).await {
-        return SessionEnd::Lost(e);
+    match ecp_protocol::encode(&hello) {
+        Ok(b) => {
+            if let Err(e) = ws.send(Message::Binary(b.into())).await {
+                return SessionEnd::Lost(format!("send failed: {e}"));
+            }
+        }
+        Err(e) => return SessionEnd::Lost(e.to_string()),
     }
     let settings = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
         Ok(Some(Ok(Message::Binary(b)))) => match ecp_protocol::decode(&b) {
@@ -197,6 +204,86 @@ async fn session(
     };
     *attempt = 0;
     tracing::info!(cluster_id = %settings.cluster_id, "session up");
+    // From here on one writer task owns the socket: control frames first,
+    // bulk frames (dashboard bytes, log batches) when no control is waiting.
+    let (sink, mut stream) = ws.split();
+    let (control, control_rx) = mpsc::channel::<Message>(32);
+    let (bulk, bulk_rx) = mpsc::channel::<Frame>(64);
+    let writer = tokio::spawn(write_loop(sink, control_rx, bulk_rx));
+    let end = connected(home, s, pid, &settings, http, &control, bulk, &mut stream).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), control.send(Message::Close(None))).await;
+    drop(control);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    end
+}
+
+type WsStream = futures_util::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+async fn write_loop(
+    mut sink: WsSink,
+    mut control: mpsc::Receiver<Message>,
+    mut bulk: mpsc::Receiver<Frame>,
+) {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            c = control.recv() => match c {
+                Some(m) => m,
+                None => return,
+            },
+            Some(f) = bulk.recv() => match ecp_protocol::encode(&f) {
+                Ok(b) => Message::Binary(b.into()),
+                Err(e) => {
+                    tracing::error!(error = %e, kind = f.kind(), "cannot encode frame");
+                    continue;
+                }
+            },
+        };
+        let close = matches!(msg, Message::Close(_));
+        if sink.send(msg).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Sends a control frame (waits while the control queue is full).
+async fn send(control: &mpsc::Sender<Message>, frame: &Frame) -> Result<(), String> {
+    let bytes = ecp_protocol::encode(frame).map_err(|e| e.to_string())?;
+    control
+        .send(Message::Binary(bytes.into()))
+        .await
+        .map_err(|_| "send failed: connection closed".to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connected(
+    home: &Home,
+    s: &Settings,
+    pid: u32,
+    settings: &ecp_protocol::Settings,
+    http: reqwest::Client,
+    control: &mpsc::Sender<Message>,
+    bulk: mpsc::Sender<Frame>,
+    stream: &mut WsStream,
+) -> SessionEnd {
+    let (auth_tx, auth_rx) = watch::channel(None);
+    let tls = match tls::client_config(s.insecure, s.ca_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return SessionEnd::Lost(e),
+    };
+    // Dashboard downloads may take long: no overall timeout there.
+    let tunnel_http = match tls::http_client(&tls, Duration::from_secs(3600)) {
+        Ok(h) => h,
+        Err(e) => return SessionEnd::Lost(e),
+    };
+    let mut tunnels = Tunnels::new(tunnel_http, &s.dashboard_url, auth_rx, bulk.clone());
+    let mut logs = crate::logship::start(home, s, bulk.clone());
     let mut emqx = Emqx::new(
         http,
         &s.api_url,
@@ -223,11 +310,14 @@ async fn session(
     loop {
         tokio::select! {
             _ = term.recv() => {
-                let _ = ws.close(None).await;
                 return SessionEnd::Terminate;
             }
             _ = poll.tick() => {
                 let obs = emqx.observe().await;
+                auth_tx.send_replace(emqx.dashboard_auth());
+                if let (Some(l), Some(node)) = (logs.as_mut(), obs.local_node.clone()) {
+                    l.set_node(node);
+                }
                 if !obs.nodes.is_empty() {
                     let names: Vec<String> = emqx.seen.iter().cloned().collect();
                     if names != home.seen_nodes() {
@@ -246,7 +336,7 @@ async fn session(
                         nodes: obs.nodes.clone(),
                         connections: obs.connections,
                     });
-                    if let Err(e) = send(&mut ws, &frame).await {
+                    if let Err(e) = send(control, &frame).await {
                         return SessionEnd::Lost(e);
                     }
                     tracing::info!(health = ?obs.health, "report sent");
@@ -257,7 +347,7 @@ async fn session(
             }
             _ = heartbeat.tick() => {
                 seq += 1;
-                if let Err(e) = send(&mut ws, &Frame::Heartbeat { seq, at_ms: now_ms() }).await {
+                if let Err(e) = send(control, &Frame::Heartbeat { seq, at_ms: now_ms() }).await {
                     return SessionEnd::Lost(e);
                 }
             }
@@ -265,11 +355,11 @@ async fn session(
                 if last_heard.elapsed() > ping_every * 3 {
                     return SessionEnd::Lost("no traffic from ECP: timed out".into());
                 }
-                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if control.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return SessionEnd::Lost("ping failed".into());
                 }
             }
-            msg = ws.next() => {
+            msg = stream.next() => {
                 last_heard = Instant::now();
                 match msg {
                     None => return SessionEnd::Lost("ECP closed the connection".into()),
@@ -277,15 +367,21 @@ async fn session(
                     Some(Ok(Message::Binary(b))) => match ecp_protocol::decode(&b) {
                         Ok(Frame::Reconnect { after_ms, reason }) => {
                             tracing::info!(reason = %reason, "asked to reconnect");
-                            let _ = ws.close(None).await;
                             let jitter = rand::random_range(0..=after_ms.max(1));
                             return SessionEnd::Moved(Duration::from_millis(after_ms + jitter));
                         }
                         Ok(Frame::Unregister { reason }) => {
                             let _ = home.drop_credential();
-                            let _ = send(&mut ws, &Frame::UnregisterAck).await;
-                            let _ = ws.close(None).await;
+                            let _ = send(control, &Frame::UnregisterAck).await;
                             return SessionEnd::Dropped(reason);
+                        }
+                        Ok(Frame::LogAck { batch }) => {
+                            if let Some(l) = logs.as_ref() {
+                                l.acked(batch);
+                            }
+                        }
+                        Ok(f @ (Frame::TunnelOpen(_) | Frame::TunnelCredit { .. } | Frame::TunnelCancel { .. })) => {
+                            tunnels.on_frame(f);
                         }
                         Ok(other) => tracing::debug!(kind = other.kind(), "ignored frame"),
                         Err(e) => tracing::warn!(error = %e, "bad frame from ECP"),
@@ -316,16 +412,6 @@ fn same(a: &Observation, b: &Observation) -> bool {
         && a.emqx == b.emqx
         && a.connections == b.connections
         && strip(a) == strip(b)
-}
-
-async fn send<S>(ws: &mut S, frame: &Frame) -> Result<(), String>
-where
-    S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
-{
-    let bytes = ecp_protocol::encode(frame).map_err(|e| e.to_string())?;
-    ws.send(Message::Binary(bytes.into()))
-        .await
-        .map_err(|e| format!("send failed: {e}"))
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/__sim/latency", web::put().to(ctl_latency))
         .route("/__sim/fail", web::put().to(ctl_fail))
         .route("/__sim/connections", web::put().to(ctl_connections))
+        .route("/__sim/logs", web::post().to(ctl_logs_start))
+        .route("/__sim/logs", web::get().to(ctl_logs_status))
+        .route("/__sim/blob", web::get().to(ctl_blob))
         .default_service(web::to(dispatch));
 }
 
@@ -87,6 +90,63 @@ async fn ctl_connections(s: web::Data<Shared>, body: web::Json<Value>) -> HttpRe
         node.connections = n;
     }
     HttpResponse::NoContent().finish()
+}
+
+/// Starts writing wrap logs for one node (see `logs::Job`).
+async fn ctl_logs_start(s: web::Data<Shared>, body: web::Json<crate::logs::Job>) -> HttpResponse {
+    let job = body.into_inner();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = std::sync::Arc::new(std::sync::Mutex::new(None));
+    lock(&s).log_jobs.push(crate::model::LogJob {
+        node: job.node.clone(),
+        total: job.lines,
+        written: written.clone(),
+        done: done.clone(),
+    });
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = crate::logs::run_job(&job, &written)
+            .map(|_| job.lines as f64 / start.elapsed().as_secs_f64().max(1e-9))
+            .map_err(|e| e.to_string());
+        *done.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    });
+    HttpResponse::Accepted().finish()
+}
+
+/// Progress of the log jobs: lines written, and lines/s of finished ones.
+async fn ctl_logs_status(s: web::Data<Shared>) -> HttpResponse {
+    let st = lock(&s);
+    let jobs: Vec<Value> = st
+        .log_jobs
+        .iter()
+        .map(|j| {
+            let done = j.done.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            json!({"node": j.node, "total": j.total,
+                "written": j.written.load(std::sync::atomic::Ordering::Relaxed),
+                "done": done.is_some(),
+                "linesPerSec": done.as_ref().and_then(|d| d.as_ref().ok()).copied(),
+                "error": done.and_then(|d| d.err())})
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "jobs": jobs }))
+}
+
+/// `GET /__sim/blob?bytes=N`: N bytes of a fixed pattern (byte i is
+/// `(i * 7 + 3) % 251`), streamed, for download tests.
+async fn ctl_blob(q: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+    let total: u64 = q.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
+    const CHUNK: u64 = 32 * 1024;
+    let body = futures_util::stream::unfold(0u64, move |at| async move {
+        if at >= total {
+            return None;
+        }
+        let n = CHUNK.min(total - at);
+        let chunk: Vec<u8> = (at..at + n).map(|i| ((i * 7 + 3) % 251) as u8).collect();
+        Some((Ok::<_, std::io::Error>(web::Bytes::from(chunk)), at + n))
+    });
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(actix_web::body::SizedStream::new(total, Box::pin(body)))
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -178,7 +238,7 @@ async fn v5(s: &Shared, req: &HttpRequest, path: &str, body: &[u8]) -> HttpRespo
         ("GET", "/api/v5/cluster") => {
             let running: Vec<&str> = st.running().map(|n| n.name.as_str()).collect();
             HttpResponse::Ok().json(json!({"name": st.config.cluster_name, "nodes": running,
-                "self": running.first().copied().unwrap_or(st.nodes[0].name.as_str())}))
+                "self": st.nodes.get(st.config.self_node.saturating_sub(1)).unwrap_or(&st.nodes[0]).name}))
         }
         ("GET", "/api/v5/license") if st.enterprise() => HttpResponse::Ok().json(json!({
             "customer": "Sim", "customer_type": 10, "deployment": "sim", "email": "sim@example.com",
@@ -401,6 +461,18 @@ async fn v4(s: &Shared, req: &HttpRequest, path: &str, body: &[u8]) -> HttpRespo
         "EMQ X Broker"
     };
     match (req.method().as_str(), path) {
+        // A topic in the path is one segment with its '/' as %2F: a proxy
+        // that decodes the path turns it into several segments, and EMQX
+        // then answers 404 (emqx/emqx#14071).
+        ("GET", p) if p.starts_with("/api/v4/routes/") => {
+            let segment = &p["/api/v4/routes/".len()..];
+            if segment.is_empty() || segment.contains('/') {
+                return HttpResponse::NotFound().json(json!({"code": 404, "message": "Not Found"}));
+            }
+            let topic = percent_decode(segment);
+            let node = st.running().next().map(|n| n.name.clone()).unwrap_or_default();
+            v4_ok(json!([{"topic": topic, "node": node}]))
+        }
         // Stopped nodes silently dropped.
         ("GET", "/api/v4/nodes") => v4_ok(Value::Array(
             st.running()
@@ -447,6 +519,27 @@ async fn v4(s: &Shared, req: &HttpRequest, path: &str, body: &[u8]) -> HttpRespo
     }
 }
 
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 // ---------------------------------------------------------------- dashboard
 
 fn dashboard_index(major: u32) -> HttpResponse {
@@ -456,10 +549,12 @@ fn dashboard_index(major: u32) -> HttpResponse {
         .body(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>EMQX Dashboard (sim)</title>\
          <link rel=\"stylesheet\" href=\"./static/app.css\"></head><body data-api=\"{api}\">\
-         <h1>EMQX Dashboard</h1><div id=\"app\">loading…</div>\
+         <h1>EMQX Dashboard</h1><div id=\"app\">loading…</div><div id=\"route\"></div>\
          <script src=\"./static/app.js\"></script></body></html>"
     ))
 }
 
 const DASHBOARD_CSS: &str = "body{font-family:sans-serif}#app{color:#333}";
-const DASHBOARD_JS: &str = "fetch(document.body.dataset.api + '/nodes').then(r => r.json()).then(v => { const d = v.data || v; document.getElementById('app').textContent = 'nodes: ' + d.length; }).catch(e => { document.getElementById('app').textContent = 'error: ' + e; });";
+const DASHBOARD_JS: &str = "const api = document.body.dataset.api;\n\
+fetch(api + '/nodes').then(r => r.ok ? r.json() : Promise.reject(r.status)).then(v => { const d = v.data || v; document.getElementById('app').textContent = 'nodes: ' + d.length; }).catch(e => { document.getElementById('app').textContent = 'error: ' + e; });\n\
+if (api === 'api/v4') fetch(api + '/routes/' + encodeURIComponent('t/1')).then(r => r.ok ? r.json() : Promise.reject(r.status)).then(v => { document.getElementById('route').textContent = 'route: ' + v.data[0].topic; }).catch(e => { document.getElementById('route').textContent = 'route error: ' + e; });";

@@ -75,25 +75,29 @@ impl WrapLog {
         std::fs::write(self.dir.join("emqx.log.idx"), [0u8, self.current as u8])
     }
 
-    /// Writes one line for `node`; returns the line written (without newline).
+    /// Writes one line for `node`; returns what was written.
     pub fn line(
         &mut self,
         node: &str,
         level_index: usize,
         message: &str,
-    ) -> std::io::Result<String> {
+    ) -> std::io::Result<Written> {
         self.seq += 1;
         let level = LEVELS[level_index % LEVELS.len()];
-        let now = SystemTime::now()
+        let now = SystemTime::now();
+        let time_us = now
             .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .as_micros() as u64;
+        // Both forms carry the same microseconds.
+        let at = UNIX_EPOCH + std::time::Duration::from_micros(time_us);
         let line = match self.format {
             Format::Text => format!(
                 "{} [{level}] msg: {message}, node: {node}, seq: {}",
-                humantime::format_rfc3339_micros(SystemTime::now()),
+                humantime::format_rfc3339_micros(at),
                 self.seq
             ),
-            Format::Json => serde_json::json!({"time": now.as_micros() as u64, "level": level, "msg": message, "node": node, "seq": self.seq}).to_string(),
+            Format::Json => serde_json::json!({"time": time_us, "level": level, "msg": message, "node": node, "seq": self.seq}).to_string(),
         };
         let bytes = line.len() as u64 + 1;
         if self.written + bytes > self.max_bytes && self.written > 0 {
@@ -108,8 +112,76 @@ impl WrapLog {
         }
         writeln!(self.file, "{line}")?;
         self.written += bytes;
-        Ok(line)
+        Ok(Written {
+            seq: self.seq,
+            time_us,
+            level,
+            message: message.to_string(),
+            line,
+        })
     }
+}
+
+/// One line as written, for tests that compare what was collected.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Written {
+    pub seq: u64,
+    pub time_us: u64,
+    pub level: &'static str,
+    pub message: String,
+    pub line: String,
+}
+
+/// A log writing job (`POST /__sim/logs`): `lines` lines at `rate` per
+/// second into `dir`, every line also appended as JSON to `record`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub dir: PathBuf,
+    pub node: String,
+    #[serde(default)]
+    pub json: bool,
+    pub lines: u64,
+    pub rate: u64,
+    pub rotation_size: u64,
+    pub rotation_count: u32,
+    pub record: PathBuf,
+}
+
+/// Runs a job on the calling thread; bumps `written` as it goes.
+pub fn run_job(job: &Job, written: &std::sync::atomic::AtomicU64) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    let format = if job.json { Format::Json } else { Format::Text };
+    let mut log = WrapLog::open(&job.dir, job.rotation_size, job.rotation_count, format)?;
+    let mut record = std::io::BufWriter::new(File::create(&job.record)?);
+    let start = std::time::Instant::now();
+    let rate = job.rate.max(1);
+    let mut n = 0u64;
+    while n < job.lines {
+        // Keep to the rate in 5 ms slices.
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
+        let due = due.min(job.lines);
+        while n < due {
+            let seq = n + 1;
+            let message = if seq % 1000 == 0 {
+                format!("alarm raised: disk usage high {seq}")
+            } else {
+                format!("simulated event {seq}")
+            };
+            let w = log.line(&job.node, (seq as usize * 5) % 8, &message)?;
+            serde_json::to_writer(&mut record, &w)?;
+            record.write_all(b"\n")?;
+            n += 1;
+        }
+        written.store(n, Ordering::Relaxed);
+        if n < job.lines {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    record.flush()?;
+    written.store(n, Ordering::Relaxed);
+    Ok(())
 }
 
 #[cfg(test)]

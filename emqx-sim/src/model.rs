@@ -26,6 +26,8 @@ pub struct SimConfig {
     pub v4_bad_login_penalty: Duration,
     /// Connections per running node.
     pub connections_per_node: u64,
+    /// 1-based index of the node this endpoint belongs to (v5 `self`).
+    pub self_node: usize,
 }
 
 impl Default for SimConfig {
@@ -42,6 +44,7 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(3600),
             v4_bad_login_penalty: Duration::from_secs(2),
             connections_per_node: 100,
+            self_node: 1,
         }
     }
 }
@@ -66,6 +69,16 @@ pub struct SimState {
     pub fail_status: Option<u16>,
     /// Requests seen, by path (for tests).
     pub hits: HashMap<String, u64>,
+    /// Log writing jobs started through `/__sim/logs`.
+    pub log_jobs: Vec<LogJob>,
+}
+
+#[derive(Debug)]
+pub struct LogJob {
+    pub node: String,
+    pub total: u64,
+    pub written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub done: std::sync::Arc<std::sync::Mutex<Option<Result<f64, String>>>>,
 }
 
 impl SimState {
@@ -91,6 +104,7 @@ impl SimState {
             latency: Duration::ZERO,
             fail_status: None,
             hits: HashMap::new(),
+            log_jobs: Vec::new(),
         }
     }
 

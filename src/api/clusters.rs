@@ -20,7 +20,7 @@ type ProjectPath = web::Path<(String, String)>;
 type ClusterPath = web::Path<(String, String, String)>;
 
 /// The cluster if it lives in that org/project (404 otherwise).
-async fn cluster_in(
+pub(crate) async fn cluster_in(
     state: &AppState,
     user: &AuthUser,
     need: Need,

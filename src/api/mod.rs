@@ -4,8 +4,10 @@ pub mod account;
 pub mod agents;
 pub mod audit;
 pub mod clusters;
+pub mod dashboard;
 pub mod download;
 pub mod events;
+pub mod logs;
 pub mod ops;
 pub mod orgs;
 pub mod tenancy;
@@ -99,6 +101,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     web::delete().to(clusters::revoke_agent),
                 )
                 .route("/{cluster_id}/events", web::get().to(clusters::events))
+                .route("/{cluster_id}/logs", web::get().to(logs::logs))
                 .route("/{cluster_id}/transfer", web::post().to(clusters::transfer)),
         )
         .route(
@@ -112,6 +115,22 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route(
             "/api/clusters/agents/emqxee/unregister",
             web::post().to(agents::unregister),
+        )
+        .service(
+            web::resource([
+                "/api/emqxee/dashboard/{cluster_id}",
+                "/api/emqxee/dashboard/{cluster_id}/{tail:.*}",
+            ])
+            .app_data(web::PayloadConfig::default().limit(dashboard::MAX_BODY))
+            .route(web::route().to(dashboard::proxy)),
+        )
+        .service(
+            web::resource(format!(
+                "{}/{{agent_id}}/{{tail:.*}}",
+                crate::peers::PEER_PATH
+            ))
+            .app_data(web::PayloadConfig::default().limit(dashboard::MAX_BODY))
+            .route(web::route().to(dashboard::peer_tunnel)),
         )
         .route(
             "/dl/emqx/agents/binaries/emqxee-agent-linux-{arch}",
@@ -128,7 +147,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         account::login, account::logout, account::profile,
         orgs::list_orgs, orgs::list_projects,
         tenancy::create_org, tenancy::create_project, tenancy::create_user, tenancy::org_member, tenancy::project_member,
-        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, tenancy::list_users, tenancy::get_user, tenancy::delete_user,
+        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, dashboard::proxy, logs::logs, tenancy::list_users, tenancy::get_user, tenancy::delete_user,
         clusters::transfer,
         clusters::list, clusters::create, clusters::get, clusters::edit, clusters::delete,
         clusters::issue_token, clusters::revoke_tokens, clusters::setup_instructions,

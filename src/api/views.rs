@@ -124,18 +124,28 @@ pub fn dashboard(c: &ClusterRecord) -> DashboardView {
             .next()
             .and_then(|m| m.parse::<u32>().ok())
     });
+    let tunnel = || DashboardView {
+        available: true,
+        url: Some(format!("{}{}/", crate::api::dashboard::PREFIX, c.id)),
+        why: None,
+    };
     match major {
         None => no("no agent has reported the EMQX version yet; register a node first"),
         Some(4) => {
             if c.agents.online == 0 {
                 no("no agent is connected: v4 dashboards open through the agent's session; check that agents can reach cluster.agent.url")
             } else {
-                no("the v4 dashboard tunnel is not available in this build yet")
+                tunnel()
             }
         }
         Some(_) => {
             if c.service_address.is_empty() {
-                no("set the cluster's service address (Edit) to open the v5 dashboard")
+                // Beyond ECP: without an address, the tunnel serves v5 too.
+                if c.agents.online > 0 {
+                    tunnel()
+                } else {
+                    no("set the cluster's service address (Edit) to open the v5 dashboard, or connect an agent to open it through ECP")
+                }
             } else {
                 DashboardView {
                     available: true,

@@ -111,6 +111,19 @@ impl Server {
         self.spawn().await;
     }
 
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().and_then(|c| c.id()).expect("running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// SIGKILL, no drain.
     pub fn kill9(&mut self) {
         if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {

@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod browser;
 mod cluster_mode;
+mod dashboard;
 mod e2e;
 mod harness;
 mod lifecycle;

@@ -49,6 +49,10 @@ struct Args {
     log_rotation_size: u64,
     #[arg(long, default_value_t = 5)]
     log_rotation_count: u32,
+    /// v5: the node this API endpoint belongs to (1-based), i.e. `self` in
+    /// `/api/v5/cluster`; run one simulator per node to give each agent its own.
+    #[arg(long, default_value_t = 1)]
+    self_node: usize,
 }
 
 fn main() -> std::io::Result<()> {
@@ -68,6 +72,7 @@ fn main() -> std::io::Result<()> {
         license_max_connections: a.license_max_connections,
         v4_bad_login_penalty: Duration::from_secs_f64(a.v4_bad_login_penalty.max(0.0)),
         token_ttl: Duration::from_secs(a.token_ttl_secs),
+        self_node: a.self_node.max(1),
         ..SimConfig::default()
     };
     let nodes: Vec<String> = emqx_sim::SimState::new(config.clone())
