@@ -9,6 +9,7 @@ mod dashboard;
 mod e2e;
 mod harness;
 mod lifecycle;
+mod logs;
 mod nginx;
 mod operations;
 mod ops;
