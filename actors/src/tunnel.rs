@@ -36,6 +36,10 @@ pub enum TunnelError {
     Busy,
 }
 
+/// Streams one session carries at once: with the window this bounds what a
+/// session can hold in memory (64 × 8 × 64 KiB = 32 MiB at the very worst).
+pub const MAX_STREAMS: usize = 64;
+
 pub struct Tunnel {
     bulk: mpsc::Sender<Out>,
     next: AtomicU32,
@@ -89,6 +93,9 @@ impl Tunnel {
         headers: Vec<(String, Vec<u8>)>,
         body: Vec<u8>,
     ) -> Result<TunnelStream, TunnelError> {
+        if self.open_streams() >= MAX_STREAMS {
+            return Err(TunnelError::Busy);
+        }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         // Head + a full window + End always fit: the agent cannot overflow it
         // without breaking the protocol.

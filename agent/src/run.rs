@@ -315,7 +315,10 @@ async fn connected(
             _ = poll.tick() => {
                 let obs = emqx.observe().await;
                 auth_tx.send_replace(emqx.dashboard_auth());
-                if let (Some(l), Some(node)) = (logs.as_mut(), obs.local_node.clone()) {
+                // v4 does not say which node answered: the first one is
+                // taken (as at registration).
+                let local = obs.local_node.clone().or_else(|| obs.nodes.first().map(|n| n.name.clone()));
+                if let (Some(l), Some(node)) = (logs.as_mut(), local) {
                     l.set_node(node);
                 }
                 if !obs.nodes.is_empty() {

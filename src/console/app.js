@@ -211,6 +211,90 @@ async function showSystem() {
   await Promise.all([loadUsers(), loadAudit()]);
 }
 
+// ------------------------------------------------------------------ logs
+
+const LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/** The EMQX log lines of one cluster: filters, newest first, paged, live tail. */
+async function showLogs(id) {
+  const c = state.clusters.get(id);
+  state.page = "logs";
+  if (state.tail) { clearInterval(state.tail); state.tail = null; }
+  const level = h("select", { id: "log-level" }, h("option", { value: "" }, t("anyLevel")), ...LEVELS.map((l) => h("option", { value: l }, `≥ ${l}`)));
+  const node = h("select", { id: "log-node" }, h("option", { value: "" }, t("anyNode")), ...(c?.nodeList || []).map((n) => h("option", { value: n.name }, n.name)));
+  const since = h("input", { id: "log-since", type: "datetime-local", step: "1" });
+  const until = h("input", { id: "log-until", type: "datetime-local", step: "1" });
+  const text = h("input", { id: "log-q", type: "search", placeholder: t("searchText") });
+  const live = h("input", { id: "log-live", type: "checkbox" });
+  const err = h("p.error", { role: "alert", id: "log-error" });
+  const body = h("tbody", { id: "logs-body" });
+  const more = h("button", { id: "log-more", hidden: true }, t("older"));
+  let next = null, newest = 0, tailing = false;
+  const query = () => {
+    const q = new URLSearchParams({ limit: "100" });
+    if (level.value) q.set("level", level.value);
+    if (node.value) q.set("node", node.value);
+    if (since.value) q.set("since", String(new Date(since.value).getTime()));
+    if (until.value) q.set("until", String(new Date(until.value).getTime()));
+    if (text.value) q.set("q", text.value);
+    return q;
+  };
+  const rowOf = (l) => h("tr", { "data-seq": l.seq, "data-level": l.level },
+    h("td.time", {}, l.time ? l.time.replace("T", " ").replace("Z", "") : t("unknown")),
+    h("td", {}, h("span", { class: `lvl lvl-${l.level}` }, l.level)),
+    h("td", {}, l.node),
+    h("td.msg", {}, l.message, Object.keys(l.fields || {}).length ? h("small", {}, " ", Object.entries(l.fields).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ")) : null));
+  const path = `${P}/clusters/${encodeURIComponent(id)}/logs`;
+  const load = async (append) => {
+    err.textContent = "";
+    const q = query();
+    if (append && next) q.set("cursor", next);
+    try {
+      const r = await api("GET", `${path}?${q}`);
+      if (!append) { body.replaceChildren(); newest = r.data[0]?.seq || newest; }
+      body.append(...r.data.map(rowOf));
+      if (!append && !r.data.length) body.replaceChildren(h("tr.empty", {}, h("td", { colspan: 4 }, t("noLogs"))));
+      next = r.next; more.hidden = !next;
+    } catch (ex) { err.textContent = ex.message; }
+  };
+  const tail = async () => {
+    if (state.page !== "logs") { clearInterval(state.tail); state.tail = null; return; }
+    if (tailing) return;
+    tailing = true;
+    try {
+      // Catch up in pages of 1000 until nothing newer is left.
+      for (;;) {
+        const q = query();
+        q.set("after", String(newest));
+        q.set("limit", "1000");
+        const r = await api("GET", `${path}?${q}`);
+        if (!r.data.length) break;
+        body.querySelector("tr.empty")?.remove();
+        for (const l of r.data) body.prepend(rowOf(l));
+        newest = r.data[r.data.length - 1].seq;
+        while (body.children.length > 1000) body.lastElementChild.remove();
+        if (r.data.length < 1000) break;
+      }
+    } catch (ex) { err.textContent = ex.message; }
+    finally { tailing = false; }
+  };
+  live.addEventListener("change", () => {
+    if (state.tail) { clearInterval(state.tail); state.tail = null; }
+    if (live.checked) { tail(); state.tail = setInterval(tail, 1000); }
+  });
+  more.addEventListener("click", () => load(true));
+  $("#main").replaceChildren(
+    h("div.toolbar", {}, h("button.link", { id: "logs-back", onclick: () => { state.page = "access"; renderAccess(); } }, `← ${t("dataAccess")}`), h("h1", {}, t("logsOf", c ? c.name : id))),
+    h("form.inline.filters", { id: "log-filters", onsubmit: (e) => { e.preventDefault(); load(false); } },
+      h("label", {}, t("level"), level), h("label", {}, t("node"), node), h("label", {}, t("since"), since), h("label", {}, t("until"), until),
+      text, h("button.primary", { type: "submit", id: "log-apply" }, t("apply")), h("label", {}, live, t("liveTail"))),
+    err,
+    h("table.list.logs", { "aria-label": t("logsOf", c ? c.name : id) },
+      h("thead", {}, h("tr", {}, ...["at", "level", "node", "message"].map((k) => h("th", { scope: "col" }, t(k))))), body),
+    more);
+  await load(false);
+}
+
 function logout(callServer = true) {
   if (callServer && state.loggedIn) fetch("/api/account/logout", { method: "POST", headers: { "X-ECP-CSRF": "1" } }).catch(() => {});
   state.loggedIn = false;
@@ -330,6 +414,7 @@ function actions(c) {
     h("button", { "data-action": "nodes", onclick: () => openNodes(c.id) }, t("viewNodes")),
     h("button", { "data-action": "edit", disabled: deleting, onclick: () => openEdit(c.id) }, t("edit")),
     h("button", { "data-action": "history", onclick: () => openHistory(c.id) }, t("history")),
+    h("button", { "data-action": "logs", onclick: () => showLogs(c.id).catch((ex) => announce(ex.message)) }, t("logs")),
     h("button.danger", { "data-action": "delete", disabled: deleting, onclick: () => openDelete(c.id) }, t("delete")));
 }
 

@@ -40,6 +40,9 @@ export const STRINGS = {
     organization: "Organization", project: "Project", wholeOrg: "(whole organization)",
     "role.admin": "Admin", "role.viewer": "Viewer", "role.none": "None (remove)",
     deleteConfirm: "Delete {0}? This cannot be undone.",
+    logsOf: "Logs of {0}", anyLevel: "Any level", anyNode: "All nodes", searchText: "Text in the line",
+    older: "Older lines", noLogs: "No log lines match. Agents collect logs when registered with --enable-log.",
+    level: "Level", node: "Node", until: "Until", apply: "Apply", liveTail: "Live tail", message: "Message",
   },
   zh: {
     workspace: "工作台", integration: "数据集成", dataAccess: "数据接入",
@@ -81,6 +84,9 @@ export const STRINGS = {
     organization: "组织", project: "项目", wholeOrg: "（整个组织）",
     "role.admin": "管理员", "role.viewer": "只读成员", "role.none": "无（移除）",
     deleteConfirm: "删除 {0}？此操作不可撤销。",
+    logsOf: "{0} 的日志", anyLevel: "全部级别", anyNode: "全部节点", searchText: "日志内容",
+    older: "更早的日志", noLogs: "没有匹配的日志。注册时使用 --enable-log 的 Agent 才会采集日志。",
+    level: "级别", node: "节点", until: "截止", apply: "查询", liveTail: "实时追踪", message: "内容",
   },
 };
 

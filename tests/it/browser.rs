@@ -440,3 +440,126 @@ async fn a_system_admin_manages_orgs_and_users_and_reads_the_audit_log_in_the_co
     b.click("#nav-access").await;
     b.find("#add-cluster").await;
 }
+
+/// Enter Dashboard for a v4 cluster whose agent's session is on node B,
+/// while the browser talks to node A (Redis mode): EMQX's page, its asset
+/// and its API calls (one with %2F) load through ECP. Then the cluster's
+/// log page: newest first, a level filter, a text filter, live tail.
+#[tokio::test]
+async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_the_console() {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let url = redis.url();
+    let env = |node: &'static str| {
+        vec![
+            ("ECP_REDIS", url.clone()),
+            ("ECP_NODE_ID", node.to_string()),
+            ("ECP_AGENT_REPORT_INTERVAL_SECS", "1".to_string()),
+        ]
+    };
+    let (ea, eb) = (env("node-a"), env("node-b"));
+    let a = Server::start_with(&ea.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    let b_node =
+        Server::start_with(&eb.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    let api = a.api().await;
+    let mut events = api.events().await;
+    let sim = Sim::start("4.4.6", 1, "webdash").await;
+    let logs = tempfile::tempdir().expect("tmp");
+    let id = api.create_cluster("v4 in the browser").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    assert!(agent.cmd(&["start"]).await.status.success());
+    let mut args = seed_args(&b_node.base, &token, &sim.url, "public");
+    args.extend([
+        "--enable-log".into(),
+        "--log-dir".into(),
+        logs.path().display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = agent.cmd(&args).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    events
+        .wait_status(&id, "running", std::time::Duration::from_secs(20))
+        .await;
+
+    let b = Browser::start().await;
+    login(&b, &a.base).await;
+    let link = b
+        .wait_for(
+            "Enter Dashboard link",
+            "const a = document.querySelector(arguments[0] + ' a[data-action=dashboard]'); return a && a.getAttribute('href')",
+            json!([card("v4 in the browser")]),
+        )
+        .await;
+    assert_eq!(link, json!(format!("/api/emqxee/dashboard/{id}/")));
+    b.goto(&format!("{}{}", a.base, link.as_str().expect("href")))
+        .await;
+    b.wait_for(
+        "EMQX's page with its API answers",
+        "return document.querySelector('#app')?.textContent === 'nodes: 1' && document.querySelector('#route')?.textContent === 'route: t/1'",
+        json!([]),
+    )
+    .await;
+    b.screenshot("09-v4-dashboard-through-ecp").await;
+
+    // Logs: 3,000 lines at 600/s; the page is open while they arrive.
+    let r = reqwest::Client::new()
+        .post(format!("{}/__sim/logs", sim.url))
+        .json(&json!({"dir": logs.path(), "node": sim.node(1), "lines": 3000, "rate": 600,
+            "rotationSize": 65536, "rotationCount": 8, "record": logs.path().join("../record.jsonl")}))
+        .send()
+        .await
+        .expect("start job");
+    assert_eq!(r.status(), 202);
+    b.goto(&a.base).await;
+    b.click(&format!("{} [data-action=logs]", card("v4 in the browser")))
+        .await;
+    b.find("#logs-body").await;
+    b.click("#log-live").await;
+    b.wait_for(
+        "the last line arrives by live tail",
+        "return [...document.querySelectorAll('#logs-body tr')].some(r => r.textContent.includes('alarm raised: disk usage high 3000'))",
+        json!([]),
+    )
+    .await;
+    b.screenshot("10-logs-live").await;
+    // Newest first.
+    let first = b
+        .js(
+            "return document.querySelector('#logs-body tr').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        first.as_str().unwrap_or_default().contains("3000"),
+        "{first}"
+    );
+    // Level ≥ alert, then a text filter.
+    b.click("#log-live").await;
+    b.click("#log-level option[value=alert]").await;
+    b.click("#log-apply").await;
+    b.wait_for(
+        "only alert and emergency",
+        "const rows = [...document.querySelectorAll('#logs-body tr')]; return rows.length === 100 && rows.every(r => ['alert', 'emergency'].includes(r.dataset.level))",
+        json!([]),
+    )
+    .await;
+    b.click("#log-more").await;
+    b.wait_for(
+        "an older page appended",
+        "return document.querySelectorAll('#logs-body tr').length > 100",
+        json!([]),
+    )
+    .await;
+    b.click("#log-level option[value='']").await;
+    b.type_into("#log-q", "ALARM").await;
+    b.click("#log-apply").await;
+    b.wait_for(
+        "three alarms, newest first",
+        "const rows = [...document.querySelectorAll('#logs-body tr')].map(r => r.textContent); return rows.length === 3 && rows[0].includes('3000') && rows[2].includes('1000')",
+        json!([]),
+    )
+    .await;
+}
