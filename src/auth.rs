@@ -162,3 +162,30 @@ fn same_origin(req: &HttpRequest) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod origin_tests {
+    use super::same_origin;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn only_an_origin_naming_this_host_counts() {
+        let req = |origin: Option<&str>, host: &str| {
+            let mut r = TestRequest::default().insert_header(("host", host));
+            if let Some(o) = origin {
+                r = r.insert_header(("origin", o));
+            }
+            r.to_http_request()
+        };
+        assert!(same_origin(&req(
+            Some("https://ecp.example:8443"),
+            "ecp.example:8443"
+        )));
+        assert!(!same_origin(&req(
+            Some("https://evil.example"),
+            "ecp.example:8443"
+        )));
+        assert!(!same_origin(&req(Some("null"), "ecp.example")));
+        assert!(!same_origin(&req(None, "ecp.example")));
+    }
+}

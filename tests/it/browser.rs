@@ -291,7 +291,7 @@ async fn the_page_follows_changes_live_and_reconnects_after_a_server_restart() {
 async fn set_role(b: &Browser, user: &str, org: &str, project: Option<&str>, role: &str) {
     b.click(&format!("tr[data-user={user}] button[data-action=roles]"))
         .await;
-    let pick = "const s = document.querySelector(arguments[0]); const o = [...s.options].find(o => o.text === arguments[1]); if (!o) return false; s.value = o.value; s.dispatchEvent(new Event('change')); return true";
+    let pick = "const s = document.querySelector(arguments[0]); if (!s) return false; const o = [...s.options].find(o => o.text === arguments[1]); if (!o) return false; s.value = o.value; s.dispatchEvent(new Event('change')); return true";
     b.wait_for("org option", pick, json!(["#r-org", org])).await;
     let project = project.unwrap_or("(whole organization)");
     b.wait_for("project option", pick, json!(["#r-project", project]))
