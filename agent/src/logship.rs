@@ -21,17 +21,7 @@ const MAX_LINE: usize = 64 * 1024;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub const LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
+/// A level name as EMQX (or syslog shorthand) writes it.
 pub fn level_index(name: &str) -> Option<u8> {
     let n = name.trim().to_ascii_lowercase();
     let n = match n.as_str() {
@@ -41,7 +31,16 @@ pub fn level_index(name: &str) -> Option<u8> {
         "emerg" => "emergency",
         other => other,
     };
-    LEVELS.iter().position(|l| *l == n).map(|i| i as u8)
+    ecp_protocol::log_level(n)
+}
+
+/// The cursor just after the last of `lines`.
+fn after(cur: &Cursor, lines: &[LogLine]) -> Cursor {
+    let mut next = cur.clone();
+    if let Some(last) = lines.last() {
+        next.offset = last.offset + last.raw.len() as u64 + 1;
+    }
+    next
 }
 
 // ------------------------------------------------------------------ parsing
@@ -297,10 +296,7 @@ pub fn read_batch(dir: &Path, cur: &Cursor) -> (Vec<LogLine>, Cursor) {
         }
         let lines = read_lines(&path, &cur);
         if !lines.is_empty() {
-            let mut next = cur.clone();
-            if let Some(last) = lines.last() {
-                next.offset = last.offset + last.raw.len() as u64 + 1;
-            }
+            let next = after(&cur, &lines);
             return (lines, next);
         }
         // At the end of this file: has EMQX moved on?
@@ -310,10 +306,7 @@ pub fn read_batch(dir: &Path, cur: &Cursor) -> (Vec<LogLine>, Cursor) {
                 // once more to its end before leaving it.
                 let tail = read_lines(&path, &cur);
                 if !tail.is_empty() {
-                    let mut next = cur.clone();
-                    if let Some(last) = tail.last() {
-                        next.offset = last.offset + last.raw.len() as u64 + 1;
-                    }
+                    let next = after(&cur, &tail);
                     return (tail, next);
                 }
                 cur = Cursor {

@@ -47,6 +47,26 @@ pub enum Frame {
     LogAck { batch: u64 },
 }
 
+/// EMQX's eight log levels (RFC 5424 order); `LogLine::level` indexes it.
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// The index of a level name (any case), if it is one.
+pub fn log_level(name: &str) -> Option<u8> {
+    LOG_LEVELS
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(name.trim()))
+        .map(|i| i as u8)
+}
+
 /// Largest body chunk in a [`Frame::TunnelData`].
 pub const TUNNEL_CHUNK: usize = 64 * 1024;
 /// Data frames a stream may have in flight before the next credit.

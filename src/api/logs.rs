@@ -11,16 +11,7 @@ use ecp_actors::model::{LogQuery, StoredLog};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-const LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+use ecp_protocol::{log_level, LOG_LEVELS as LEVELS};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -99,18 +90,12 @@ fn parse_time(what: &'static str, s: &str) -> Result<u64, ApiError> {
 pub fn to_query(p: LogParams) -> Result<LogQuery, ApiError> {
     let min_level = match p.level.as_deref().filter(|l| !l.is_empty()) {
         None => None,
-        Some(l) => Some(
-            LEVELS
-                .iter()
-                .position(|x| x.eq_ignore_ascii_case(l))
-                .map(|i| i as u8)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "INVALID_LEVEL",
-                        format!("level {l:?} is not one of {}", LEVELS.join(", ")),
-                    )
-                })?,
-        ),
+        Some(l) => Some(log_level(l).ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_LEVEL",
+                format!("level {l:?} is not one of {}", LEVELS.join(", ")),
+            )
+        })?),
     };
     let since_us = p
         .since
