@@ -503,6 +503,16 @@ async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_t
     )
     .await;
     b.screenshot("09-v4-dashboard-through-ecp").await;
+    // And from node B, which holds the agent's session itself (cookies do
+    // not care about ports, and the session is valid on every node).
+    b.goto(&format!("{}{}", b_node.base, link.as_str().expect("href")))
+        .await;
+    b.wait_for(
+        "the same page from the session's own node",
+        "return document.querySelector('#app')?.textContent === 'nodes: 1' && document.querySelector('#route')?.textContent === 'route: t/1'",
+        json!([]),
+    )
+    .await;
 
     // Logs: 3,000 lines at 600/s; the page is open while they arrive.
     let r = reqwest::Client::new()
