@@ -38,6 +38,9 @@ const LOG_META: TableDefinition<&str, (u64, u64)> = TableDefinition::new("log_me
 /// "{cluster_id}/{agent_id}/{file}" → the offset after the last stored line
 const LOG_MARKS: TableDefinition<&str, u64> = TableDefinition::new("log_marks");
 
+/// redb's page cache (its default is 1 GiB).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 pub struct EmbeddedStore {
     db: Arc<Database>,
 }
@@ -118,7 +121,10 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("ecp.redb");
-        let db = Database::create(&path)
+        // A bounded page cache: memory stays flat as logs and history grow.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
             .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(unavailable)?;
         {
