@@ -76,6 +76,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             "/api/orgs/{org_id}/projects",
             web::get().to(orgs::list_projects),
         )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/logs",
+            web::get().to(logs::project_logs),
+        )
         .service(
             web::scope("/api/orgs/{org_id}/projects/{project_id}/clusters")
                 .route("", web::get().to(clusters::list))
@@ -147,7 +151,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         account::login, account::logout, account::profile,
         orgs::list_orgs, orgs::list_projects,
         tenancy::create_org, tenancy::create_project, tenancy::create_user, tenancy::org_member, tenancy::project_member,
-        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, dashboard::proxy, logs::logs, tenancy::list_users, tenancy::get_user, tenancy::delete_user,
+        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, dashboard::proxy, logs::logs, logs::project_logs, tenancy::list_users, tenancy::get_user, tenancy::delete_user,
         clusters::transfer,
         clusters::list, clusters::create, clusters::get, clusters::edit, clusters::delete,
         clusters::issue_token, clusters::revoke_tokens, clusters::setup_instructions,

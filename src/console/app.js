@@ -215,13 +215,17 @@ async function showSystem() {
 
 const LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
 
-/** The EMQX log lines of one cluster: filters, newest first, paged, live tail. */
+/** EMQX log lines of one cluster (id) or of the whole project (id null):
+ * filters, newest first, paged, live tail. */
 async function showLogs(id) {
-  const c = state.clusters.get(id);
+  const c = id ? state.clusters.get(id) : null;
+  const project = !id;
+  const title = project ? t("projectLogs") : t("logsOf", c ? c.name : id);
+  const nodeNames = [...new Set((project ? [...state.clusters.values()] : [c].filter(Boolean)).flatMap((x) => (x.nodeList || []).map((n) => n.name)))];
   state.page = "logs";
   if (state.tail) { clearInterval(state.tail); state.tail = null; }
   const level = h("select", { id: "log-level" }, h("option", { value: "" }, t("anyLevel")), ...LEVELS.map((l) => h("option", { value: l }, `≥ ${l}`)));
-  const node = h("select", { id: "log-node" }, h("option", { value: "" }, t("anyNode")), ...(c?.nodeList || []).map((n) => h("option", { value: n.name }, n.name)));
+  const node = h("select", { id: "log-node" }, h("option", { value: "" }, t("anyNode")), ...nodeNames.map((n) => h("option", { value: n }, n)));
   const since = h("input", { id: "log-since", type: "datetime-local", step: "1" });
   const until = h("input", { id: "log-until", type: "datetime-local", step: "1" });
   const text = h("input", { id: "log-q", type: "search", placeholder: t("searchText") });
@@ -229,7 +233,7 @@ async function showLogs(id) {
   const err = h("p.error", { role: "alert", id: "log-error" });
   const body = h("tbody", { id: "logs-body" });
   const more = h("button", { id: "log-more", hidden: true }, t("older"));
-  let next = null, newest = 0, tailing = false;
+  let next = null, newest = project ? "" : 0, tailing = false;
   const query = () => {
     const q = new URLSearchParams({ limit: "100" });
     if (level.value) q.set("level", level.value);
@@ -242,18 +246,19 @@ async function showLogs(id) {
   const rowOf = (l) => h("tr", { "data-seq": l.seq, "data-level": l.level },
     h("td.time", {}, l.time ? l.time.replace("T", " ").replace("Z", "") : t("unknown")),
     h("td", {}, h("span", { class: `lvl lvl-${l.level}` }, l.level)),
+    project ? h("td", {}, state.clusters.get(l.clusterId)?.name || l.clusterId) : null,
     h("td", {}, l.node),
     h("td.msg", {}, l.message, Object.keys(l.fields || {}).length ? h("small", {}, " ", Object.entries(l.fields).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ")) : null));
-  const path = `${P}/clusters/${encodeURIComponent(id)}/logs`;
+  const path = project ? `${P}/logs` : `${P}/clusters/${encodeURIComponent(id)}/logs`;
   const load = async (append) => {
     err.textContent = "";
     const q = query();
     if (append && next) q.set("cursor", next);
     try {
       const r = await api("GET", `${path}?${q}`);
-      if (!append) { body.replaceChildren(); newest = r.data[0]?.seq || newest; }
+      if (!append) { body.replaceChildren(); newest = project ? r.newest : (r.data[0]?.seq || newest); }
       body.append(...r.data.map(rowOf));
-      if (!append && !r.data.length) body.replaceChildren(h("tr.empty", {}, h("td", { colspan: 4 }, t("noLogs"))));
+      if (!append && !r.data.length) body.replaceChildren(h("tr.empty", {}, h("td", { colspan: project ? 5 : 4 }, t("noLogs"))));
       next = r.next; more.hidden = !next;
     } catch (ex) { err.textContent = ex.message; }
   };
@@ -268,10 +273,11 @@ async function showLogs(id) {
         q.set("after", String(newest));
         q.set("limit", "1000");
         const r = await api("GET", `${path}?${q}`);
+        if (project) newest = r.newest;
         if (!r.data.length) break;
         body.querySelector("tr.empty")?.remove();
         for (const l of r.data) body.prepend(rowOf(l));
-        newest = r.data[r.data.length - 1].seq;
+        if (!project) newest = r.data[r.data.length - 1].seq;
         while (body.children.length > 1000) body.lastElementChild.remove();
         if (r.data.length < 1000) break;
       }
@@ -284,13 +290,13 @@ async function showLogs(id) {
   });
   more.addEventListener("click", () => load(true));
   $("#main").replaceChildren(
-    h("div.toolbar", {}, h("button.link", { id: "logs-back", onclick: () => { state.page = "access"; renderAccess(); } }, `← ${t("dataAccess")}`), h("h1", {}, t("logsOf", c ? c.name : id))),
+    h("div.toolbar", {}, h("button.link", { id: "logs-back", onclick: () => { state.page = "access"; renderAccess(); } }, `← ${t("dataAccess")}`), h("h1", {}, title)),
     h("form.inline.filters", { id: "log-filters", onsubmit: (e) => { e.preventDefault(); load(false); } },
       h("label", {}, t("level"), level), h("label", {}, t("node"), node), h("label", {}, t("since"), since), h("label", {}, t("until"), until),
       text, h("button.primary", { type: "submit", id: "log-apply" }, t("apply")), h("label", {}, live, t("liveTail"))),
     err,
-    h("table.list.logs", { "aria-label": t("logsOf", c ? c.name : id) },
-      h("thead", {}, h("tr", {}, ...["at", "level", "node", "message"].map((k) => h("th", { scope: "col" }, t(k))))), body),
+    h("table.list.logs", { "aria-label": title },
+      h("thead", {}, h("tr", {}, ...["at", "level", ...(project ? ["cluster"] : []), "node", "message"].map((k) => h("th", { scope: "col" }, t(k))))), body),
     more);
   await load(false);
 }
@@ -331,6 +337,7 @@ function renderAccess() {
     h("h1", {}, t("dataAccess")),
     h("span.spacer"),
     toggle,
+    h("button", { id: "project-logs", onclick: () => showLogs(null).catch((ex) => announce(ex.message)) }, t("projectLogs")),
     h("button.primary", { id: "add-cluster", onclick: openCreate }, t("addCluster")));
   $("#main").replaceChildren(bar, h("section", { id: "clusters", "aria-live": "off" }));
   renderClusters();

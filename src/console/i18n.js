@@ -43,6 +43,7 @@ export const STRINGS = {
     logsOf: "Logs of {0}", anyLevel: "Any level", anyNode: "All nodes", searchText: "Text in the line",
     older: "Older lines", noLogs: "No log lines match. Agents collect logs when registered with --enable-log.",
     level: "Level", node: "Node", until: "Until", apply: "Apply", liveTail: "Live tail", message: "Message",
+    projectLogs: "Project logs", cluster: "Cluster",
   },
   zh: {
     workspace: "工作台", integration: "数据集成", dataAccess: "数据接入",
@@ -87,6 +88,7 @@ export const STRINGS = {
     logsOf: "{0} 的日志", anyLevel: "全部级别", anyNode: "全部节点", searchText: "日志内容",
     older: "更早的日志", noLogs: "没有匹配的日志。注册时使用 --enable-log 的 Agent 才会采集日志。",
     level: "级别", node: "节点", until: "截止", apply: "查询", liveTail: "实时追踪", message: "内容",
+    projectLogs: "项目日志", cluster: "集群",
   },
 };
 

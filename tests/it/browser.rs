@@ -572,4 +572,16 @@ async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_t
         json!([]),
     )
     .await;
+    // The project's log page: the same lines, with the cluster named.
+    b.click("#logs-back").await;
+    b.click("#project-logs").await;
+    b.find("#logs-body").await;
+    b.type_into("#log-q", "alarm").await;
+    b.click("#log-apply").await;
+    b.wait_for(
+        "three alarms of the project, with their cluster",
+        "const rows = [...document.querySelectorAll('#logs-body tr')].map(r => r.textContent); return rows.length === 3 && rows.every(r => r.includes('v4 in the browser')) && rows[0].includes('3000')",
+        json!([]),
+    )
+    .await;
 }
