@@ -1,4 +1,4 @@
-//! Every route × every role: system admin; org admin of A; project admin of
+//! Every route × every role (incl. logs and the dashboard proxy): system admin; org admin of A; project admin of
 //! A/p1; viewer of A/p1; a member of org B only. Ids the caller may not see
 //! answer 404; viewers are read-only (403).
 
@@ -243,6 +243,68 @@ async fn every_route_for_every_role() {
             "/api/audit/operations".to_string(),
             None,
             [200, 403, 403, 403, 403],
+        ),
+        (
+            "GET",
+            format!("{pa1}/clusters/{c1}/logs"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            format!("{pa1}/logs"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            format!("{pa2}/clusters/{c2}/logs"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        (
+            "GET",
+            format!("{pa2}/logs"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        // The dashboard proxy: allowed callers reach the tunnel, which has no
+        // agent here (503); a viewer may not POST; others see nothing.
+        (
+            "GET",
+            format!("/api/emqxee/dashboard/{c1}/"),
+            None,
+            [503, 503, 503, 503, 404],
+        ),
+        (
+            "POST",
+            format!("/api/emqxee/dashboard/{c1}/api/v4/mqtt/publish"),
+            Some(json!({})),
+            [503, 503, 503, 403, 404],
+        ),
+        (
+            "GET",
+            format!("/api/emqxee/dashboard/{c2}/"),
+            None,
+            [503, 503, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/api/users".to_string(),
+            None,
+            [200, 403, 403, 403, 403],
+        ),
+        (
+            "GET",
+            format!("/api/users/{viewer}"),
+            None,
+            [200, 404, 404, 200, 404],
+        ),
+        (
+            "DELETE",
+            "/api/users/nope".to_string(),
+            None,
+            [404, 403, 403, 403, 403],
         ),
     ];
     let http = reqwest::Client::new();
