@@ -250,7 +250,12 @@ impl Emqx {
         let brokers = self.get_v4("/api/v4/brokers").await?;
         let stats = self.get_v4("/api/v4/stats").await?;
         let license = self.get_v4("/api/v4/license").await.ok();
-        let obs = parse_v4(&nodes, &brokers, &stats, license.as_ref(), &mut self.seen)?;
+        let mut obs = parse_v4(&nodes, &brokers, &stats, license.as_ref(), &mut self.seen)?;
+        // v4 does not say which node answered: the one named after this host.
+        let names: Vec<String> = obs.nodes.iter().map(|n| n.name.clone()).collect();
+        if let Some(n) = pick_local(&names, &local_hosts()) {
+            obs.local_node = Some(n);
+        }
         Ok(obs)
     }
 }
@@ -343,6 +348,43 @@ pub fn parse_v5(
         connections: Some(connections),
         local_node: cluster["self"].as_str().map(str::to_string),
     })
+}
+
+/// The node whose host part (`emqx@HOST`) names this machine.
+pub fn pick_local(names: &[String], hosts: &[String]) -> Option<String> {
+    names
+        .iter()
+        .find(|n| {
+            n.split_once('@')
+                .is_some_and(|(_, h)| hosts.iter().any(|x| x.eq_ignore_ascii_case(h)))
+        })
+        .cloned()
+}
+
+/// This machine's names: host name (full and short) and interface addresses.
+pub fn local_hosts() -> Vec<String> {
+    let mut out = Vec::new();
+    let host = crate::home::hostname();
+    if !host.is_empty() {
+        if let Some((short, _)) = host.split_once('.') {
+            out.push(short.to_string());
+        }
+        out.push(host);
+    }
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            if let Some(ip) = a.address.as_ref().and_then(|s| {
+                s.as_sockaddr_in()
+                    .map(|v| std::net::IpAddr::V4(v.ip()))
+                    .or_else(|| s.as_sockaddr_in6().map(|v| std::net::IpAddr::V6(v.ip())))
+            }) {
+                if !ip.is_loopback() {
+                    out.push(ip.to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// v4 drops stopped nodes from `/api/v4/nodes`: compare with every node seen.
@@ -439,6 +481,19 @@ pub fn uptime_secs(text: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_local_node_is_the_one_named_after_this_host() {
+        let names = vec!["emqx@10.0.0.5".to_string(), "emqx@web-2".to_string()];
+        let hosts = vec!["web-2".to_string(), "192.168.1.9".to_string()];
+        assert_eq!(pick_local(&names, &hosts), Some("emqx@web-2".into()));
+        assert_eq!(
+            pick_local(&names, &["10.0.0.5".into()]),
+            Some("emqx@10.0.0.5".into())
+        );
+        assert_eq!(pick_local(&names, &["other".into()]), None);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -315,8 +315,8 @@ async fn connected(
             _ = poll.tick() => {
                 let obs = emqx.observe().await;
                 auth_tx.send_replace(emqx.dashboard_auth());
-                // v4 does not say which node answered: the first one is
-                // taken (as at registration).
+                // v5 names the node that answered; for v4 it is the node
+                // named after this host, else the first one (as at registration).
                 let local = obs.local_node.clone().or_else(|| obs.nodes.first().map(|n| n.name.clone()));
                 if let (Some(l), Some(node)) = (logs.as_mut(), local) {
                     l.set_node(node);
