@@ -30,8 +30,9 @@ pub struct LogParams {
     pub limit: Option<usize>,
     /// `next` of the previous page.
     pub cursor: Option<String>,
-    /// Lines after this `seq`, oldest first (live tail).
-    pub after: Option<u64>,
+    /// Lines after this position, oldest first (live tail): a `seq` for a
+    /// cluster, the `newest` of an earlier answer for a project.
+    pub after: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -138,7 +139,19 @@ pub fn to_query(p: LogParams) -> Result<LogQuery, ApiError> {
         until_us,
         text: p.q.filter(|q| !q.is_empty()),
         before,
-        after: p.after,
+        after: p
+            .after
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "INVALID_CURSOR",
+                        "after is not a seq this server gave out",
+                    )
+                })
+            })
+            .transpose()?,
         limit,
     })
 }
@@ -253,14 +266,14 @@ pub struct ProjectLogPage {
 
 /// EMQX log lines of every cluster of the project, merged by time.
 #[utoipa::path(get, path = "/api/orgs/{orgId}/projects/{projectId}/logs", tag = "clusters",
-    params(("orgId" = String, Path), ("projectId" = String, Path), ProjectLogParams),
+    params(("orgId" = String, Path), ("projectId" = String, Path), LogParams),
     responses((status = 200, body = ProjectLogPage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn project_logs(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<(String, String)>,
-    q: web::Query<ProjectLogParams>,
+    q: web::Query<LogParams>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project) = path.into_inner();
     crate::api::orgs::project_in_org(&state, &user, &org, &project, Need::Read).await?;
@@ -268,14 +281,9 @@ pub async fn project_logs(
     let before = p.cursor.as_deref().map(parse_positions).transpose()?;
     let after = p.after.as_deref().map(parse_positions).transpose()?;
     let base = to_query(LogParams {
-        level: p.level,
-        node: p.node,
-        since: p.since,
-        until: p.until,
-        q: p.q,
-        limit: p.limit,
         cursor: None,
         after: None,
+        ..p
     })?;
     let mut clusters = state.deps.store.clusters_in_project(&project).await?;
     clusters.sort_by(|a, b| a.id.cmp(&b.id));
@@ -340,23 +348,6 @@ pub async fn project_logs(
         next,
         newest: format_positions(&newest),
     }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectLogParams {
-    /// This level or more severe.
-    pub level: Option<String>,
-    pub node: Option<String>,
-    /// RFC 3339 time or Unix milliseconds, inclusive.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub q: Option<String>,
-    pub limit: Option<usize>,
-    /// `next` of the previous page.
-    pub cursor: Option<String>,
-    /// `newest` of an earlier answer: lines after it, oldest first.
-    pub after: Option<String>,
 }
 
 #[cfg(test)]
