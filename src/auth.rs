@@ -42,7 +42,9 @@ pub enum Via {
 /// The session secret of a request: `Authorization: Bearer`, else the
 /// console's cookie.
 pub fn session_token(req: &HttpRequest) -> Option<(String, Via)> {
-    if let Some(t) = bearer(req) {
+    // A Bearer that is not ours (e.g. the EMQX v5 dashboard's own token on
+    // its API calls through the proxy) does not hide the console's cookie.
+    if let Some(t) = bearer(req).filter(|t| t.starts_with(SESSION_PREFIX)) {
         return Some((t.to_string(), Via::Bearer));
     }
     req.cookie(SESSION_COOKIE)

@@ -335,3 +335,55 @@ async fn in_redis_mode_a_node_without_the_session_forwards_to_the_node_with_it()
         .expect("send");
     assert_eq!(r.status(), 404);
 }
+
+/// Beyond ECP: a v5 cluster without a service address opens through the
+/// tunnel too. The v5 dashboard sends its own `Authorization: Bearer <EMQX
+/// token>` beside the console's cookie: ECP goes by the cookie, drops the
+/// header, and the agent's own v5 login token reaches EMQX.
+#[tokio::test]
+async fn a_v5_cluster_without_a_service_address_opens_through_the_tunnel() {
+    let server = ecp(&[]).await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let sim = Sim::start("5.6.0", 2, "dash5").await;
+    let id = api.create_cluster("v5 no address").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    assert!(agent.cmd(&["start"]).await.status.success());
+    let out = agent
+        .register(&server.base, &token, &sim.url, "public")
+        .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (c, _) = events.wait_status(&id, "running", WAIT).await;
+    assert_eq!(
+        c["dashboard"]["url"],
+        format!("/api/emqxee/dashboard/{id}/"),
+        "{c}"
+    );
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/emqxee/dashboard/{id}/api/v5/nodes",
+            server.base
+        ))
+        .header("authorization", "Bearer emqx-dashboard-jwt-of-the-browser")
+        .header("cookie", format!("ecp_session={}", api.token))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let nodes: Value = r.json().await.expect("json");
+    assert_eq!(nodes.as_array().map(Vec::len), Some(2), "{nodes}");
+    // With a service address set, the button opens that address instead.
+    let (s, v) = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("{P}/clusters/{id}"),
+            Some(json!({"serviceAddress": "https://emqx.example.com:18083"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["dashboard"]["url"], "https://emqx.example.com:18083");
+}
