@@ -16,6 +16,10 @@ use std::pin::Pin;
 pub const REGISTRATION_PREFIX: &str = "ecpr_";
 pub const AGENT_PREFIX: &str = "ecpa_";
 pub const SESSION_PREFIX: &str = "ecps_";
+pub const TICKET_PREFIX: &str = "ecpt_";
+pub const DASHBOARD_PREFIX: &str = "ecpd_";
+/// The dashboard origin's session cookie (one per cluster path).
+pub const DASHBOARD_COOKIE: &str = "ecp_dash";
 
 /// A new secret (32 random bytes, hex) with its prefix, and its hash.
 pub fn new_secret(prefix: &str) -> (String, TokenHash) {
@@ -116,45 +120,54 @@ impl FromRequest for AuthUser {
         // which a cross-site form or script cannot set without our consent.
         let csrf_refused = matches!(session_token(req), Some((_, Via::Cookie)))
             && !req.method().is_safe()
-            && req.headers().get(CSRF_HEADER).is_none()
-            && !(req.path().starts_with(crate::api::dashboard::PREFIX) && same_origin(req));
+            && req.headers().get(CSRF_HEADER).is_none();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("no app state"))?;
             if csrf_refused {
-                return Err(ApiError::new(
-                    actix_web::http::StatusCode::FORBIDDEN,
-                    "CSRF",
-                    "cookie-authenticated changes need the X-ECP-CSRF header",
-                ));
+                return Err(csrf_error());
             }
             let hash =
                 token.ok_or_else(|| ApiError::unauthorized("log in first: no access token"))?;
-            let rec = state.deps.store.token(&hash, now_ms()).await?;
-            let Some(TokenKind::Session { user_id }) = rec.map(|r| r.kind) else {
-                return Err(ApiError::unauthorized(
-                    "access token is invalid or expired; log in again",
-                ));
-            };
-            let user = state
-                .deps
-                .store
-                .user(&user_id)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
-            let memberships = state.deps.store.memberships(&user.id).await?;
-            let access = crate::policy::Access {
-                user: user.clone(),
-                memberships,
-            };
-            Ok(AuthUser { user, access })
+            user_of_session(&state, &hash).await
         })
     }
+}
+
+pub fn csrf_error() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "CSRF",
+        "cookie-authenticated changes need the X-ECP-CSRF header",
+    )
+}
+
+/// The user behind a console/API session token (by its hash), with the
+/// memberships as they are now.
+pub async fn user_of_session(state: &AppState, hash: &TokenHash) -> Result<AuthUser, ApiError> {
+    let rec = state.deps.store.token(hash, now_ms()).await?;
+    let Some(TokenKind::Session { user_id }) = rec.map(|r| r.kind) else {
+        return Err(ApiError::unauthorized(
+            "access token is invalid or expired; log in again",
+        ));
+    };
+    let user = state
+        .deps
+        .store
+        .user(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
+    let memberships = state.deps.store.memberships(&user.id).await?;
+    let access = crate::policy::Access {
+        user: user.clone(),
+        memberships,
+    };
+    Ok(AuthUser { user, access })
 }
 
 /// The dashboard proxy serves EMQX's own pages, which cannot add our CSRF
 /// header: there a browser's `Origin` naming this very host stands in for it
 /// (a foreign page cannot forge `Origin`).
-fn same_origin(req: &HttpRequest) -> bool {
+pub fn same_origin(req: &HttpRequest) -> bool {
     let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
     let host = req.headers().get("host").and_then(|v| v.to_str().ok());
     match (origin, host) {

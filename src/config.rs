@@ -82,6 +82,10 @@ pub struct ServerConfig {
     /// Load balancers whose `X-Forwarded-For` is believed (comma-separated
     /// addresses or CIDR ranges); empty: the peer address is the client.
     pub trusted_proxies: String,
+    /// A second origin (scheme://host[:port]) that serves proxied EMQX
+    /// dashboards, so their pages never run on the console's origin; empty:
+    /// dashboards are served on the console's origin.
+    pub dashboard_origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +174,7 @@ impl Default for ServerConfig {
             drain_batch: 200,
             drain_batch_interval_ms: 100,
             trusted_proxies: String::new(),
+            dashboard_origin: String::new(),
         }
     }
 }
@@ -299,6 +304,9 @@ impl Config {
         if self.limits.registrations_per_sec == 0 || self.limits.ws_upgrades_per_sec == 0 {
             return Err(invalid("limits", "rates must be at least 1 per second"));
         }
+        if let Err(e) = origin_host(&self.server.dashboard_origin) {
+            return Err(invalid("server.dashboard_origin", e));
+        }
         if let Err(e) = crate::client_ip::parse_trusted(&self.server.trusted_proxies) {
             return Err(invalid("server.trusted_proxies", e));
         }
@@ -368,8 +376,44 @@ fn apply_env(
     Ok(())
 }
 
+/// The `host[:port]` of an origin like `https://dash.example.com`; empty
+/// for an empty origin.
+pub fn origin_host(origin: &str) -> Result<String, String> {
+    if origin.is_empty() {
+        return Ok(String::new());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{origin:?} must start with http:// or https://"))?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "{origin:?} must be scheme://host[:port], without a path"
+        ));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dashboard_origins_are_scheme_and_host_only() {
+        assert_eq!(origin_host(""), Ok(String::new()));
+        assert_eq!(
+            origin_host("https://Dash.Example.com/"),
+            Ok("dash.example.com".into())
+        );
+        assert_eq!(
+            origin_host("http://localhost:8081"),
+            Ok("localhost:8081".into())
+        );
+        for bad in ["dash.example.com", "ftp://x", "https://x/path", "https://"] {
+            assert!(origin_host(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn shipped() -> PathBuf {

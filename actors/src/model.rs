@@ -193,6 +193,21 @@ pub enum TokenKind {
     },
     /// A logged-in user's access token.
     Session { user_id: String },
+    /// One-time, short-lived: carries a console session to the separate
+    /// dashboard origin for one cluster. `session` is the hex hash of the
+    /// console session it came from.
+    DashboardTicket {
+        user_id: String,
+        cluster_id: String,
+        session: String,
+    },
+    /// The dashboard origin's cookie for one cluster; valid while the
+    /// console session it came from is.
+    DashboardSession {
+        user_id: String,
+        cluster_id: String,
+        session: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,13 +93,13 @@ fn request_headers(req: &HttpRequest) -> Vec<(String, Vec<u8>)> {
     security(("bearer" = [])))]
 pub async fn proxy(
     state: web::Data<AppState>,
-    user: AuthUser,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let raw = req.uri().path();
     let rest = raw.get(PREFIX.len()..).unwrap_or("");
     let cluster_id = rest.split('/').next().unwrap_or("").to_string();
+    let (user, via) = caller(&state, &req, &cluster_id).await?;
     let need = if req.method() == "GET" || req.method() == "HEAD" {
         Need::Read
     } else {
@@ -125,6 +125,17 @@ pub async fn proxy(
                 "viewers may only read the dashboard (GET/HEAD)",
             ),
         })?;
+    if via == Caller::ConsoleCookie && !state.config.server.dashboard_origin.is_empty() {
+        // EMQX's pages run on the dashboard origin, never on the console's.
+        if need == Need::Write {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "DASHBOARD_ORIGIN",
+                "dashboards are served on server.dashboard_origin",
+            ));
+        }
+        return open_on_dashboard_origin(&state, &req, &user, &cluster.id).await;
+    }
     if !rest.contains('/') {
         // Relative asset URLs need the trailing slash.
         return Ok(HttpResponse::PermanentRedirect()
@@ -158,6 +169,203 @@ pub async fn proxy(
         return respond(&state, stream, method == "HEAD").await;
     }
     forward(&state, &cluster.id, &method, &tail, headers, body).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// An API client's `Authorization: Bearer ecps_…`.
+    Bearer,
+    /// The console's session cookie (on the console's origin).
+    ConsoleCookie,
+    /// The dashboard origin's per-cluster cookie.
+    DashboardCookie,
+}
+
+fn on_dashboard_origin(state: &AppState, req: &HttpRequest) -> bool {
+    let want =
+        crate::config::origin_host(&state.config.server.dashboard_origin).unwrap_or_default();
+    !want.is_empty()
+        && req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h.eq_ignore_ascii_case(&want))
+}
+
+/// Who is calling: an API client's Bearer, the console's cookie, or (on the
+/// dashboard origin) that origin's cookie for this very cluster. Cookie
+/// requests that change something must be same-origin (EMQX's pages cannot
+/// send our CSRF header).
+async fn caller(
+    state: &AppState,
+    req: &HttpRequest,
+    cluster_id: &str,
+) -> Result<(AuthUser, Caller), ApiError> {
+    if let Some(t) = crate::auth::bearer(req).filter(|t| t.starts_with(crate::auth::SESSION_PREFIX))
+    {
+        let user = crate::auth::user_of_session(state, &crate::auth::hash_secret(t)).await?;
+        return Ok((user, Caller::Bearer));
+    }
+    let unsafe_method = !req.method().is_safe();
+    if unsafe_method
+        && req.headers().get(crate::auth::CSRF_HEADER).is_none()
+        && !crate::auth::same_origin(req)
+    {
+        return Err(crate::auth::csrf_error());
+    }
+    if on_dashboard_origin(state, req) {
+        let token = req
+            .cookie(crate::auth::DASHBOARD_COOKIE)
+            .map(|c| c.value().to_string())
+            .filter(|v| v.starts_with(crate::auth::DASHBOARD_PREFIX) && v.len() <= 256)
+            .ok_or_else(|| {
+                ApiError::unauthorized("open the dashboard from the console (Enter Dashboard)")
+            })?;
+        let rec = state
+            .deps
+            .store
+            .token(
+                &crate::auth::hash_secret(&token),
+                ecp_actors::model::now_ms(),
+            )
+            .await?;
+        let Some(ecp_actors::model::TokenKind::DashboardSession {
+            cluster_id: c,
+            session,
+            ..
+        }) = rec.map(|r| r.kind)
+        else {
+            return Err(ApiError::unauthorized(
+                "the dashboard session ended; open it again from the console",
+            ));
+        };
+        let parent: ecp_actors::store::TokenHash = hex::decode(&session)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ApiError::unauthorized("the dashboard session ended"))?;
+        if c != cluster_id {
+            return Err(ApiError::not_found("cluster"));
+        }
+        // Valid only while the console session is (logout ends both).
+        let user = crate::auth::user_of_session(state, &parent).await?;
+        return Ok((user, Caller::DashboardCookie));
+    }
+    let (token, _) = crate::auth::session_token(req)
+        .ok_or_else(|| ApiError::unauthorized("log in first: no access token"))?;
+    let user = crate::auth::user_of_session(state, &crate::auth::hash_secret(&token)).await?;
+    Ok((user, Caller::ConsoleCookie))
+}
+
+/// Enter Dashboard with `server.dashboard_origin` set: a one-time ticket
+/// (60 s) carries the console session to the dashboard origin, which trades
+/// it for its own cookie there.
+async fn open_on_dashboard_origin(
+    state: &AppState,
+    req: &HttpRequest,
+    user: &AuthUser,
+    cluster_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    use ecp_actors::model::{now_ms, TokenKind, TokenRecord};
+    let (token, _) = crate::auth::session_token(req)
+        .ok_or_else(|| ApiError::unauthorized("log in first: no access token"))?;
+    let (ticket, hash) = crate::auth::new_secret(crate::auth::TICKET_PREFIX);
+    let now = now_ms();
+    state
+        .deps
+        .store
+        .put_token(
+            &hash,
+            &TokenRecord {
+                kind: TokenKind::DashboardTicket {
+                    user_id: user.user.id.clone(),
+                    cluster_id: cluster_id.to_string(),
+                    session: hex::encode(crate::auth::hash_secret(&token)),
+                },
+                created_at: now,
+                expires_at: Some(now + 60_000),
+            },
+        )
+        .await?;
+    let origin = state.config.server.dashboard_origin.trim_end_matches('/');
+    Ok(HttpResponse::SeeOther()
+        .insert_header((
+            "location",
+            format!("{origin}/api/emqxee/dashboard-login/{cluster_id}?ticket={ticket}"),
+        ))
+        .insert_header(("referrer-policy", "no-referrer"))
+        .finish())
+}
+
+#[derive(serde::Deserialize)]
+pub struct TicketQuery {
+    ticket: String,
+}
+
+/// `GET /api/emqxee/dashboard-login/{clusterId}?ticket=…` on the dashboard
+/// origin: spends the ticket, sets this origin's cookie for the cluster's
+/// path, and goes to the dashboard.
+pub async fn dashboard_login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<TicketQuery>,
+) -> Result<HttpResponse, ApiError> {
+    use ecp_actors::model::{now_ms, TokenKind, TokenRecord};
+    let cluster_id = path.into_inner();
+    if !on_dashboard_origin(&state, &req) {
+        return Err(ApiError::not_found("route"));
+    }
+    let hash = crate::auth::hash_secret(&q.ticket);
+    let rec = state.deps.store.token(&hash, now_ms()).await?;
+    // One use only.
+    state.deps.store.delete_token(&hash).await?;
+    let Some(TokenKind::DashboardTicket {
+        user_id,
+        cluster_id: c,
+        session,
+    }) = rec.map(|r| r.kind)
+    else {
+        return Err(ApiError::unauthorized(
+            "this dashboard link was used or has expired; open it again from the console",
+        ));
+    };
+    if c != cluster_id {
+        return Err(ApiError::unauthorized(
+            "this dashboard link is for another cluster",
+        ));
+    }
+    let (token, th) = crate::auth::new_secret(crate::auth::DASHBOARD_PREFIX);
+    let ttl = state.config.tokens.session_ttl_secs;
+    let now = now_ms();
+    state
+        .deps
+        .store
+        .put_token(
+            &th,
+            &TokenRecord {
+                kind: TokenKind::DashboardSession {
+                    user_id,
+                    cluster_id: cluster_id.clone(),
+                    session,
+                },
+                created_at: now,
+                expires_at: Some(now + ttl * 1000),
+            },
+        )
+        .await?;
+    let home = format!("{PREFIX}{cluster_id}/");
+    // Lax: the first load arrives by a cross-site redirect from the console.
+    let cookie = actix_web::cookie::Cookie::build(crate::auth::DASHBOARD_COOKIE, token)
+        .path(home.clone())
+        .http_only(true)
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .secure(state.config.server.dashboard_origin.starts_with("https://"))
+        .max_age(actix_web::cookie::time::Duration::seconds(ttl as i64))
+        .finish();
+    Ok(HttpResponse::SeeOther()
+        .cookie(cookie)
+        .insert_header(("location", home))
+        .finish())
 }
 
 fn tunnel_error(e: TunnelError) -> ApiError {

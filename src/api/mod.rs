@@ -120,6 +120,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             "/api/clusters/agents/emqxee/unregister",
             web::post().to(agents::unregister),
         )
+        .route(
+            "/api/emqxee/dashboard-login/{cluster_id}",
+            web::get().to(dashboard::dashboard_login),
+        )
         .service(
             web::resource([
                 "/api/emqxee/dashboard/{cluster_id}",

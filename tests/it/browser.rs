@@ -585,3 +585,71 @@ async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_t
     )
     .await;
 }
+
+/// With a separate dashboard origin (here `localhost` beside the console's
+/// `127.0.0.1`), Enter Dashboard lands on that origin, EMQX's page works,
+/// and a script on it cannot use the console's session.
+#[tokio::test]
+async fn enter_dashboard_lands_on_the_dashboard_origin_where_the_console_session_does_not_reach() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dash = format!("http://localhost:{port}");
+    let server = Server::start_on(
+        &format!("127.0.0.1:{port}"),
+        &[
+            ("ECP_AGENT_REPORT_INTERVAL_SECS", "1"),
+            ("ECP_SERVER_DASHBOARD_ORIGIN", &dash),
+        ],
+    )
+    .await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let sim = Sim::start("4.4.6", 1, "weborigin").await;
+    let id = api.create_cluster("isolated").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    assert!(agent.cmd(&["start"]).await.status.success());
+    let out = agent
+        .register(&server.base, &token, &sim.url, "public")
+        .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    events
+        .wait_status(&id, "running", std::time::Duration::from_secs(20))
+        .await;
+
+    let b = Browser::start().await;
+    login(&b, &server.base).await;
+    let link = b
+        .wait_for(
+            "Enter Dashboard link",
+            "const a = document.querySelector(arguments[0] + ' a[data-action=dashboard]'); return a && a.getAttribute('href')",
+            json!([card("isolated")]),
+        )
+        .await;
+    b.goto(&format!("{}{}", server.base, link.as_str().expect("href")))
+        .await;
+    b.wait_for(
+        "EMQX's page on the dashboard origin",
+        "return location.host === arguments[0] && document.querySelector('#app')?.textContent === 'nodes: 1' && document.querySelector('#route')?.textContent === 'route: t/1'",
+        json!([format!("localhost:{port}")]),
+    )
+    .await;
+    // A script there has no console session: ECP's API says 401.
+    b.js(
+        "window.__probe = null; fetch('/api/account/profile').then(r => { window.__probe = r.status; }); return true",
+        json!([]),
+    )
+    .await;
+    b.wait_for(
+        "the console's API refuses the dashboard page",
+        "return window.__probe === 401",
+        json!([]),
+    )
+    .await;
+}

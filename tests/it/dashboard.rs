@@ -387,3 +387,118 @@ async fn a_v5_cluster_without_a_service_address_opens_through_the_tunnel() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["dashboard"]["url"], "https://emqx.example.com:18083");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// With `server.dashboard_origin`, EMQX's pages never run on the console's
+/// origin: Enter Dashboard hands over a one-time ticket, the dashboard
+/// origin trades it for its own per-cluster cookie, and that cookie lives
+/// only as long as the console session.
+#[tokio::test]
+async fn a_separate_dashboard_origin_gets_its_own_session_that_ends_with_the_console_one() {
+    let port = free_port();
+    let dash = format!("http://localhost:{port}");
+    let server = Server::start_on(
+        &format!("127.0.0.1:{port}"),
+        &[
+            ("ECP_AGENT_REPORT_INTERVAL_SECS", "1"),
+            ("ECP_SERVER_DASHBOARD_ORIGIN", &dash),
+        ],
+    )
+    .await;
+    let api = server.api().await;
+    let sim = Sim::start("4.4.6", 1, "dashorigin").await;
+    let agent = Agent::new();
+    let id = v4_cluster(&api, &server.base, &sim, &agent).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let console_cookie = format!("ecp_session={}", api.token);
+
+    // On the console's origin the cookie opens nothing but a hand-over.
+    let r = http
+        .get(format!("{}/api/emqxee/dashboard/{id}/", server.base))
+        .header("cookie", &console_cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert!(
+        to.starts_with(&format!(
+            "{dash}/api/emqxee/dashboard-login/{id}?ticket=ecpt_"
+        )),
+        "{to}"
+    );
+    let r = http
+        .post(format!(
+            "{}/api/emqxee/dashboard/{id}/api/v4/x",
+            server.base
+        ))
+        .header("cookie", &console_cookie)
+        .header("x-ecp-csrf", "1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403, "no EMQX page runs on the console's origin");
+    // The ticket is spent once.
+    let r = http.get(&to).send().await.expect("send");
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/api/emqxee/dashboard/{id}/")
+    );
+    let set = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains(&format!("Path=/api/emqxee/dashboard/{id}/")),
+        "{set}"
+    );
+    let dash_cookie = set.split(';').next().expect("pair").to_string();
+    assert_eq!(
+        http.get(&to).send().await.expect("send").status(),
+        401,
+        "ticket reused"
+    );
+    // The dashboard origin works with its own cookie, and only with it.
+    let nodes = format!("{dash}/api/emqxee/dashboard/{id}/api/v4/nodes");
+    let r = http
+        .get(&nodes)
+        .header("cookie", &dash_cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(&nodes)
+        .header("cookie", &console_cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        401,
+        "the console's cookie is not a dashboard session"
+    );
+    // Logging out of the console ends the dashboard session too.
+    assert_eq!(api.post("/api/account/logout", json!({})).await.0, 204);
+    let r = http
+        .get(&nodes)
+        .header("cookie", &dash_cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+}

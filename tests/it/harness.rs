@@ -29,6 +29,11 @@ impl Server {
     }
 
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
+        Server::start_on("127.0.0.1:0", env).await
+    }
+
+    /// On an address chosen up front (for settings that name it).
+    pub async fn start_on(listen: &str, env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().expect("tempdir");
         let log = data.path().join("ecp.log");
         let env = env
@@ -37,7 +42,7 @@ impl Server {
             .collect();
         let mut s = Server {
             child: None,
-            listen: "127.0.0.1:0".into(),
+            listen: listen.into(),
             base: String::new(),
             data,
             log,
