@@ -461,28 +461,17 @@ async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_t
     let b_node =
         Server::start_with(&eb.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
     let api = a.api().await;
-    let mut events = api.events().await;
     let sim = Sim::start("4.4.6", 1, "webdash").await;
     let logs = tempfile::tempdir().expect("tmp");
-    let id = api.create_cluster("v4 in the browser").await["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let token = api.issue_token(&id).await;
-    let agent = Agent::new();
-    assert!(agent.cmd(&["start"]).await.status.success());
-    let mut args = seed_args(&b_node.base, &token, &sim.url, "public");
-    args.extend([
-        "--enable-log".into(),
-        "--log-dir".into(),
-        logs.path().display().to_string(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = agent.cmd(&args).await;
-    assert!(out.status.success(), "{:?}", text(&out));
-    events
-        .wait_status(&id, "running", std::time::Duration::from_secs(20))
-        .await;
+    let log_dir = logs.path().display().to_string();
+    let (id, _, _agent) = adopted(
+        &api,
+        &b_node.base,
+        &sim,
+        "v4 in the browser",
+        &["--enable-log", "--log-dir", &log_dir],
+    )
+    .await;
 
     let b = Browser::start().await;
     login(&b, &a.base).await;
@@ -606,22 +595,8 @@ async fn enter_dashboard_lands_on_the_dashboard_origin_where_the_console_session
     )
     .await;
     let api = server.api().await;
-    let mut events = api.events().await;
     let sim = Sim::start("4.4.6", 1, "weborigin").await;
-    let id = api.create_cluster("isolated").await["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let token = api.issue_token(&id).await;
-    let agent = Agent::new();
-    assert!(agent.cmd(&["start"]).await.status.success());
-    let out = agent
-        .register(&server.base, &token, &sim.url, "public")
-        .await;
-    assert!(out.status.success(), "{:?}", text(&out));
-    events
-        .wait_status(&id, "running", std::time::Duration::from_secs(20))
-        .await;
+    let (_id, _, _agent) = adopted(&api, &server.base, &sim, "isolated", &[]).await;
 
     let b = Browser::start().await;
     login(&b, &server.base).await;

@@ -19,25 +19,15 @@ async fn ecp(extra: &[(&str, &str)]) -> Server {
     Server::start_with(&env).await
 }
 
-/// A v4 simulator with one node and a running agent registered through
-/// `agent_base`; returns the cluster id.
-async fn v4_cluster(api: &Api, agent_base: &str, sim: &Sim, agent: &Agent) -> String {
-    let mut events = api.events().await;
-    let id = api.create_cluster("v4 fleet").await["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let token = api.issue_token(&id).await;
-    assert!(agent.cmd(&["start"]).await.status.success());
-    let out = agent.register(agent_base, &token, &sim.url, "public").await;
-    assert!(out.status.success(), "{:?}", text(&out));
-    let (c, _) = events.wait_status(&id, "running", WAIT).await;
+/// A v4 cluster adopted through `agent_base`, its dashboard available.
+async fn v4_cluster(api: &Api, agent_base: &str, sim: &Sim) -> (String, Agent) {
+    let (id, c, agent) = adopted(api, agent_base, sim, "v4 fleet", &[]).await;
     assert_eq!(c["dashboard"]["available"], true, "{c}");
     assert_eq!(
         c["dashboard"]["url"],
         format!("/api/emqxee/dashboard/{id}/")
     );
-    id
+    (id, agent)
 }
 
 async fn get(http: &reqwest::Client, url: &str, token: &str) -> (u16, String) {
@@ -50,8 +40,7 @@ async fn the_v4_dashboard_answers_through_the_tunnel_with_the_agents_credentials
     let server = ecp(&[]).await;
     let api = server.api().await;
     let sim = Sim::start("4.4.6", 1, "dash4").await;
-    let agent = Agent::new();
-    let id = v4_cluster(&api, &server.base, &sim, &agent).await;
+    let (id, _agent) = v4_cluster(&api, &server.base, &sim).await;
     let base = format!("{}/api/emqxee/dashboard/{id}", server.base);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -123,8 +112,7 @@ async fn a_50_mb_download_streams_while_reports_keep_flowing_and_roles_are_enfor
     let server = ecp(&[]).await;
     let api = server.api().await;
     let sim = Sim::start("4.4.6", 1, "dash50").await;
-    let agent = Agent::new();
-    let id = v4_cluster(&api, &server.base, &sim, &agent).await;
+    let (id, _agent) = v4_cluster(&api, &server.base, &sim).await;
     let base = format!("{}/api/emqxee/dashboard/{id}", server.base);
 
     // The connection count changes every 300 ms, so every 1 s poll of the
@@ -297,9 +285,8 @@ async fn in_redis_mode_a_node_without_the_session_forwards_to_the_node_with_it()
     let b = ecp(&[("ECP_REDIS", &url), ("ECP_NODE_ID", "node-b")]).await;
     let on_a = a.api().await;
     let sim = Sim::start("4.4.6", 1, "dashfwd").await;
-    let agent = Agent::new();
     // The agent's session lives on node B; the caller talks to node A.
-    let id = v4_cluster(&on_a, &b.base, &sim, &agent).await;
+    let (id, _agent) = v4_cluster(&on_a, &b.base, &sim).await;
     let base = format!("{}/api/emqxee/dashboard/{id}", a.base);
     let http = reqwest::Client::new();
     let (s, html) = get(&http, &format!("{base}/"), &on_a.token).await;
@@ -344,20 +331,8 @@ async fn in_redis_mode_a_node_without_the_session_forwards_to_the_node_with_it()
 async fn a_v5_cluster_without_a_service_address_opens_through_the_tunnel() {
     let server = ecp(&[]).await;
     let api = server.api().await;
-    let mut events = api.events().await;
     let sim = Sim::start("5.6.0", 2, "dash5").await;
-    let id = api.create_cluster("v5 no address").await["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let token = api.issue_token(&id).await;
-    let agent = Agent::new();
-    assert!(agent.cmd(&["start"]).await.status.success());
-    let out = agent
-        .register(&server.base, &token, &sim.url, "public")
-        .await;
-    assert!(out.status.success(), "{:?}", text(&out));
-    let (c, _) = events.wait_status(&id, "running", WAIT).await;
+    let (id, c, _agent) = adopted(&api, &server.base, &sim, "v5 no address", &[]).await;
     assert_eq!(
         c["dashboard"]["url"],
         format!("/api/emqxee/dashboard/{id}/"),
@@ -414,8 +389,7 @@ async fn a_separate_dashboard_origin_gets_its_own_session_that_ends_with_the_con
     .await;
     let api = server.api().await;
     let sim = Sim::start("4.4.6", 1, "dashorigin").await;
-    let agent = Agent::new();
-    let id = v4_cluster(&api, &server.base, &sim, &agent).await;
+    let (id, _agent) = v4_cluster(&api, &server.base, &sim).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -224,3 +224,32 @@ pub fn seed_args(ecp: &str, token: &str, emqx: &str, password: &str) -> Vec<Stri
     .map(|s| s.to_string())
     .collect()
 }
+
+/// A cluster `name` adopted the way the guide says: `emqxee-agent start`,
+/// then the seed's `register` against `agent_base` (plus `extra` flags);
+/// returns once the cluster is running, with the cluster as last seen.
+pub async fn adopted(
+    api: &crate::harness::Api,
+    agent_base: &str,
+    sim: &Sim,
+    name: &str,
+    extra: &[&str],
+) -> (String, serde_json::Value, Agent) {
+    let mut events = api.events().await;
+    let id = api.create_cluster(name).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    assert!(agent.cmd(&["start"]).await.status.success());
+    let mut args = seed_args(agent_base, &token, &sim.url, "public");
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = agent.cmd(&args).await;
+    assert!(out.status.success(), "register: {:?}", text(&out));
+    let (c, _) = events
+        .wait_status(&id, "running", Duration::from_secs(20))
+        .await;
+    (id, c, agent)
+}
