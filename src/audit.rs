@@ -68,6 +68,18 @@ impl<'a> Object<'a> {
     }
 }
 
+/// A user's action that succeeded.
+pub async fn ok(
+    state: &AppState,
+    req: &HttpRequest,
+    user: &ecp_actors::model::UserRecord,
+    action: &str,
+    object: Object<'_>,
+    details: &str,
+) {
+    record(state, req, Actor::User(user), action, object, "ok", details).await
+}
+
 pub async fn record(
     state: &AppState,
     req: &HttpRequest,

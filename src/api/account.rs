@@ -117,16 +117,7 @@ pub async fn login(
         )
         .await?;
     tracing::info!(user_id = %user.id, "login");
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user),
-        "login",
-        Object::none(),
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user, "login", Object::none(), "").await;
     // The console uses the HttpOnly cookie (script never holds the secret);
     // API clients use the Bearer token from the body.
     let cookie = actix_web::cookie::Cookie::build(auth::SESSION_COOKIE, token.clone())
@@ -158,16 +149,7 @@ pub async fn logout(
             .delete_token(&auth::hash_secret(&t))
             .await?;
     }
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "logout",
-        Object::none(),
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "logout", Object::none(), "").await;
     let mut gone = actix_web::cookie::Cookie::build(auth::SESSION_COOKIE, "")
         .path("/")
         .http_only(true)

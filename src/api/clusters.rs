@@ -2,7 +2,7 @@
 
 use crate::api::orgs::project_in_org;
 use crate::api::views::{rfc3339, ClusterList, ClusterView, EventView};
-use crate::audit::{self, Actor, Object};
+use crate::audit::{self, Object};
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
 use crate::policy::Need;
@@ -126,13 +126,12 @@ pub async fn create(
         cluster: Box::new(record.clone()),
     });
     tracing::info!(cluster_id = %record.id, user_id = %user.user.id, "cluster created");
-    audit::record(
+    audit::ok(
         &state,
         &req,
-        Actor::User(&user.user),
+        &user.user,
         "cluster.create",
         Object::cluster(&record),
-        "ok",
         "",
     )
     .await;
@@ -238,13 +237,12 @@ pub async fn edit(
     .filter(|(_, c)| *c)
     .map(|(n, _)| n)
     .collect();
-    audit::record(
+    audit::ok(
         &state,
         &req,
-        Actor::User(&user.user),
+        &user.user,
         "cluster.edit",
         Object::cluster(&rec),
-        "ok",
         &what.join(","),
     )
     .await;
@@ -283,13 +281,12 @@ pub async fn delete(
         }
     };
     tracing::info!(cluster_id = %id, user_id = %user.user.id, "cluster delete requested");
-    audit::record(
+    audit::ok(
         &state,
         &req,
-        Actor::User(&user.user),
+        &user.user,
         "cluster.delete",
         Object::cluster(&rec),
-        "ok",
         "",
     )
     .await;
@@ -357,13 +354,12 @@ pub async fn issue_token(
         )
         .await?;
     tracing::info!(cluster_id = %id, user_id = %user.user.id, ttl_secs = ttl, "registration token issued");
-    audit::record(
+    audit::ok(
         &state,
         &req,
-        Actor::User(&user.user),
+        &user.user,
         "token.issue",
         Object::cluster(&c),
-        "ok",
         &format!("ttlSeconds={ttl}"),
     )
     .await;
@@ -387,13 +383,12 @@ pub async fn revoke_tokens(
     let c = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
     let n = state.deps.store.revoke_registration_tokens(&id).await?;
     tracing::info!(cluster_id = %id, user_id = %user.user.id, revoked = n, "registration tokens revoked");
-    audit::record(
+    audit::ok(
         &state,
         &req,
-        Actor::User(&user.user),
+        &user.user,
         "token.revoke",
         Object::cluster(&c),
-        "ok",
         &format!("revoked={n}"),
     )
     .await;
@@ -729,16 +724,7 @@ pub async fn revoke_agent(
         org_id: &c.org_id,
         project_id: &c.project_id,
     };
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "agent.revoke",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "agent.revoke", object, "").await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -826,13 +812,12 @@ pub async fn transfer(
         "from {}/{} to {}/{}",
         current.org_id, current.project_id, rec.org_id, rec.project_id
     );
-    audit::record(
+    audit::ok(
         &state,
         &req,
-        Actor::User(&user.user),
+        &user.user,
         "cluster.transfer",
         Object::cluster(&rec),
-        "ok",
         &details,
     )
     .await;

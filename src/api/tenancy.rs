@@ -1,6 +1,6 @@
 //! Creating orgs, projects and users, and setting memberships.
 
-use crate::audit::{self, Actor, Object};
+use crate::audit::{self, Object};
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
 use crate::{validate, AppState};
@@ -55,16 +55,7 @@ pub async fn create_org(
     };
     state.deps.store.put_org(&org).await?;
     let object = Object::org(&org);
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "org.create",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "org.create", object, "").await;
     Ok(HttpResponse::Created().json(json!({"id": org.id, "name": org.name})))
 }
 
@@ -111,16 +102,7 @@ pub async fn create_project(
     };
     state.deps.store.put_project(&p).await?;
     let object = Object::project(&p);
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "project.create",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "project.create", object, "").await;
     Ok(HttpResponse::Created().json(json!({"id": p.id, "name": p.name, "orgId": org_id})))
 }
 
@@ -175,13 +157,12 @@ pub async fn create_user(
         org_id: "",
         project_id: "",
     };
-    audit::record(
+    audit::ok(
         &state,
         &req,
-        Actor::User(&user.user),
+        &user.user,
         "user.create",
         object,
-        "ok",
         if u.system_admin { "systemAdmin" } else { "" },
     )
     .await;
@@ -233,16 +214,7 @@ async fn set_membership(
     } else {
         format!("{:?}", m.role).to_lowercase()
     };
-    audit::record(
-        state,
-        req,
-        Actor::User(&actor.user),
-        action,
-        object,
-        "ok",
-        &details,
-    )
-    .await;
+    audit::ok(state, req, &actor.user, action, object, &details).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -347,16 +319,7 @@ pub async fn update_org(
     org.name = body.name.clone();
     state.deps.store.put_org(&org).await?;
     let object = Object::org(&org);
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "org.edit",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "org.edit", object, "").await;
     Ok(HttpResponse::Ok().json(json!({"id": org.id, "name": org.name})))
 }
 
@@ -391,16 +354,7 @@ pub async fn delete_org(
     }
     state.deps.store.delete_org(&org_id).await?;
     let object = Object::org(&org);
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "org.delete",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "org.delete", object, "").await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -431,16 +385,7 @@ pub async fn update_project(
     p.name = body.name.clone();
     state.deps.store.put_project(&p).await?;
     let object = Object::project(&p);
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "project.edit",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "project.edit", object, "").await;
     Ok(HttpResponse::Ok().json(json!({"id": p.id, "name": p.name, "orgId": org_id})))
 }
 
@@ -474,16 +419,7 @@ pub async fn delete_project(
     }
     state.deps.store.delete_project(&p.id).await?;
     let object = Object::project(&p);
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "project.delete",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "project.delete", object, "").await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -571,15 +507,6 @@ pub async fn delete_user(
         org_id: "",
         project_id: "",
     };
-    audit::record(
-        &state,
-        &req,
-        Actor::User(&user.user),
-        "user.delete",
-        object,
-        "ok",
-        "",
-    )
-    .await;
+    audit::ok(&state, &req, &user.user, "user.delete", object, "").await;
     Ok(HttpResponse::NoContent().finish())
 }
