@@ -6,7 +6,7 @@
 //! credentials. The path bytes are kept exactly (`%2F` stays encoded), the
 //! browser's credentials never leave ECP, and the response is streamed.
 
-use crate::audit::{self, Actor, Object};
+use crate::audit::{self, Object};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::peers::{PEER_HEADER, PEER_PATH};
@@ -145,16 +145,7 @@ pub async fn proxy(
     let tail = tail_of(raw, req.query_string(), PREFIX.len() + cluster_id.len());
     if need == Need::Read && (tail == "/" || tail.starts_with("/?") || tail == "/index.html") {
         let object = Object::cluster(&cluster);
-        audit::record(
-            &state,
-            &req,
-            Actor::User(&user.user),
-            "dashboard.open",
-            object,
-            "ok",
-            "",
-        )
-        .await;
+        audit::ok(&state, &req, &user.user, "dashboard.open", object, "").await;
     }
     let method = req.method().to_string();
     let headers = request_headers(&req);
@@ -411,33 +402,23 @@ async fn respond(
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = HttpResponse::build(status);
-    let mut length = None;
-    let mut encoded = false;
-    for (name, value) in &headers {
-        let lower = name.to_ascii_lowercase();
-        if lower == "content-length" {
-            length = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-        }
-        if drop_response_header(&lower) {
-            continue;
-        }
-        encoded |= lower == "content-encoding";
-        if let (Ok(n), Ok(v)) = (
-            actix_web::http::header::HeaderName::from_bytes(lower.as_bytes()),
-            actix_web::http::header::HeaderValue::from_bytes(value),
-        ) {
-            res.append_header((n, v));
-        }
-    }
-    if !encoded {
+    let named = |want: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(want))
+            .map(|(_, v)| v.as_slice())
+    };
+    let length = named("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if named("content-encoding").is_none() {
         // Bytes pass as they are: ECP's own compression stays out of it.
         res.insert_header(("content-encoding", "identity"));
     }
-    if head_only {
-        return Ok(res.finish());
-    }
+    pass_response_headers(
+        &mut res,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+    );
     let body = futures_util::stream::unfold(stream, |mut s| async move {
         match s.next().await {
             Some(TunnelEvent::Data(d)) => Some((Ok::<_, std::io::Error>(web::Bytes::from(d)), s)),
@@ -445,10 +426,43 @@ async fn respond(
             _ => None,
         }
     });
-    Ok(match length {
+    Ok(streamed(res, length, head_only, body))
+}
+
+/// Copies the response headers that may pass (see `drop_response_header`).
+fn pass_response_headers<'a>(
+    res: &mut actix_web::HttpResponseBuilder,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) {
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if drop_response_header(&lower) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            actix_web::http::header::HeaderName::from_bytes(lower.as_bytes()),
+            actix_web::http::header::HeaderValue::from_bytes(value),
+        ) {
+            res.append_header((n, v));
+        }
+    }
+}
+
+/// The body streamed, sized when the length is known; none for HEAD.
+fn streamed<S>(
+    mut res: actix_web::HttpResponseBuilder,
+    length: Option<u64>,
+    head_only: bool,
+    body: S,
+) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, std::io::Error>> + 'static,
+{
+    match length {
+        _ if head_only => res.finish(),
         Some(n) => res.body(SizedStream::new(n, body.boxed_local())),
         None => res.body(BodyStream::new(body)),
-    })
+    }
 }
 
 /// No session here: forward to the node that holds one (Redis mode).
@@ -503,22 +517,17 @@ async fn forward(
         let status =
             StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut res = HttpResponse::build(status);
-        for (n, v) in resp.headers() {
-            if n.as_str() != "content-length" && !drop_response_header(n.as_str()) {
-                if let Ok(v) = actix_web::http::header::HeaderValue::from_bytes(v.as_bytes()) {
-                    res.append_header((n.as_str(), v));
-                }
-            }
-        }
+        pass_response_headers(
+            &mut res,
+            resp.headers()
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        );
         let length = resp.content_length();
         let stream = resp
             .bytes_stream()
             .map(|r| r.map_err(std::io::Error::other));
-        return Ok(match length {
-            Some(n) if method != "HEAD" => res.body(SizedStream::new(n, stream.boxed_local())),
-            _ if method == "HEAD" => res.finish(),
-            _ => res.body(BodyStream::new(stream)),
-        });
+        return Ok(streamed(res, length, method == "HEAD", stream));
     }
     Err(no_agent())
 }
