@@ -136,6 +136,11 @@ async fn session(
         Ok(h) => h,
         Err(e) => return SessionEnd::Lost(e),
     };
+    // Dashboard downloads may take long: no overall timeout there.
+    let tunnel_http = match tls::http_client(&tls, Duration::from_secs(3600)) {
+        Ok(h) => h,
+        Err(e) => return SessionEnd::Lost(e),
+    };
     let ws_url = format!(
         "{}/api/clusters/agents/emqxee/connect",
         s.url.replacen("http", "ws", 1)
@@ -210,7 +215,17 @@ async fn session(
     let (control, control_rx) = mpsc::channel::<Message>(32);
     let (bulk, bulk_rx) = mpsc::channel::<Frame>(64);
     let writer = tokio::spawn(write_loop(sink, control_rx, bulk_rx));
-    let end = connected(home, s, pid, &settings, http, &control, bulk, &mut stream).await;
+    let end = connected(
+        home,
+        s,
+        pid,
+        &settings,
+        (http, tunnel_http),
+        &control,
+        bulk,
+        &mut stream,
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(2), control.send(Message::Close(None))).await;
     drop(control);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
@@ -267,21 +282,12 @@ async fn connected(
     s: &Settings,
     pid: u32,
     settings: &ecp_protocol::Settings,
-    http: reqwest::Client,
+    (http, tunnel_http): (reqwest::Client, reqwest::Client),
     control: &mpsc::Sender<Message>,
     bulk: mpsc::Sender<Frame>,
     stream: &mut WsStream,
 ) -> SessionEnd {
     let (auth_tx, auth_rx) = watch::channel(None);
-    let tls = match tls::client_config(s.insecure, s.ca_file.as_deref()) {
-        Ok(t) => t,
-        Err(e) => return SessionEnd::Lost(e),
-    };
-    // Dashboard downloads may take long: no overall timeout there.
-    let tunnel_http = match tls::http_client(&tls, Duration::from_secs(3600)) {
-        Ok(h) => h,
-        Err(e) => return SessionEnd::Lost(e),
-    };
     let mut tunnels = Tunnels::new(tunnel_http, &s.dashboard_url, auth_rx, bulk.clone());
     let mut logs = crate::logship::start(home, s, bulk.clone());
     let mut emqx = Emqx::new(
