@@ -128,14 +128,25 @@ impl LoginGuard {
         }
     }
 
+    /// The counters `decide` reads: (pair, address, user).
+    fn check_keys(user: &str, ip: IpAddr) -> [String; 3] {
+        [pair_key(user, ip), addr_key(ip), user_key(user)]
+    }
+
+    fn seen_in(
+        &self,
+        m: &Mutex<HashMap<String, Count>>,
+        keys: &[String; 3],
+        now: Instant,
+    ) -> [Seen; 3] {
+        let map = m.lock().unwrap_or_else(|p| p.into_inner());
+        keys.each_ref().map(|k| self.seen(&map, k, now))
+    }
+
     pub async fn check(&self, user: &str, ip: IpAddr) -> Verdict {
-        let keys = [pair_key(user, ip), addr_key(ip), user_key(user)];
+        let keys = Self::check_keys(user, ip);
         let seen = match &self.counters {
-            Counters::Memory(m) => {
-                let now = Instant::now();
-                let map = m.lock().unwrap_or_else(|p| p.into_inner());
-                keys.map(|k| self.seen(&map, &k, now))
-            }
+            Counters::Memory(m) => self.seen_in(m, &keys, Instant::now()),
             Counters::Redis(conn) => {
                 let mut conn = conn.clone();
                 let script = redis::Script::new(READ);
@@ -164,9 +175,7 @@ impl LoginGuard {
         let Counters::Memory(m) = &self.counters else {
             unreachable!("memory only")
         };
-        let map = m.lock().unwrap_or_else(|p| p.into_inner());
-        let [a, b, c] =
-            [pair_key(user, ip), addr_key(ip), user_key(user)].map(|k| self.seen(&map, &k, now));
+        let [a, b, c] = self.seen_in(m, &Self::check_keys(user, ip), now);
         decide(a, b, c)
     }
 

@@ -261,17 +261,14 @@ async fn every_written_line_is_stored_once_in_order_through_agent_kills_and_an_e
     );
 
     // Filters return exactly the matching lines.
-    let mut flat: Vec<Line> = expected.concat();
-    let pick = |f: &dyn Fn(&Line) -> bool, flat: &Vec<Line>| {
-        let mut v: Vec<Line> = flat.iter().filter(|l| f(l)).cloned().collect();
-        v.sort_by(|a, b| (&a.node, a.time_us, &a.seq).cmp(&(&b.node, b.time_us, &b.seq)));
-        v
-    };
+    let flat: Vec<Line> = expected.concat();
     let sorted = |mut v: Vec<Line>| {
         v.sort_by(|a, b| (&a.node, a.time_us, &a.seq).cmp(&(&b.node, b.time_us, &b.seq)));
         v
     };
-    flat.shrink_to_fit();
+    let pick = |f: &dyn Fn(&Line) -> bool, flat: &Vec<Line>| {
+        sorted(flat.iter().filter(|l| f(l)).cloned().collect())
+    };
     let alarms = sorted(all(&api, &id, "q=ALARM%20raised").await);
     assert_eq!(alarms.len(), 200);
     assert_eq!(
