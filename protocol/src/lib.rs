@@ -12,6 +12,8 @@
 
 pub mod codec;
 mod frame;
+pub mod limits;
+pub mod path;
 pub mod version;
 
 pub use codec::{decode, encode, CodecError, MAX_FRAME_BYTES};
