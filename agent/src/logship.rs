@@ -176,11 +176,14 @@ pub fn parse_line(line: &str) -> (u64, u8, String, String) {
     (time, level, rest.to_string(), String::new())
 }
 
+/// Cut to the protocol's bound for messages and raw lines, so a huge EMQX
+/// line never costs the agent its session.
 fn clip(s: &str) -> String {
-    if s.len() <= MAX_LINE {
+    let max = ecp_protocol::limits::MAX_LOG_MESSAGE_BYTES;
+    if s.len() <= max {
         return s.to_string();
     }
-    let mut end = MAX_LINE;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -352,13 +355,19 @@ fn read_lines(path: &Path, cur: &Cursor) -> Vec<LogLine> {
                 time_us,
                 level,
                 message: clip(&message),
-                fields: clip(&fields),
+                // Cutting JSON would break it: over the bound, the fields
+                // are left to the raw line.
+                fields: if fields.len() <= ecp_protocol::limits::MAX_LOG_FIELDS_BYTES {
+                    fields
+                } else {
+                    String::new()
+                },
                 raw: String::new(),
             };
             bytes += line.message.len() + line.fields.len() + raw_bytes.len() + 64;
-            // `raw` keeps the exact length so offsets stay right.
+            // Offsets come from the bytes read, not from `raw`, which is cut.
             out.push(LogLine {
-                raw: String::from_utf8_lossy(raw_bytes).into_owned(),
+                raw: clip(&String::from_utf8_lossy(raw_bytes)),
                 ..line
             });
             pos += i as u64 + 1;

@@ -136,8 +136,9 @@ async fn session(
         Ok(h) => h,
         Err(e) => return SessionEnd::Lost(e),
     };
-    // Dashboard downloads may take long: no overall timeout there.
-    let tunnel_http = match tls::http_client(&tls, Duration::from_secs(3600)) {
+    // Dashboard downloads may take long: no overall timeout there. EMQX's
+    // redirects go back to the browser (rewritten), never followed here.
+    let tunnel_http = match tls::tunnel_client(&tls) {
         Ok(h) => h,
         Err(e) => return SessionEnd::Lost(e),
     };
@@ -288,7 +289,13 @@ async fn connected(
     stream: &mut WsStream,
 ) -> SessionEnd {
     let (auth_tx, auth_rx) = watch::channel(None);
-    let mut tunnels = Tunnels::new(tunnel_http, &s.dashboard_url, auth_rx, bulk.clone());
+    let mut tunnels = Tunnels::new(
+        tunnel_http,
+        &s.dashboard_url,
+        (&s.dashboard_username, &s.dashboard_password),
+        auth_rx,
+        bulk.clone(),
+    );
     let mut logs = crate::logship::start(home, s, bulk.clone());
     let mut emqx = Emqx::new(
         http,

@@ -101,3 +101,16 @@ pub fn http_client(
         .build()
         .map_err(|e| format!("HTTP client setup failed: {e}"))
 }
+
+/// The dashboard tunnel's client: no overall timeout (downloads may take
+/// long), and redirects are never followed (they go back to the browser).
+pub fn tunnel_client(tls: &Arc<ClientConfig>) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls((**tls).clone())
+        .timeout(std::time::Duration::from_secs(3600))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .pool_max_idle_per_host(2)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("HTTP client setup failed: {e}"))
+}
