@@ -20,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/__sim/logs", web::post().to(ctl_logs_start))
         .route("/__sim/logs", web::get().to(ctl_logs_status))
         .route("/__sim/blob", web::get().to(ctl_blob))
+        .route("/__sim/respond", web::to(ctl_respond))
         .default_service(web::to(dispatch));
 }
 
@@ -147,6 +148,28 @@ async fn ctl_blob(q: web::Query<std::collections::HashMap<String, String>>) -> H
     HttpResponse::Ok()
         .content_type("application/octet-stream")
         .body(actix_web::body::SizedStream::new(total, Box::pin(body)))
+}
+
+/// `ANY /__sim/respond?status=302&h=Location:/x&h=Set-Cookie:a=b`: answers
+/// with that status and those headers, as a misbehaving (or compromised)
+/// EMQX could. Tests use it to check what ECP lets through.
+async fn ctl_respond(req: HttpRequest) -> HttpResponse {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let status = pairs
+        .iter()
+        .find(|(k, _)| k == "status")
+        .and_then(|(_, v)| v.parse::<u16>().ok())
+        .and_then(|v| StatusCode::from_u16(v).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut res = HttpResponse::build(status);
+    for (_, h) in pairs.iter().filter(|(k, _)| k == "h") {
+        if let Some((name, value)) = h.split_once(':') {
+            res.append_header((name.trim(), value.trim()));
+        }
+    }
+    res.body("simulated answer")
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -542,6 +565,15 @@ fn percent_decode(s: &str) -> String {
 
 // ---------------------------------------------------------------- dashboard
 
+/// The dashboard page. Like the real v4.4 Enterprise dashboard
+/// (emqx-dashboard-web, built with `useRelativeResourcePath`): assets and
+/// API are addressed relatively (`./static/…`, `api/v4/…`), so it works
+/// under any path prefix; routes are in the hash (`#/topics`); the login
+/// is checked with `POST api/v4/auth` and kept in `localStorage.user` as
+/// `{username, password}` (sessionStorage without "remember"); every API
+/// call carries Basic auth from it; a topic in a path is one segment with
+/// its `/` as `%2F`. v5 pages log in with `POST api/v5/login` and keep the
+/// token the same way.
 fn dashboard_index(major: u32) -> HttpResponse {
     let api = if major >= 5 { "api/v5" } else { "api/v4" };
     HttpResponse::Ok()
@@ -549,12 +581,58 @@ fn dashboard_index(major: u32) -> HttpResponse {
         .body(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>EMQX Dashboard (sim)</title>\
          <link rel=\"stylesheet\" href=\"./static/app.css\"></head><body data-api=\"{api}\">\
-         <h1>EMQX Dashboard</h1><div id=\"app\">loading…</div><div id=\"route\"></div>\
+         <h1>EMQX Dashboard</h1>\
+         <form id=\"login\" hidden><input id=\"username\" placeholder=\"username\">\
+         <input id=\"password\" type=\"password\" placeholder=\"password\">\
+         <label><input id=\"remember\" type=\"checkbox\" checked> remember</label>\
+         <button id=\"login-button\" type=\"submit\">Login</button><p id=\"login-error\"></p></form>\
+         <div id=\"app\" hidden>loading…</div><div id=\"route\"></div><div id=\"view\"></div>\
          <script src=\"./static/app.js\"></script></body></html>"
     ))
 }
 
-const DASHBOARD_CSS: &str = "body{font-family:sans-serif}#app{color:#333}";
-const DASHBOARD_JS: &str = "const api = document.body.dataset.api;\n\
-fetch(api + '/nodes').then(r => r.ok ? r.json() : Promise.reject(r.status)).then(v => { const d = v.data || v; document.getElementById('app').textContent = 'nodes: ' + d.length; }).catch(e => { document.getElementById('app').textContent = 'error: ' + e; });\n\
-if (api === 'api/v4') fetch(api + '/routes/' + encodeURIComponent('t/1')).then(r => r.ok ? r.json() : Promise.reject(r.status)).then(v => { document.getElementById('route').textContent = 'route: ' + v.data[0].topic; }).catch(e => { document.getElementById('route').textContent = 'route error: ' + e; });";
+const DASHBOARD_CSS: &str = "body{font-family:sans-serif}#app{color:rgb(1, 2, 3)}";
+const DASHBOARD_JS: &str = r#"const api = document.body.dataset.api;
+const v5 = api === 'api/v5';
+const $ = (id) => document.getElementById(id);
+function user() {
+  try { return JSON.parse(localStorage.user || sessionStorage.user || '{}'); } catch (e) { return {}; }
+}
+function auth(u) {
+  return v5 ? { Authorization: 'Bearer ' + (u.token || '') } : { Authorization: 'Basic ' + btoa(u.username + ':' + u.password) };
+}
+function get(path) {
+  return fetch(api + path, { headers: Object.assign({ 'Cache-Control': 'no-cache' }, auth(user())) })
+    .then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
+}
+function showLogin() {
+  $('login').hidden = false;
+  $('app').hidden = true;
+}
+function show() {
+  $('login').hidden = true;
+  $('app').hidden = false;
+  get('/nodes').then((v) => { const d = v.data || v; $('app').textContent = 'nodes: ' + d.length; })
+    .catch((e) => { if (e === 401) { localStorage.removeItem('user'); showLogin(); } else { $('app').textContent = 'error: ' + e; } });
+  if (!v5) {
+    get('/routes/' + encodeURIComponent('t/1'))
+      .then((v) => { $('route').textContent = 'route: ' + v.data[0].topic; })
+      .catch((e) => { $('route').textContent = 'route error: ' + e; });
+  }
+  $('view').textContent = 'view: ' + (location.hash || '#/');
+}
+$('login').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const username = $('username').value, password = $('password').value, remember = $('remember').checked;
+  fetch(api + (v5 ? '/login' : '/auth'), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password }) })
+    .then((r) => r.json().then((b) => [r.status, b]))
+    .then(([status, b]) => {
+      if (status !== 200 || (!v5 && b.code !== 0)) { $('login-error').textContent = b.message || 'login failed'; return; }
+      const u = v5 ? { username, token: b.token, remember } : { username, password, remember };
+      (remember ? localStorage : sessionStorage).setItem('user', JSON.stringify(u));
+      show();
+    });
+});
+window.addEventListener('hashchange', () => { $('view').textContent = 'view: ' + location.hash; });
+if (user().username) show(); else showLogin();
+"#;
