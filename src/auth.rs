@@ -16,10 +16,7 @@ use std::pin::Pin;
 pub const REGISTRATION_PREFIX: &str = "ecpr_";
 pub const AGENT_PREFIX: &str = "ecpa_";
 pub const SESSION_PREFIX: &str = "ecps_";
-pub const TICKET_PREFIX: &str = "ecpt_";
 pub const DASHBOARD_PREFIX: &str = "ecpd_";
-/// The dashboard origin's session cookie (one per cluster path).
-pub const DASHBOARD_COOKIE: &str = "ecp_dash";
 
 /// A new secret (32 random bytes, hex) with its prefix, and its hash.
 pub fn new_secret(prefix: &str) -> (String, TokenHash) {
@@ -55,6 +52,58 @@ pub fn session_token(req: &HttpRequest) -> Option<(String, Via)> {
         .map(|c| c.value().to_string())
         .filter(|v| !v.is_empty() && v.len() <= 256)
         .map(|v| (v, Via::Cookie))
+}
+
+/// How many `ecp_session` cookies a request carries. More than one means
+/// someone set another next to ours — a page on another port of this host
+/// can, since cookies ignore ports — and none of them can be trusted.
+pub fn session_cookie_count(req: &HttpRequest) -> usize {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(name, _)| name.trim() == SESSION_COOKIE)
+        })
+        .count()
+}
+
+/// `Set-Cookie` values that remove an `ecp_session` cookie set for any
+/// path on the way to `path`, host-only or for `host`'s name.
+pub fn clearing_cookies(path: &str, host: &str) -> Vec<String> {
+    let name = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') {
+            h
+        } else {
+            host
+        }
+    });
+    let mut paths = vec!["/".to_string()];
+    let mut at = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()).take(12) {
+        at.push('/');
+        at.push_str(seg);
+        paths.push(at.clone());
+        paths.push(format!("{at}/"));
+    }
+    let mut out = Vec::new();
+    for p in &paths {
+        if p.bytes().any(|b| !(0x21..=0x7e).contains(&b) || b == b';') {
+            continue;
+        }
+        out.push(format!("{SESSION_COOKIE}=; Path={p}; Max-Age=0"));
+        if !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        {
+            out.push(format!(
+                "{SESSION_COOKIE}=; Path={p}; Domain={name}; Max-Age=0"
+            ));
+        }
+    }
+    out
 }
 
 /// The bearer secret of a request, if any.
@@ -164,43 +213,38 @@ pub async fn user_of_session(state: &AppState, hash: &TokenHash) -> Result<AuthU
     Ok(AuthUser { user, access })
 }
 
-/// The dashboard proxy serves EMQX's own pages, which cannot add our CSRF
-/// header: there a browser's `Origin` naming this very host stands in for it
-/// (a foreign page cannot forge `Origin`).
-pub fn same_origin(req: &HttpRequest) -> bool {
-    let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
-    let host = req.headers().get("host").and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (Some(o), Some(h)) => o
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.trim_end_matches('/') == h),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
-mod origin_tests {
-    use super::same_origin;
+mod cookie_tests {
+    use super::{clearing_cookies, session_cookie_count};
     use actix_web::test::TestRequest;
 
     #[test]
-    fn only_an_origin_naming_this_host_counts() {
-        let req = |origin: Option<&str>, host: &str| {
-            let mut r = TestRequest::default().insert_header(("host", host));
-            if let Some(o) = origin {
-                r = r.insert_header(("origin", o));
-            }
-            r.to_http_request()
-        };
-        assert!(same_origin(&req(
-            Some("https://ecp.example:8443"),
-            "ecp.example:8443"
-        )));
-        assert!(!same_origin(&req(
-            Some("https://evil.example"),
-            "ecp.example:8443"
-        )));
-        assert!(!same_origin(&req(Some("null"), "ecp.example")));
-        assert!(!same_origin(&req(None, "ecp.example")));
+    fn a_planted_second_session_cookie_is_seen() {
+        let one = TestRequest::default()
+            .insert_header(("cookie", "ecp_session=a; other=1"))
+            .to_http_request();
+        assert_eq!(session_cookie_count(&one), 1);
+        let two = TestRequest::default()
+            .insert_header(("cookie", "ecp_session=evil; ecp_session=a"))
+            .to_http_request();
+        assert_eq!(session_cookie_count(&two), 2);
+        let none = TestRequest::default()
+            .insert_header(("cookie", "xecp_session=a"))
+            .to_http_request();
+        assert_eq!(session_cookie_count(&none), 0);
+    }
+
+    #[test]
+    fn clearing_covers_every_path_on_the_way() {
+        let c = clearing_cookies("/api/orgs/x", "ecp.example.com:8080");
+        for want in [
+            "ecp_session=; Path=/; Max-Age=0",
+            "ecp_session=; Path=/api; Max-Age=0",
+            "ecp_session=; Path=/api/; Max-Age=0",
+            "ecp_session=; Path=/api/orgs/x; Max-Age=0",
+            "ecp_session=; Path=/api/orgs; Domain=ecp.example.com; Max-Age=0",
+        ] {
+            assert!(c.iter().any(|x| x == want), "{want} in {c:?}");
+        }
     }
 }

@@ -82,9 +82,16 @@ pub struct ServerConfig {
     /// Load balancers whose `X-Forwarded-For` is believed (comma-separated
     /// addresses or CIDR ranges); empty: the peer address is the client.
     pub trusted_proxies: String,
-    /// A second origin (scheme://host[:port]) that serves proxied EMQX
-    /// dashboards, so their pages never run on the console's origin; empty:
-    /// dashboards are served on the console's origin.
+    /// Where EMQX dashboards are served: a listener of their own, so that
+    /// their pages run on an origin other than the console's (same host,
+    /// another port). Empty: no dashboard listener (then dashboards are
+    /// served only on `dashboard_origin`, if set).
+    pub dashboard_listen: String,
+    /// The public origin (scheme://host[:port]) under which browsers reach
+    /// dashboards: a second DNS name for ECP's nodes (served by the main
+    /// listener for that host name only), or the dashboard listener behind a
+    /// load balancer. Empty: the console's scheme and host with the
+    /// dashboard listener's port.
     pub dashboard_origin: String,
 }
 
@@ -152,6 +159,9 @@ pub struct TokenConfig {
     pub registration_max_ttl_secs: u64,
     /// Lifetime of a console/API login.
     pub session_ttl_secs: u64,
+    /// An opened dashboard's capability lapses after this long without use
+    /// (never later than the login it was opened from).
+    pub dashboard_idle_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,6 +184,7 @@ impl Default for ServerConfig {
             drain_batch: 200,
             drain_batch_interval_ms: 100,
             trusted_proxies: String::new(),
+            dashboard_listen: "0.0.0.0:8081".into(),
             dashboard_origin: String::new(),
         }
     }
@@ -210,6 +221,7 @@ impl Default for TokenConfig {
             registration_ttl_secs: 24 * 3600,
             registration_max_ttl_secs: 7 * 24 * 3600,
             session_ttl_secs: 12 * 3600,
+            dashboard_idle_secs: 30 * 60,
         }
     }
 }
@@ -306,6 +318,12 @@ impl Config {
         }
         if let Err(e) = origin_host(&self.server.dashboard_origin) {
             return Err(invalid("server.dashboard_origin", e));
+        }
+        if self.tokens.dashboard_idle_secs < 60 {
+            return Err(invalid(
+                "tokens.dashboard_idle_secs",
+                "must be at least 60 seconds",
+            ));
         }
         if let Err(e) = crate::client_ip::parse_trusted(&self.server.trusted_proxies) {
             return Err(invalid("server.trusted_proxies", e));

@@ -45,9 +45,26 @@ pub struct AppState {
     pub trusted_proxies: Vec<client_ip::Net>,
     /// Flips to true when the node drains: long-lived streams end.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The dashboard listener's port, once bound.
+    pub dashboard_port: std::sync::OnceLock<u16>,
+    /// `server.dashboard_origin`'s `host[:port]` (empty when unset).
+    pub dashboard_host: String,
 }
 
 impl AppState {
+    /// Whether a request is for the dashboard site rather than the console:
+    /// it came in on the dashboard listener, or names the dashboard origin's
+    /// host.
+    pub fn is_site(&self, req: &HttpRequest) -> bool {
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+        is_site_request(
+            req.app_config().local_addr().port(),
+            self.dashboard_port.get().copied(),
+            host,
+            &self.dashboard_host,
+        )
+    }
+
     /// The ECP address agents use: `cluster.agent.url`, else
     /// `server.public_url`, else the address this request came to.
     pub fn agent_url(&self, req: &HttpRequest) -> String {
@@ -66,6 +83,51 @@ impl AppState {
         let info = req.connection_info();
         format!("{}://{}", info.scheme(), info.host())
     }
+}
+
+/// The one decision "dashboard site or console" (see `api::dashboard`).
+pub fn is_site_request(
+    local_port: u16,
+    dashboard_port: Option<u16>,
+    host: Option<&str>,
+    dashboard_host: &str,
+) -> bool {
+    dashboard_port == Some(local_port)
+        || (!dashboard_host.is_empty()
+            && host.is_some_and(|h| h.eq_ignore_ascii_case(dashboard_host)))
+}
+
+/// Keeps the two sites apart on every listener: the dashboard site serves
+/// `/d/…` only, the console never serves `/d/…`.
+async fn split_sites(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let site = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.is_site(req.request()));
+    if site != req.path().starts_with(api::dashboard::SITE_PREFIX) {
+        let res = api::dashboard::site_not_found().await;
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    if !site && auth::session_cookie_count(req.request()) > 1 {
+        // A second session cookie was planted beside ours (cookies ignore
+        // ports): trust neither, and clear them all; the user logs in again.
+        let host = req.connection_info().host().to_string();
+        let mut res = actix_web::ResponseError::error_response(&error::ApiError::new(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "SESSION_COOKIE_CONFLICT",
+            "more than one session cookie was sent; all were cleared, log in again",
+        ));
+        for c in auth::clearing_cookies(req.path(), &host) {
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&c) {
+                res.headers_mut()
+                    .append(actix_web::http::header::SET_COOKIE, v);
+            }
+        }
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +248,8 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     };
     let trusted_proxies = client_ip::parse_trusted(&config.server.trusted_proxies)
         .map_err(|e| StartError::Unsupported(format!("server.trusted_proxies: {e}")))?;
+    let dashboard_host = config::origin_host(&config.server.dashboard_origin)
+        .map_err(|e| StartError::Unsupported(format!("server.dashboard_origin: {e}")))?;
     let registrations = limits::Bucket::new(l.registrations_per_sec, l.registration_burst);
     let upgrades = limits::Bucket::new(l.ws_upgrades_per_sec, l.ws_upgrade_burst);
     Ok(web::Data::new(AppState {
@@ -199,6 +263,8 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         logins,
         trusted_proxies,
         peers,
+        dashboard_port: std::sync::OnceLock::new(),
+        dashboard_host,
     }))
 }
 
@@ -213,6 +279,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         let state = app_state.clone();
         App::new()
             .wrap(actix_web::middleware::Compress::default())
+            .wrap(actix_web::middleware::from_fn(split_sites))
             .configure(move |cfg| api::routes(cfg, state))
     })
     .disable_signals() // SIGTERM drains first; see `drain_on_signal`
@@ -220,15 +287,31 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if workers > 0 {
         server = server.workers(workers);
     }
-    let server = server.bind(&listen).map_err(|source| StartError::Listen {
+    let mut server = server.bind(&listen).map_err(|source| StartError::Listen {
         addr: listen.clone(),
         source,
     })?;
-    for addr in server.addrs() {
+    let console_addrs = server.addrs();
+    let dashboard_listen = state.config.server.dashboard_listen.clone();
+    if !dashboard_listen.is_empty() {
+        server = server
+            .bind(&dashboard_listen)
+            .map_err(|source| StartError::Listen {
+                addr: dashboard_listen.clone(),
+                source,
+            })?;
+        for addr in server.addrs() {
+            if !console_addrs.contains(&addr) {
+                let _ = state.dashboard_port.set(addr.port());
+                println!("ecp dashboards on http://{addr}");
+            }
+        }
+    }
+    for addr in &console_addrs {
         // The one line tests and scripts read to find the port.
         println!("ecp listening on http://{addr}");
     }
-    if let (Some(peers), Some(addr)) = (state.peers.clone(), server.addrs().first().copied()) {
+    if let (Some(peers), Some(addr)) = (state.peers.clone(), console_addrs.first().copied()) {
         let url = peers::own_url(&state.config.node.advertise_url, addr);
         tracing::info!(url = %url, "advertising this node to its peers");
         peers.set_url(url).await;

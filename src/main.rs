@@ -27,6 +27,11 @@ enum Command {
     },
     /// Print the effective configuration (defaults < file < env < flags).
     Config(ServeArgs),
+    /// The secret nodes share to forward dashboard traffic (Redis mode).
+    PeerSecret {
+        #[command(subcommand)]
+        command: PeerSecretCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -48,6 +53,19 @@ struct ServeArgs {
     /// Use the Redis back end at this URL.
     #[arg(long, env = "ECP_REDIS")]
     redis: Option<String>,
+    /// Listen address of the dashboard listener ("" for none).
+    #[arg(long)]
+    dashboard_listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PeerSecretCommand {
+    /// Replace it. Nodes pick the new one up within seconds and keep
+    /// accepting the previous one until the next rotation.
+    Rotate {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +92,9 @@ fn load(args: &ServeArgs) -> Result<Config, ecp::config::ConfigError> {
     }
     if let Some(v) = &args.data_dir {
         c.store.data_dir = v.clone();
+    }
+    if let Some(v) = &args.dashboard_listen {
+        c.server.dashboard_listen = v.clone();
     }
     if let Some(v) = &args.redis {
         c.store.backend = "redis".into();
@@ -121,6 +142,20 @@ fn main() -> ExitCode {
                     ecp::serve(c).await.map_err(|e| e.to_string())
                 })
             }
+        },
+        Command::PeerSecret {
+            command: PeerSecretCommand::Rotate { serve },
+        } => match load(&serve) {
+            Err(e) => Err(e.to_string()),
+            Ok(c) if c.store.backend != "redis" => Err(
+                "the peer secret exists only in Redis mode: give --redis URL (or store.redis_url)"
+                    .into(),
+            ),
+            Ok(c) => actix_web::rt::System::new().block_on(async move {
+                ecp::peers::rotate(&c.store.redis_url).await?;
+                println!("peer secret rotated; nodes pick it up within seconds");
+                Ok(())
+            }),
         },
         Command::User {
             command:

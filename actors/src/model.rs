@@ -193,16 +193,16 @@ pub enum TokenKind {
     },
     /// A logged-in user's access token.
     Session { user_id: String },
-    /// One-time, short-lived: carries a console session to the separate
-    /// dashboard origin for one cluster. `session` is the hex hash of the
-    /// console session it came from.
+    /// No longer issued (an earlier hand-over to the dashboard origin);
+    /// kept so that stored ones still read until they expire (60 s).
     DashboardTicket {
         user_id: String,
         cluster_id: String,
         session: String,
     },
-    /// The dashboard origin's cookie for one cluster; valid while the
-    /// console session it came from is.
+    /// A dashboard capability (`ecpd_…` in the dashboard site's URL) for
+    /// one cluster; valid while the console session it came from is
+    /// (`session`: that session's hash, hex).
     DashboardSession {
         user_id: String,
         cluster_id: String,

@@ -106,6 +106,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 )
                 .route("/{cluster_id}/events", web::get().to(clusters::events))
                 .route("/{cluster_id}/logs", web::get().to(logs::logs))
+                .route(
+                    "/{cluster_id}/dashboard-sessions",
+                    web::post().to(dashboard::open_session),
+                )
                 .route("/{cluster_id}/transfer", web::post().to(clusters::transfer)),
         )
         .route(
@@ -120,26 +124,20 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             "/api/clusters/agents/emqxee/unregister",
             web::post().to(agents::unregister),
         )
-        .route(
-            "/api/emqxee/dashboard-login/{cluster_id}",
-            web::get().to(dashboard::dashboard_login),
-        )
         .service(
             web::resource([
                 "/api/emqxee/dashboard/{cluster_id}",
                 "/api/emqxee/dashboard/{cluster_id}/{tail:.*}",
             ])
             .app_data(web::PayloadConfig::default().limit(dashboard::MAX_BODY))
-            .route(web::route().to(dashboard::proxy)),
+            .route(web::route().to(dashboard::proxy_api)),
         )
         .service(
-            web::resource(format!(
-                "{}/{{agent_id}}/{{tail:.*}}",
-                crate::peers::PEER_PATH
-            ))
-            .app_data(web::PayloadConfig::default().limit(dashboard::MAX_BODY))
-            .route(web::route().to(dashboard::peer_tunnel)),
+            web::resource(crate::peers::PEER_PATH)
+                .app_data(web::PayloadConfig::default().limit(dashboard::MAX_BODY))
+                .route(web::route().to(dashboard::peer_tunnel)),
         )
+        .configure(dashboard::site_routes)
         .route(
             "/dl/emqx/agents/binaries/emqxee-agent-linux-{arch}",
             web::get().to(download::agent_binary),
@@ -155,7 +153,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         account::login, account::logout, account::profile,
         orgs::list_orgs, orgs::list_projects,
         tenancy::create_org, tenancy::create_project, tenancy::create_user, tenancy::org_member, tenancy::project_member,
-        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, dashboard::proxy, logs::logs, logs::project_logs, tenancy::list_users, tenancy::get_user, tenancy::delete_user,
+        tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, dashboard::proxy_api, dashboard::open_session, logs::logs, logs::project_logs, tenancy::list_users, tenancy::get_user, tenancy::delete_user,
         clusters::transfer,
         clusters::list, clusters::create, clusters::get, clusters::edit, clusters::delete,
         clusters::issue_token, clusters::revoke_tokens, clusters::setup_instructions,

@@ -91,6 +91,12 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         "counter",
         m.registration_failures.load(Ordering::Relaxed) as i64,
     );
+    gauge(
+        "ecp_tunnel_requests_total",
+        "Dashboard requests carried by a tunnel stream of a session on this node.",
+        "counter",
+        m.tunnel_requests.load(Ordering::Relaxed) as i64,
+    );
     let clusters = state.deps.store.all_clusters().await?;
     let _ = writeln!(
         out,

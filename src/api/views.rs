@@ -24,6 +24,9 @@ pub struct ReasonView {
 #[serde(rename_all = "camelCase")]
 pub struct DashboardView {
     pub available: bool,
+    /// How it opens: "tunnel" (through ECP: `POST …/dashboard-sessions`
+    /// gives the URL) or "address" (the service address, `url`).
+    pub via: Option<String>,
     pub url: Option<String>,
     /// Why the dashboard cannot be entered, when it cannot.
     pub why: Option<String>,
@@ -111,6 +114,7 @@ impl ClusterView {
 pub fn dashboard(c: &ClusterRecord) -> DashboardView {
     let no = |why: &str| DashboardView {
         available: false,
+        via: None,
         url: None,
         why: Some(why.to_string()),
     };
@@ -126,7 +130,8 @@ pub fn dashboard(c: &ClusterRecord) -> DashboardView {
     });
     let tunnel = || DashboardView {
         available: true,
-        url: Some(format!("{}{}/", crate::api::dashboard::PREFIX, c.id)),
+        via: Some("tunnel".into()),
+        url: None,
         why: None,
     };
     match major {
@@ -149,6 +154,7 @@ pub fn dashboard(c: &ClusterRecord) -> DashboardView {
             } else {
                 DashboardView {
                     available: true,
+                    via: Some("address".into()),
                     url: Some(c.service_address.clone()),
                     why: None,
                 }

@@ -412,17 +412,31 @@ function facts(c) {
 
 function actions(c) {
   const deleting = c.status === "deleting";
-  const dash = c.dashboard.available
-    ? h("a.button", { href: c.dashboard.url, target: "_blank", rel: "noopener noreferrer", "data-action": "dashboard" }, t("enterDashboard"))
-    : h("button", { "data-action": "dashboard-why", title: c.dashboard.why || "", "aria-label": `${t("enterDashboard")}: ${c.dashboard.why || ""}`, onclick: () => openInfo(t("dashboardWhy"), c.dashboard.why || "") }, `${t("enterDashboard")} ?`);
+  const dash = !c.dashboard.available
+    ? null
+    : c.dashboard.via === "address"
+      ? h("a.button", { href: c.dashboard.url, target: "_blank", rel: "noopener noreferrer", "data-action": "dashboard" }, t("enterDashboard"))
+      // Through ECP: a capability for this cluster's dashboard on the
+      // dashboard site (never this origin), opened without an opener.
+      : h("button", { "data-action": "dashboard", onclick: () => enterDashboard(c.id) }, t("enterDashboard"));
+  const why = dash || h("button", { "data-action": "dashboard-why", title: c.dashboard.why || "", "aria-label": `${t("enterDashboard")}: ${c.dashboard.why || ""}`, onclick: () => openInfo(t("dashboardWhy"), c.dashboard.why || "") }, `${t("enterDashboard")} ?`);
   return h("div.actions", {},
     h("button", { "data-action": "register", disabled: deleting, onclick: () => openGuide(c.id) }, t("registerNode")),
-    dash,
+    why,
     h("button", { "data-action": "nodes", onclick: () => openNodes(c.id) }, t("viewNodes")),
     h("button", { "data-action": "edit", disabled: deleting, onclick: () => openEdit(c.id) }, t("edit")),
     h("button", { "data-action": "history", onclick: () => openHistory(c.id) }, t("history")),
     h("button", { "data-action": "logs", onclick: () => showLogs(c.id).catch((ex) => announce(ex.message)) }, t("logs")),
     h("button.danger", { "data-action": "delete", disabled: deleting, onclick: () => openDelete(c.id) }, t("delete")));
+}
+
+async function enterDashboard(id) {
+  try {
+    const s = await api("POST", `${P}/clusters/${encodeURIComponent(id)}/dashboard-sessions`);
+    window.open(s.url, "_blank", "noopener,noreferrer");
+  } catch (ex) {
+    announce(ex.message);
+  }
 }
 
 function card(c) {

@@ -23,6 +23,10 @@ pub async fn index() -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("X-Frame-Options", "DENY"))
+        // A window this page opens (or that opens it) from another origin
+        // gets no handle on it: a dashboard page cannot navigate the console.
+        .insert_header(("Cross-Origin-Opener-Policy", "same-origin"))
+        .insert_header(("Referrer-Policy", "same-origin"))
         // No inline script anywhere: a strict policy is a second fence against XSS.
         .insert_header((
             "Content-Security-Policy",

@@ -35,6 +35,65 @@ fn card(name: &str) -> String {
     format!("[data-cluster-name=\"{name}\"]")
 }
 
+/// Clicks Enter Dashboard on the card, and in the window it opens (on the
+/// dashboard site `site`, never the console's origin) uses the v4 page as
+/// an operator does: EMQX's own login (any credentials: the agent answers
+/// it with its own), the nodes and a `%2F` route through its API, an asset,
+/// a hash route, and a reload that keeps the login (localStorage).
+async fn open_v4_dashboard(b: &Browser, card_css: &str, site: &str) {
+    let before = b.windows().await;
+    b.click(&format!("{card_css} [data-action=dashboard]"))
+        .await;
+    b.switch_to_new_window(&before).await;
+    b.wait_for(
+        "the dashboard window on the dashboard site",
+        "return location.origin === arguments[0] && location.pathname.startsWith('/d/ecpd_') && document.querySelector('#login')",
+        json!([site]),
+    )
+    .await;
+    assert_eq!(
+        b.js("return window.opener === null", json!([])).await,
+        json!(true),
+        "no handle on the console"
+    );
+    b.wait_for(
+        "EMQX's login form",
+        "return !document.querySelector('#login').hidden",
+        json!([]),
+    )
+    .await;
+    b.type_into("#username", "operator").await;
+    b.type_into("#password", "not-the-emqx-password").await;
+    b.click("#login-button").await;
+    let check = "return document.querySelector('#app')?.textContent === 'nodes: 1' && document.querySelector('#route')?.textContent === 'route: t/1' && getComputedStyle(document.querySelector('#app')).color === 'rgb(1, 2, 3)'";
+    b.wait_for(
+        "EMQX's page with its asset and API answers",
+        check,
+        json!([]),
+    )
+    .await;
+    b.js("location.hash = '#/topics'; return true", json!([]))
+        .await;
+    b.wait_for(
+        "a hash route",
+        "return document.querySelector('#view')?.textContent === 'view: #/topics'",
+        json!([]),
+    )
+    .await;
+    b.js("location.reload(); return true", json!([])).await;
+    b.wait_for(
+        "still logged in after a reload (localStorage)",
+        check,
+        json!([]),
+    )
+    .await;
+    let stored = b.js("return localStorage.getItem('user')", json!([])).await;
+    assert!(
+        stored.as_str().is_some_and(|u| u.contains("operator")),
+        "{stored}"
+    );
+}
+
 async fn status_of(b: &Browser, name: &str, status: &str) {
     b.wait_for(
         &format!("{name} shows {status}"),
@@ -464,7 +523,7 @@ async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_t
     let sim = Sim::start("4.4.6", 1, "webdash").await;
     let logs = tempfile::tempdir().expect("tmp");
     let log_dir = logs.path().display().to_string();
-    let (id, _, _agent) = adopted(
+    let (_id, _, _agent) = adopted(
         &api,
         &b_node.base,
         &sim,
@@ -475,33 +534,18 @@ async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_t
 
     let b = Browser::start().await;
     login(&b, &a.base).await;
-    let link = b
-        .wait_for(
-            "Enter Dashboard link",
-            "const a = document.querySelector(arguments[0] + ' a[data-action=dashboard]'); return a && a.getAttribute('href')",
-            json!([card("v4 in the browser")]),
-        )
-        .await;
-    assert_eq!(link, json!(format!("/api/emqxee/dashboard/{id}/")));
-    b.goto(&format!("{}{}", a.base, link.as_str().expect("href")))
-        .await;
-    b.wait_for(
-        "EMQX's page with its API answers",
-        "return document.querySelector('#app')?.textContent === 'nodes: 1' && document.querySelector('#route')?.textContent === 'route: t/1'",
-        json!([]),
-    )
-    .await;
+    let console = b.current_window().await;
+    let v4 = card("v4 in the browser");
+    open_v4_dashboard(&b, &v4, &a.dash).await;
     b.screenshot("09-v4-dashboard-through-ecp").await;
-    // And from node B, which holds the agent's session itself (cookies do
-    // not care about ports, and the session is valid on every node).
-    b.goto(&format!("{}{}", b_node.base, link.as_str().expect("href")))
-        .await;
-    b.wait_for(
-        "the same page from the session's own node",
-        "return document.querySelector('#app')?.textContent === 'nodes: 1' && document.querySelector('#route')?.textContent === 'route: t/1'",
-        json!([]),
-    )
-    .await;
+    b.close_window().await;
+    b.switch_to(&console).await;
+    // And from node B, which holds the agent's session itself (the console
+    // session is valid on every node).
+    b.goto(&b_node.base).await;
+    open_v4_dashboard(&b, &v4, &b_node.dash).await;
+    b.close_window().await;
+    b.switch_to(&console).await;
 
     // Logs: 3,000 lines at 600/s; the page is open while they arrive.
     let r = reqwest::Client::new()
@@ -575,56 +619,253 @@ async fn the_v4_dashboard_opens_through_ecp_from_another_node_and_logs_show_in_t
     .await;
 }
 
-/// With a separate dashboard origin (here `localhost` beside the console's
-/// `127.0.0.1`), Enter Dashboard lands on that origin, EMQX's page works,
-/// and a script on it cannot use the console's session.
-#[tokio::test]
-async fn enter_dashboard_lands_on_the_dashboard_origin_where_the_console_session_does_not_reach() {
+/// A page a managed cluster serves through Enter Dashboard (here a plain
+/// HTTP server behind a registered agent) tries every way into ECP. It
+/// writes down what it got; the test reads that back, then checks from the
+/// outside that nothing happened: no new user, no dashboard of the other
+/// cluster reached, the console still the admin's own.
+async fn a_hostile_dashboard_page_can_do_nothing(second_name: bool) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let dash = format!("http://localhost:{port}");
-    let server = Server::start_on(
-        &format!("127.0.0.1:{port}"),
-        &[
-            ("ECP_AGENT_REPORT_INTERVAL_SECS", "1"),
-            ("ECP_SERVER_DASHBOARD_ORIGIN", &dash),
-        ],
+    let name_origin = format!("http://localhost:{port}");
+    let mut env = vec![("ECP_AGENT_REPORT_INTERVAL_SECS", "1")];
+    if second_name {
+        env.push(("ECP_SERVER_DASHBOARD_ORIGIN", &name_origin));
+        env.push(("ECP_SERVER_DASHBOARD_LISTEN", ""));
+    }
+    let server = Server::start_on(&format!("127.0.0.1:{port}"), &env).await;
+    let site = if second_name {
+        name_origin.clone()
+    } else {
+        server.dash.clone()
+    };
+    let api = server.api().await;
+    // The other cluster, whose dashboard the page must not reach.
+    let victim_sim = Sim::start("4.4.6", 1, "victim").await;
+    let (victim, _, _victim_agent) =
+        adopted(&api, &server.base, &victim_sim, "victim v4", &[]).await;
+    // The hostile cluster: EMQX's API is a simulator, its dashboard a page
+    // of the attacker's.
+    let page = hostile_page(&server.base, P, &victim);
+    let hostile = crate::plain_http::PlainServer::start(move |req| {
+        if req.path.ends_with("/sw.js") {
+            crate::plain_http::Reply {
+                status: 200,
+                headers: vec![("content-type".into(), "text/javascript".into())],
+                body: b"self.addEventListener('fetch', () => {});".to_vec(),
+            }
+        } else {
+            crate::plain_http::Reply::html(page.clone())
+        }
+    })
+    .await;
+    let hostile_sim = Sim::start("4.4.6", 1, "hostile").await;
+    let (_hid, _, _hostile_agent) = adopted_showing(
+        &api,
+        &server.base,
+        &hostile_sim,
+        "hostile",
+        &[],
+        &hostile.url,
     )
     .await;
-    let api = server.api().await;
-    let sim = Sim::start("4.4.6", 1, "weborigin").await;
-    let (_id, _, _agent) = adopted(&api, &server.base, &sim, "isolated", &[]).await;
 
     let b = Browser::start().await;
     login(&b, &server.base).await;
-    let link = b
+    let console = b.current_window().await;
+    let before = b.windows().await;
+    b.click(&format!("{} [data-action=dashboard]", card("hostile")))
+        .await;
+    b.switch_to_new_window(&before).await;
+    b.wait_for(
+        "the hostile page on the dashboard site",
+        "return location.origin === arguments[0] && document.title === 'hostile'",
+        json!([site]),
+    )
+    .await;
+    let findings = b
         .wait_for(
-            "Enter Dashboard link",
-            "const a = document.querySelector(arguments[0] + ' a[data-action=dashboard]'); return a && a.getAttribute('href')",
-            json!([card("isolated")]),
+            "the page's findings",
+            "return window.__done === true && window.__findings",
+            json!([]),
         )
         .await;
-    b.goto(&format!("{}{}", server.base, link.as_str().expect("href")))
+    b.screenshot(if second_name {
+        "12-hostile-page-second-name"
+    } else {
+        "12-hostile-page"
+    })
+    .await;
+    println!("the hostile page found: {findings:#}");
+    let f = |k: &str| {
+        findings[k]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| findings[k].to_string())
+    };
+    let failed = |k: &str| {
+        let v = f(k);
+        assert!(
+            v.starts_with("error") || v.starts_with("unreadable"),
+            "{k} succeeded: {v}"
+        );
+    };
+    // Acting as the user: the dashboard site has no ECP API; the console's
+    // API refuses the page (no CORS, no CSRF header without CORS).
+    assert_eq!(findings["sameOriginApi"], 404, "{findings}");
+    assert_eq!(findings["sameOriginProfile"], 404, "{findings}");
+    failed("consoleApiWithCsrf");
+    assert_eq!(
+        findings["consoleApiNoCors"], "opaque",
+        "sent blind, refused (checked below)"
+    );
+    failed("consoleProfileRead");
+    failed("formPost");
+    // The console's cookie and storage.
+    for secret in ["ecp_session", "ecps_"] {
+        assert!(!f("cookie").contains(secret), "cookie: {}", f("cookie"));
+    }
+    assert!(!f("storage").contains("ecp."), "storage: {}", f("storage"));
+    failed("consoleFrame");
+    // No handle on the console window; no navigating it.
+    assert_eq!(findings["opener"], "null");
+    failed("navigateConsole");
+    // Another cluster's dashboard.
+    failed("victimViaConsole");
+    assert_eq!(findings["victimViaSite"], 404);
+    failed("victimFrame");
+    failed("mintForVictim");
+    assert_eq!(findings["mintForVictimNoCors"], "opaque");
+    // No service worker over the dashboard origin.
+    failed("serviceWorker");
+    for (k, v) in findings.as_object().expect("object") {
+        assert_ne!(v, "timeout", "{k} did not finish");
+    }
+    // From the outside: nothing happened.
+    let (_, users) = api.get("/api/users").await;
+    let names: Vec<&str> = users["data"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("pwn")),
+        "a user was created: {names:?}"
+    );
+    let (_, audit) = api.get("/api/audit/operations?action=dashboard").await;
+    assert_eq!(
+        audit["total"], 1,
+        "one dashboard opened (the hostile one, by the admin): {audit}"
+    );
+    let hits: serde_json::Value = reqwest::get(format!("{}/__sim/state", victim_sim.url))
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        hits["hits"].get("/").is_none(),
+        "the victim's dashboard was reached: {hits}"
+    );
+    assert!(
+        !hostile.seen().iter().any(|r| r.path.ends_with("sw.js")),
+        "the service worker script was fetched"
+    );
+
+    // The page planted a second session cookie for ECP's host (cookies
+    // ignore ports): the console trusts neither and asks for a new login;
+    // under another host name the planted cookie does not even reach it.
+    b.close_window().await;
+    b.switch_to(&console).await;
+    b.js("location.reload(); return true", json!([])).await;
+    if second_name {
+        b.find("#add-cluster").await;
+    } else {
+        b.find("#username").await;
+        b.type_into("#username", "admin").await;
+        b.type_into("#password", ADMIN_PASSWORD).await;
+        b.click("#login-submit").await;
+        b.find("#add-cluster").await;
+    }
+    let me = b
+        .wait_for(
+            "the console is the admin's own",
+            "window.__me = window.__me || fetch('/api/account/profile').then(r => r.json()).then(v => { window.__me = v; }); return window.__me && window.__me.username",
+            json!([]),
+        )
         .await;
-    b.wait_for(
-        "EMQX's page on the dashboard origin",
-        "return location.host === arguments[0] && document.querySelector('#app')?.textContent === 'nodes: 1' && document.querySelector('#route')?.textContent === 'route: t/1'",
-        json!([format!("localhost:{port}")]),
+    assert_eq!(me, "admin");
+
+    // The real (simulated) v4 dashboard still works, in the same run.
+    open_v4_dashboard(&b, &card("victim v4"), &site).await;
+    let hits: serde_json::Value = reqwest::get(format!("{}/__sim/state", victim_sim.url))
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("json");
+    assert!(hits["hits"]["/"].as_u64() >= Some(1), "{hits}");
+}
+
+#[tokio::test]
+async fn a_hostile_dashboard_page_can_do_nothing_on_the_dashboard_listener() {
+    a_hostile_dashboard_page_can_do_nothing(false).await;
+}
+
+#[tokio::test]
+async fn a_hostile_dashboard_page_can_do_nothing_under_a_second_host_name() {
+    a_hostile_dashboard_page_can_do_nothing(true).await;
+}
+
+/// The attacker's page: tries everything, writes down what it got.
+fn hostile_page(console: &str, p: &str, victim: &str) -> String {
+    let script = r#"
+const F = {}; window.__findings = F; window.__done = false;
+const pwn = JSON.stringify({username: "pwn", password: "Pwn-pass-12345", systemAdmin: true});
+const within = (p, ms) => Promise.race([p, new Promise((r) => setTimeout(() => r("timeout"), ms || 4000))]);
+async function attempt(name, fn) {
+  try { F[name] = await within(Promise.resolve().then(fn)); } catch (e) { F[name] = "error: " + ((e && e.name) || e); }
+}
+function frame(src) {
+  return new Promise((resolve) => { const f = document.createElement("iframe"); f.onload = () => resolve(f); f.src = src; document.body.append(f); });
+}
+function read(f) { try { return "read: " + f.contentDocument.body.textContent; } catch (e) { return "unreadable: " + e.name; } }
+(async () => {
+  await attempt("sameOriginApi", async () => (await fetch("/api/users", {method: "POST", headers: {"X-ECP-CSRF": "1", "Content-Type": "application/json"}, body: pwn})).status);
+  await attempt("sameOriginProfile", async () => (await fetch("/api/account/profile")).status);
+  await attempt("consoleApiWithCsrf", async () => (await fetch(CONSOLE + "/api/users", {method: "POST", credentials: "include", headers: {"X-ECP-CSRF": "1", "Content-Type": "application/json"}, body: pwn})).status);
+  await attempt("consoleApiNoCors", async () => (await fetch(CONSOLE + "/api/users", {method: "POST", mode: "no-cors", credentials: "include", headers: {"Content-Type": "text/plain"}, body: pwn})).type);
+  await attempt("consoleProfileRead", async () => (await fetch(CONSOLE + "/api/account/profile", {credentials: "include"})).status);
+  await attempt("formPost", async () => {
+    const form = document.createElement("form");
+    form.method = "POST"; form.action = CONSOLE + "/api/users"; form.enctype = "text/plain"; form.target = "sink";
+    const i = document.createElement("input"); i.name = pwn.slice(0, -1) + ',"x":"'; i.value = '"}';
+    form.append(i); document.body.append(form);
+    const loaded = new Promise((r) => { document.getElementById("sink").onload = r; });
+    form.submit(); await loaded;
+    return read(document.getElementById("sink"));
+  });
+  await attempt("cookie", () => document.cookie);
+  await attempt("storage", () => JSON.stringify({local: Object.keys(localStorage), session: Object.keys(sessionStorage)}));
+  await attempt("consoleFrame", async () => read(await frame(CONSOLE + "/")));
+  await attempt("opener", () => String(window.opener));
+  await attempt("navigateConsole", () => { window.opener.location = CONSOLE + "/api/account/logout"; return "navigated"; });
+  await attempt("victimViaConsole", async () => (await fetch(CONSOLE + "/api/emqxee/dashboard/" + VICTIM + "/", {credentials: "include"})).status);
+  await attempt("victimViaSite", async () => (await fetch("/api/emqxee/dashboard/" + VICTIM + "/")).status);
+  await attempt("victimFrame", async () => read(await frame(CONSOLE + "/api/emqxee/dashboard/" + VICTIM + "/")));
+  await attempt("mintForVictim", async () => (await fetch(CONSOLE + P + "/clusters/" + VICTIM + "/dashboard-sessions", {method: "POST", credentials: "include", headers: {"X-ECP-CSRF": "1"}})).status);
+  await attempt("mintForVictimNoCors", async () => (await fetch(CONSOLE + P + "/clusters/" + VICTIM + "/dashboard-sessions", {method: "POST", mode: "no-cors", credentials: "include"})).type);
+  await attempt("serviceWorker", async () => { await navigator.serviceWorker.register("sw.js"); return "registered"; });
+  await attempt("cookieToss", () => { document.cookie = "ecp_session=planted-by-the-page; path=/api"; return document.cookie; });
+  window.__done = true;
+})();
+"#;
+    format!(
+        "<!doctype html><html><head><title>hostile</title></head><body><h1>EMQX Dashboard</h1>\
+         <iframe id=\"sink\" name=\"sink\"></iframe><script>const CONSOLE = {console:?}; const P = {p:?}; const VICTIM = {victim:?};{script}</script></body></html>"
     )
-    .await;
-    // A script there has no console session: ECP's API says 401.
-    b.js(
-        "window.__probe = null; fetch('/api/account/profile').then(r => { window.__probe = r.status; }); return true",
-        json!([]),
-    )
-    .await;
-    b.wait_for(
-        "the console's API refuses the dashboard page",
-        "return window.__probe === 401",
-        json!([]),
-    )
-    .await;
 }

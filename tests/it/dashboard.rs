@@ -19,14 +19,12 @@ async fn ecp(extra: &[(&str, &str)]) -> Server {
     Server::start_with(&env).await
 }
 
-/// A v4 cluster adopted through `agent_base`, its dashboard available.
+/// A v4 cluster adopted through `agent_base`, its dashboard available
+/// through ECP.
 async fn v4_cluster(api: &Api, agent_base: &str, sim: &Sim) -> (String, Agent) {
     let (id, c, agent) = adopted(api, agent_base, sim, "v4 fleet", &[]).await;
     assert_eq!(c["dashboard"]["available"], true, "{c}");
-    assert_eq!(
-        c["dashboard"]["url"],
-        format!("/api/emqxee/dashboard/{id}/")
-    );
+    assert_eq!(c["dashboard"]["via"], "tunnel", "{c}");
     (id, agent)
 }
 
@@ -35,40 +33,67 @@ async fn get(http: &reqwest::Client, url: &str, token: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
 
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Enter Dashboard (PRODUCT §7): a capability URL on the dashboard site —
+/// the dashboard listener, another origin than the console's — where
+/// EMQX's page, assets and API (with `%2F`) work with no ECP cookie at all,
+/// with EMQX's headers filtered, and nothing else is served.
 #[tokio::test]
-async fn the_v4_dashboard_answers_through_the_tunnel_with_the_agents_credentials() {
+async fn the_v4_dashboard_opens_on_its_own_site_under_a_capability() {
     let server = ecp(&[]).await;
     let api = server.api().await;
     let sim = Sim::start("4.4.6", 1, "dash4").await;
     let (id, _agent) = v4_cluster(&api, &server.base, &sim).await;
-    let base = format!("{}/api/emqxee/dashboard/{id}", server.base);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let url = api.open_dashboard(&id).await;
+    assert!(
+        url.starts_with(&format!("{}/d/ecpd_", server.dash)) && url.ends_with('/'),
+        "{url} on the dashboard listener {}",
+        server.dash
+    );
+    assert_ne!(
+        server.dash, server.base,
+        "another origin than the console's"
+    );
+    let cap_path = url.trim_start_matches(&server.dash).to_string();
+    let http = no_redirects();
 
     // Without the trailing slash: redirected (relative assets need it).
     let r = http
-        .get(&base)
-        .bearer_auth(&api.token)
+        .get(url.trim_end_matches('/'))
         .send()
         .await
         .expect("send");
     assert_eq!(r.status(), 308);
-    assert_eq!(
-        r.headers()["location"],
-        format!("/api/emqxee/dashboard/{id}/")
-    );
-    // Index, an asset, an API call. EMQX itself refuses the API call without
-    // credentials: the agent's are injected, the caller's ECP token is not passed.
-    let (s, html) = get(&http, &format!("{base}/"), &api.token).await;
-    assert_eq!(s, 200);
+    assert_eq!(r.headers()["location"], cap_path.as_str());
+    // Index, an asset, API calls: no ECP credential travels (the capability
+    // is the path), and EMQX gets the agent's credentials.
+    let r = http.get(&url).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cross-origin-opener-policy"], "same-origin");
+    assert!(h
+        .get_all("content-security-policy")
+        .iter()
+        .any(|v| v == "frame-ancestors 'self'"));
+    let html = r.text().await.expect("html");
     assert!(
         html.contains("EMQX Dashboard (sim)") && html.contains("./static/app.js"),
         "{html}"
     );
-    let (s, js) = get(&http, &format!("{base}/static/app.js"), &api.token).await;
-    assert!(s == 200 && js.contains("fetch("), "{s} {js}");
+    let js = http
+        .get(format!("{url}static/app.js"))
+        .send()
+        .await
+        .expect("js");
+    assert_eq!(js.status(), 200);
+    assert!(js.text().await.expect("js").contains("localStorage"));
     assert_eq!(
         reqwest::get(format!("{}/api/v4/nodes", sim.url))
             .await
@@ -77,23 +102,187 @@ async fn the_v4_dashboard_answers_through_the_tunnel_with_the_agents_credentials
         401,
         "the simulator wants credentials"
     );
-    let (s, nodes) = get(&http, &format!("{base}/api/v4/nodes"), &api.token).await;
-    assert_eq!(s, 200, "{nodes}");
-    let nodes: Value = serde_json::from_str(&nodes).expect("json");
-    assert_eq!(nodes["data"].as_array().map(Vec::len), Some(1));
+    let nodes: Value = http
+        .get(format!("{url}api/v4/nodes"))
+        .send()
+        .await
+        .expect("nodes")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(nodes["data"].as_array().map(Vec::len), Some(1), "{nodes}");
     // A topic with '/' travels as %2F in one path segment, untouched.
-    let (s, route) = get(
-        &http,
-        &format!("{base}/api/v4/routes/t%2F1?x=%2F"),
-        &api.token,
+    let r = http
+        .get(format!("{url}api/v4/routes/t%2F1?x=%2F"))
+        .send()
+        .await
+        .expect("route");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("route").contains("\"topic\":\"t/1\""));
+    // What EMQX would see with a decoding proxy: two segments, 404.
+    let r = http
+        .get(format!("{url}api/v4/routes/t/1"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+    // EMQX's own login is answered with the agent's credentials: the
+    // browser never needs (or learns) the EMQX password.
+    let login: Value = http
+        .post(format!("{url}api/v4/auth"))
+        .json(&json!({"username": "anyone", "password": "not-the-emqx-password"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(login["code"], 0, "{login}");
+
+    // The two sites stay apart: no dashboard on the console's port, nothing
+    // but dashboards on the dashboard's port (not even with the cookie).
+    let (s, _) = raw_request(&server.base, "GET", &cap_path, &[]).await;
+    assert_eq!(s, 404, "a capability is no use on the console's origin");
+    let cookie = format!("ecp_session={}", api.token);
+    let (s, _) = raw_request(
+        &server.dash,
+        "GET",
+        "/api/account/profile",
+        &[("cookie", &cookie)],
     )
     .await;
-    assert_eq!(s, 200, "{route}");
-    assert!(route.contains("\"topic\":\"t/1\""), "{route}");
-    // What EMQX would see with a decoding proxy: two segments, 404.
-    let (s, _) = get(&http, &format!("{base}/api/v4/routes/t/1"), &api.token).await;
+    assert_eq!(s, 404, "the dashboard site has no ECP API");
+    let (s, _) = raw_request(&server.dash, "GET", "/", &[("cookie", &cookie)]).await;
+    assert_eq!(s, 404, "nor a console");
+    // A guessed or altered capability opens nothing.
+    let forged = format!("/d/ecpd_{}/", "0".repeat(64));
+    let (s, _) = raw_request(&server.dash, "GET", &forged, &[]).await;
+    assert_eq!(s, 401);
+    let (s, _) = raw_request(&server.dash, "GET", "/d/ecpd_x/", &[]).await;
     assert_eq!(s, 404);
-    // Without an ECP login: 401; opening the dashboard is audited.
+    // Dot segments, in any spelling, are refused before anything routes.
+    for bad in [
+        "%2e%2e/%2e%2e/api/account/profile",
+        "..%2f..%2fapi",
+        "a/../../x",
+        ".%2E/x",
+    ] {
+        let (s, body) = raw_request(&server.dash, "GET", &format!("{cap_path}{bad}"), &[]).await;
+        assert_eq!(s, 400, "{bad}: {body}");
+        assert!(body.contains("BAD_PATH"), "{body}");
+    }
+    // No service worker may watch the dashboard origin.
+    let (s, _) = raw_request(
+        &server.dash,
+        "GET",
+        &format!("{cap_path}static/app.js"),
+        &[("service-worker", "script")],
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // EMQX's headers that would act beyond its dashboard are dropped.
+    let hostile = [
+        "Set-Cookie:ecp_session=planted; Path=/",
+        "Strict-Transport-Security:max-age=31536000",
+        "Clear-Site-Data:\"cookies\"",
+        "Service-Worker-Allowed:/",
+        "Refresh:0; url=http://evil.example/",
+        "Access-Control-Allow-Origin:*",
+        "Access-Control-Allow-Credentials:true",
+        "Alt-Svc:h2=\"evil.example:443\"",
+        "Referrer-Policy:unsafe-url",
+        "X-Custom:kept",
+    ];
+    let q: String = hostile
+        .iter()
+        .map(|h| format!("h={}&", urlencode(h)))
+        .collect();
+    let r = http
+        .get(format!("{url}__sim/respond?{q}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    for dropped in [
+        "set-cookie",
+        "strict-transport-security",
+        "clear-site-data",
+        "service-worker-allowed",
+        "refresh",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "alt-svc",
+    ] {
+        assert!(h.get(dropped).is_none(), "{dropped} passed: {h:?}");
+    }
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["x-custom"], "kept");
+    // Redirects stay inside this dashboard; anything else is refused.
+    let redirect = |to: &str| {
+        format!(
+            "{url}__sim/respond?status=302&h={}",
+            urlencode(&format!("Location:{to}"))
+        )
+    };
+    let r = http
+        .get(redirect("/api/v4/nodes"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], format!("{cap_path}api/v4/nodes"));
+    let r = http
+        .get(redirect(&format!("{}/x", sim.url)))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.headers()["location"],
+        format!("{cap_path}x"),
+        "EMQX's own address becomes a path"
+    );
+    for outside in [
+        "http://evil.example/",
+        "//evil.example/",
+        "/../../api/account/logout",
+        "javascript:alert(1)",
+    ] {
+        let r = http.get(redirect(outside)).send().await.expect("send");
+        assert_eq!(r.status(), 502, "{outside}");
+        assert!(r.headers().get("location").is_none());
+    }
+
+    // Opening the dashboard is audited.
+    let (_, audit) = api.get("/api/audit/operations?action=dashboard").await;
+    assert_eq!(audit["data"][0]["action"], "dashboard.open", "{audit}");
+    assert_eq!(audit["data"][0]["objectId"], id.as_str());
+
+    // API clients keep the ECP-compatible path with their Bearer token; its
+    // answers are sandboxed, and the console's cookie opens nothing there.
+    let base = format!("{}/api/emqxee/dashboard/{id}", server.base);
+    let r = http
+        .get(format!("{base}/api/v4/nodes"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .headers()
+        .get_all("content-security-policy")
+        .iter()
+        .any(|v| v.to_str().unwrap_or("").starts_with("sandbox")));
+    let r = http
+        .get(format!("{base}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["code"], "DASHBOARD_SITE");
     assert_eq!(
         http.get(format!("{base}/"))
             .send()
@@ -102,9 +291,34 @@ async fn the_v4_dashboard_answers_through_the_tunnel_with_the_agents_credentials
             .status(),
         401
     );
-    let (_, audit) = api.get("/api/audit/operations?action=dashboard").await;
-    assert_eq!(audit["data"][0]["action"], "dashboard.open", "{audit}");
-    assert_eq!(audit["data"][0]["objectId"], id.as_str());
+    let (s, body) = raw_request(
+        &server.base,
+        "GET",
+        &format!("/api/emqxee/dashboard/{id}/%2e%2e/x"),
+        &[("authorization", &format!("Bearer {}", api.token))],
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+
+    // Logging out ends the dashboard too.
+    assert_eq!(api.post("/api/account/logout", json!({})).await.0, 204);
+    let r = http
+        .get(format!("{url}api/v4/nodes"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -281,28 +495,73 @@ async fn a_50_mb_download_streams_while_reports_keep_flowing_and_roles_are_enfor
 async fn in_redis_mode_a_node_without_the_session_forwards_to_the_node_with_it() {
     let redis = crate::redis_server::RedisServer::start().await;
     let url = redis.url();
-    let a = ecp(&[("ECP_REDIS", &url), ("ECP_NODE_ID", "node-a")]).await;
-    let b = ecp(&[("ECP_REDIS", &url), ("ECP_NODE_ID", "node-b")]).await;
-    let on_a = a.api().await;
-    let sim = Sim::start("4.4.6", 1, "dashfwd").await;
-    // The agent's session lives on node B; the caller talks to node A.
-    let (id, _agent) = v4_cluster(&on_a, &b.base, &sim).await;
-    let base = format!("{}/api/emqxee/dashboard/{id}", a.base);
-    let http = reqwest::Client::new();
-    let (s, html) = get(&http, &format!("{base}/"), &on_a.token).await;
-    assert_eq!(s, 200, "{html}");
-    assert!(html.contains("EMQX Dashboard (sim)"));
-    let (s, route) = get(
-        &http,
-        &format!("{base}/api/v4/routes/a%2Fb%2Fc"),
-        &on_a.token,
+    // Behind the shipped nginx, the dashboard site has a port of its own.
+    let dash_port = crate::nginx::dashboard_port();
+    let origin = format!("http://127.0.0.1:{dash_port}");
+    let env = |n| {
+        [
+            ("ECP_REDIS", url.clone()),
+            ("ECP_NODE_ID", String::from(n)),
+            ("ECP_SERVER_DASHBOARD_ORIGIN", origin.clone()),
+        ]
+    };
+    let (ea, eb) = (env("node-a"), env("node-b"));
+    let a = ecp(&ea.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    let b = ecp(&eb.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    let strip = |s: &str| s.trim_start_matches("http://").to_string();
+    let nginx = crate::nginx::Nginx::start_with(
+        &[strip(&a.base), strip(&b.base)],
+        &[strip(&a.dash), strip(&b.dash)],
+        dash_port,
     )
     .await;
-    assert_eq!(s, 200, "{route}");
+    let on_a = a.api().await;
+    let sim = Sim::start("4.4.6", 1, "dashfwd").await;
+    let (id, _agent) = v4_cluster(&on_a, &b.base, &sim).await;
+    // Through nginx, as a browser: Enter Dashboard on the console's side,
+    // the page on the dashboard site's port.
+    let via = Api::login(&nginx.base, "admin", ADMIN_PASSWORD).await;
+    let url = via.open_dashboard(&id).await;
+    assert!(url.starts_with(&format!("{}/d/ecpd_", nginx.dash)), "{url}");
+    let http = reqwest::Client::new();
+    for _ in 0..4 {
+        let r = http
+            .get(format!("{url}api/v4/nodes"))
+            .send()
+            .await
+            .expect("via nginx");
+        assert_eq!(r.status(), 200, "either node answers");
+    }
+    let r = http
+        .get(format!("{}/api/account/profile", nginx.dash))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        404,
+        "nginx's dashboard site serves dashboards only"
+    );
+    // Node A's own dashboard listener, while the agent's session lives on
+    // node B: node A forwards.
+    let url = url.replace(&nginx.dash, &a.dash);
+    let r = http.get(&url).send().await.expect("index");
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .expect("html")
+        .contains("EMQX Dashboard (sim)"));
+    let r = http
+        .get(format!("{url}api/v4/routes/a%2Fb%2Fc"))
+        .send()
+        .await
+        .expect("route");
+    assert_eq!(r.status(), 200);
+    let route = r.text().await.expect("route");
     assert!(route.contains("\"topic\":\"a/b/c\""), "{route}");
     let r = http
-        .get(format!("{base}/__sim/blob?bytes=3000000"))
-        .bearer_auth(&on_a.token)
+        .get(format!("{url}__sim/blob?bytes=3000000"))
         .send()
         .await
         .expect("send");
@@ -313,10 +572,22 @@ async fn in_redis_mode_a_node_without_the_session_forwards_to_the_node_with_it()
         .iter()
         .enumerate()
         .all(|(i, b)| *b == ((i as u64 * 7 + 3) % 251) as u8));
+    // The same through the API path on node A (Bearer).
+    let (s, html) = get(
+        &http,
+        &format!("{}/api/emqxee/dashboard/{id}/", a.base),
+        &on_a.token,
+    )
+    .await;
+    assert_eq!(s, 200, "{html}");
     // The internal route is closed to anyone without the peer secret.
+    let agents = on_a.get(&format!("{P}/clusters/{id}/agents")).await.1;
+    let agent_id = agents[0]["agentId"].as_str().expect("agent").to_string();
     let r = http
-        .get(format!("{}/internal/peer/tunnel/x/", b.base))
+        .get(format!("{}/internal/peer/tunnel", b.base))
         .header("x-ecp-peer", "guess")
+        .header("x-ecp-peer-agent", &agent_id)
+        .header("x-ecp-peer-path", "/api/v4/nodes")
         .send()
         .await
         .expect("send");
@@ -333,24 +604,30 @@ async fn a_v5_cluster_without_a_service_address_opens_through_the_tunnel() {
     let api = server.api().await;
     let sim = Sim::start("5.6.0", 2, "dash5").await;
     let (id, c, _agent) = adopted(&api, &server.base, &sim, "v5 no address", &[]).await;
-    assert_eq!(
-        c["dashboard"]["url"],
-        format!("/api/emqxee/dashboard/{id}/"),
-        "{c}"
-    );
+    assert_eq!(c["dashboard"]["via"], "tunnel", "{c}");
+    let url = api.open_dashboard(&id).await;
+    // The v5 dashboard sends its own `Authorization: Bearer <EMQX token>`;
+    // ECP drops it and the agent's own v5 login token reaches EMQX.
     let r = reqwest::Client::new()
-        .get(format!(
-            "{}/api/emqxee/dashboard/{id}/api/v5/nodes",
-            server.base
-        ))
+        .get(format!("{url}api/v5/nodes"))
         .header("authorization", "Bearer emqx-dashboard-jwt-of-the-browser")
-        .header("cookie", format!("ecp_session={}", api.token))
         .send()
         .await
         .expect("send");
     assert_eq!(r.status(), 200);
     let nodes: Value = r.json().await.expect("json");
     assert_eq!(nodes.as_array().map(Vec::len), Some(2), "{nodes}");
+    // v5's login answers with a token for the agent's credentials.
+    let login: Value = reqwest::Client::new()
+        .post(format!("{url}api/v5/login"))
+        .json(&json!({"username": "someone", "password": "whatever"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    assert!(login["token"].is_string(), "{login}");
     // With a service address set, the button opens that address instead.
     let (s, v) = api
         .call(
@@ -360,6 +637,7 @@ async fn a_v5_cluster_without_a_service_address_opens_through_the_tunnel() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["dashboard"]["via"], "address");
     assert_eq!(v["dashboard"]["url"], "https://emqx.example.com:18083");
 }
 
@@ -371,12 +649,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// With `server.dashboard_origin`, EMQX's pages never run on the console's
-/// origin: Enter Dashboard hands over a one-time ticket, the dashboard
-/// origin trades it for its own per-cluster cookie, and that cookie lives
-/// only as long as the console session.
+/// With `server.dashboard_origin` naming a second host for the same node
+/// (here `localhost` beside the console's `127.0.0.1`, and no dashboard
+/// listener), the main listener serves dashboards for that host only, and
+/// nothing else there.
 #[tokio::test]
-async fn a_separate_dashboard_origin_gets_its_own_session_that_ends_with_the_console_one() {
+async fn a_second_host_name_serves_dashboards_and_nothing_else() {
     let port = free_port();
     let dash = format!("http://localhost:{port}");
     let server = Server::start_on(
@@ -384,93 +662,43 @@ async fn a_separate_dashboard_origin_gets_its_own_session_that_ends_with_the_con
         &[
             ("ECP_AGENT_REPORT_INTERVAL_SECS", "1"),
             ("ECP_SERVER_DASHBOARD_ORIGIN", &dash),
+            ("ECP_SERVER_DASHBOARD_LISTEN", ""),
         ],
     )
     .await;
+    assert!(server.dash.is_empty(), "no dashboard listener");
     let api = server.api().await;
     let sim = Sim::start("4.4.6", 1, "dashorigin").await;
     let (id, _agent) = v4_cluster(&api, &server.base, &sim).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let console_cookie = format!("ecp_session={}", api.token);
-
-    // On the console's origin the cookie opens nothing but a hand-over.
-    let r = http
-        .get(format!("{}/api/emqxee/dashboard/{id}/", server.base))
-        .header("cookie", &console_cookie)
+    let url = api.open_dashboard(&id).await;
+    assert!(url.starts_with(&format!("{dash}/d/ecpd_")), "{url}");
+    let cap_path = url.trim_start_matches(&dash).to_string();
+    let http = no_redirects();
+    let nodes = http
+        .get(format!("{url}api/v4/nodes"))
         .send()
         .await
         .expect("send");
-    assert_eq!(r.status(), 303);
-    let to = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_string();
-    assert!(
-        to.starts_with(&format!(
-            "{dash}/api/emqxee/dashboard-login/{id}?ticket=ecpt_"
-        )),
-        "{to}"
-    );
-    let r = http
-        .post(format!(
-            "{}/api/emqxee/dashboard/{id}/api/v4/x",
-            server.base
-        ))
-        .header("cookie", &console_cookie)
-        .header("x-ecp-csrf", "1")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 403, "no EMQX page runs on the console's origin");
-    // The ticket is spent once.
-    let r = http.get(&to).send().await.expect("send");
-    assert_eq!(r.status(), 303);
-    assert_eq!(
-        r.headers()["location"],
-        format!("/api/emqxee/dashboard/{id}/")
-    );
-    let set = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .to_string();
-    assert!(
-        set.contains("HttpOnly") && set.contains(&format!("Path=/api/emqxee/dashboard/{id}/")),
-        "{set}"
-    );
-    let dash_cookie = set.split(';').next().expect("pair").to_string();
-    assert_eq!(
-        http.get(&to).send().await.expect("send").status(),
-        401,
-        "ticket reused"
-    );
-    // The dashboard origin works with its own cookie, and only with it.
-    let nodes = format!("{dash}/api/emqxee/dashboard/{id}/api/v4/nodes");
-    let r = http
-        .get(&nodes)
-        .header("cookie", &dash_cookie)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 200);
-    let r = http
-        .get(&nodes)
-        .header("cookie", &console_cookie)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(
-        r.status(),
-        401,
-        "the console's cookie is not a dashboard session"
-    );
-    // Logging out of the console ends the dashboard session too.
+    assert_eq!(nodes.status(), 200);
+    // The same capability under the console's host name: nothing.
+    let (s, _) = raw_request(&server.base, "GET", &format!("{cap_path}api/v4/nodes"), &[]).await;
+    assert_eq!(s, 404);
+    // Under the dashboard host name: no API, no console, even with the
+    // console's cookie (whose host it is not, but a browser could be told).
+    let cookie = format!("ecp_session={}", api.token);
+    for path in ["/api/account/profile", "/", "/api/users"] {
+        let r = http
+            .get(format!("{dash}{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // Logging out of the console ends the dashboard too.
     assert_eq!(api.post("/api/account/logout", json!({})).await.0, 204);
     let r = http
-        .get(&nodes)
-        .header("cookie", &dash_cookie)
+        .get(format!("{url}api/v4/nodes"))
         .send()
         .await
         .expect("send");

@@ -18,6 +18,8 @@ pub struct Server {
     child: Option<Child>,
     listen: String,
     pub base: String,
+    /// The dashboard listener (`http://127.0.0.1:PORT`), empty when off.
+    pub dash: String,
     pub data: tempfile::TempDir,
     pub log: PathBuf,
     env: Vec<(String, String)>,
@@ -44,6 +46,7 @@ impl Server {
             child: None,
             listen: listen.into(),
             base: String::new(),
+            dash: String::new(),
             data,
             log,
             env,
@@ -70,6 +73,7 @@ impl Server {
             .env("ECP_AGENT_DELETE_TIMEOUT_SECS", "3")
             .env("ECP_SERVER_DRAIN_TIMEOUT_SECS", "3")
             .env("ECP_SERVER_WORKERS", "2")
+            .env("ECP_SERVER_DASHBOARD_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -80,8 +84,12 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn ecp");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut dash = String::new();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("ecp dashboards on ") {
+                    dash = rest.to_string();
+                }
                 if let Some(rest) = line.strip_prefix("ecp listening on ") {
                     return Some(rest.to_string());
                 }
@@ -100,6 +108,7 @@ impl Server {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.base = addr;
+        self.dash = dash;
         self.child = Some(child);
     }
 
@@ -234,6 +243,19 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Enter Dashboard as the console does: the capability URL on the
+    /// dashboard site.
+    pub async fn open_dashboard(&self, cluster_id: &str) -> String {
+        let (s, v) = self
+            .post(
+                &format!("{P}/clusters/{cluster_id}/dashboard-sessions"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, 201, "open dashboard: {v}");
+        v["url"].as_str().expect("url").to_string()
     }
 
     pub async fn create_cluster(&self, name: &str) -> Value {
@@ -402,4 +424,37 @@ pub async fn running_cluster(
         .wait_status(&id, "running", Duration::from_secs(10))
         .await;
     (id, reg, s)
+}
+
+/// Sends `METHOD path` with exactly these path bytes (HTTP clients would
+/// resolve dot segments first) to `base` (`http://host:port`), with extra
+/// header lines; returns the status and the body.
+pub async fn raw_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("content-length: 0\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = conn.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer to {path}: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

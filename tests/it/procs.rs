@@ -235,15 +235,64 @@ pub async fn adopted(
     name: &str,
     extra: &[&str],
 ) -> (String, serde_json::Value, Agent) {
+    adopted_showing(api, agent_base, sim, name, extra, &sim.url).await
+}
+
+/// As `adopted`, with the agent's `--emqx-dashboard-url` pointing at
+/// `dashboard` (EMQX's API stays the simulator's).
+pub async fn adopted_showing(
+    api: &crate::harness::Api,
+    agent_base: &str,
+    sim: &Sim,
+    name: &str,
+    extra: &[&str],
+    dashboard: &str,
+) -> (String, serde_json::Value, Agent) {
+    adopted_in(
+        api,
+        crate::harness::P,
+        agent_base,
+        sim,
+        name,
+        extra,
+        dashboard,
+    )
+    .await
+}
+
+/// As `adopted_showing`, in the project at `project` (`/api/orgs/…/projects/…`).
+pub async fn adopted_in(
+    api: &crate::harness::Api,
+    project: &str,
+    agent_base: &str,
+    sim: &Sim,
+    name: &str,
+    extra: &[&str],
+    dashboard: &str,
+) -> (String, serde_json::Value, Agent) {
     let mut events = api.events().await;
-    let id = api.create_cluster(name).await["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let token = api.issue_token(&id).await;
+    let (s, c) = api
+        .post(
+            &format!("{project}/clusters"),
+            serde_json::json!({"name": name}),
+        )
+        .await;
+    assert_eq!(s, 201, "create {name}: {c}");
+    let id = c["id"].as_str().expect("id").to_string();
+    let (s, t) = api
+        .post(
+            &format!("{project}/clusters/{id}/registration-tokens"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 201, "token: {t}");
+    let token = t["token"].as_str().expect("token").to_string();
     let agent = Agent::new();
     assert!(agent.cmd(&["start"]).await.status.success());
     let mut args = seed_args(agent_base, &token, &sim.url, "public");
+    if let Some(i) = args.iter().position(|a| a == "--emqx-dashboard-url") {
+        args[i + 1] = dashboard.to_string();
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = agent.cmd(&args).await;

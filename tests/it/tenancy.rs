@@ -288,6 +288,20 @@ async fn every_route_for_every_role() {
             None,
             [503, 503, 404, 404, 404],
         ),
+        // Enter Dashboard: a capability for whoever may read the cluster
+        // (viewers too: the dashboard site keeps them read-only).
+        (
+            "POST",
+            format!("{pa1}/clusters/{c1}/dashboard-sessions"),
+            Some(json!({})),
+            [201, 201, 201, 201, 404],
+        ),
+        (
+            "POST",
+            format!("{pa2}/clusters/{c2}/dashboard-sessions"),
+            Some(json!({})),
+            [201, 201, 404, 404, 404],
+        ),
         (
             "GET",
             "/api/users".to_string(),

@@ -94,7 +94,7 @@ impl Browser {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
-        if method != reqwest::Method::GET {
+        if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
             req = req.json(&body);
         }
         let r = req.send().await.expect("webdriver");
@@ -195,6 +195,61 @@ impl Browser {
         .as_str()
         .unwrap_or_default()
         .to_string()
+    }
+
+    /// The browser's windows (tabs).
+    pub async fn windows(&self) -> Vec<String> {
+        let v = self
+            .cmd(reqwest::Method::GET, "/window/handles", json!(null))
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub async fn current_window(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/window", json!(null))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub async fn switch_to(&self, handle: &str) {
+        self.cmd(reqwest::Method::POST, "/window", json!({"handle": handle}))
+            .await;
+    }
+
+    /// Waits for a window that is not in `before` (one a click opened),
+    /// and switches to it.
+    pub async fn switch_to_new_window(&self, before: &[String]) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(h) = self
+                .windows()
+                .await
+                .into_iter()
+                .find(|h| !before.contains(h))
+            {
+                self.switch_to(&h).await;
+                return h;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no new window opened"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Closes the current window (then switch to another).
+    pub async fn close_window(&self) {
+        self.cmd(reqwest::Method::DELETE, "/window", json!(null))
+            .await;
     }
 
     pub async fn screenshot(&self, name: &str) {
