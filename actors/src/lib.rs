@@ -2,6 +2,7 @@
 //! one [`cluster::ClusterActor`] per managed cluster around the pure
 //! [`machine::Machine`], and one [`session::SessionActor`] per agent WebSocket.
 
+pub mod bucket;
 pub mod bus;
 pub mod cluster;
 pub mod coord;
