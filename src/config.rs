@@ -49,6 +49,9 @@ pub struct LimitsConfig {
     /// After repeated wrong passwords: how long a refused (user, address)
     /// stays refused, and how long failures are remembered.
     pub login_lockout_secs: u32,
+    /// Open `GET /api/events` streams one user may hold on this node;
+    /// beyond it: 429.
+    pub event_streams_per_user: u32,
 }
 
 impl Default for LimitsConfig {
@@ -59,6 +62,7 @@ impl Default for LimitsConfig {
             ws_upgrades_per_sec: 500,
             ws_upgrade_burst: 1000,
             login_lockout_secs: 900,
+            event_streams_per_user: 8,
         }
     }
 }

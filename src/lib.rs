@@ -13,6 +13,7 @@ pub mod limits;
 pub mod login_guard;
 pub mod peers;
 pub mod policy;
+pub mod revoke;
 pub mod route;
 pub mod store;
 pub mod validate;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub trusted_proxies: Vec<client_ip::Net>,
     /// Flips to true when the node drains: long-lived streams end.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// "User U's access changed" notices: streams re-check (`revoke`).
+    pub revocations: Arc<revoke::Revocations>,
+    /// Open `GET /api/events` streams per user on this node.
+    pub event_streams: api::events::Slots,
 }
 
 impl AppState {
@@ -160,14 +165,24 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         coord = Arc::new(ecp_actors::coord::LocalCoordinator);
     }
     let deps = Deps::new(store, coord, timing, session);
+    let revocations = Arc::new(revoke::Revocations::new(
+        redis_coord.clone().map(|c| c as Arc<dyn revoke::Remote>),
+    ));
     if let Some(c) = redis_coord {
         // Other nodes' changes and messages; resubscribes after every Redis outage.
         let d = deps.clone();
+        let r = revocations.clone();
         actix_web::rt::spawn(async move {
             c.subscribe(move |inbound| match inbound {
-                store::redis_coord::Inbound::Subscribed => d.bus.resync(),
+                store::redis_coord::Inbound::Subscribed => {
+                    d.bus.resync();
+                    r.inject(revoke::Notice::Everyone);
+                }
                 store::redis_coord::Inbound::Change(change) => d.bus.inject(change),
                 store::redis_coord::Inbound::Msg(msg) => route::dispatch(d.clone(), msg),
+                store::redis_coord::Inbound::AccessChanged(user) => {
+                    r.inject(revoke::Notice::User(user.into()))
+                }
             })
             .await
         });
@@ -188,6 +203,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         .map_err(|e| StartError::Unsupported(format!("server.trusted_proxies: {e}")))?;
     let registrations = limits::Bucket::new(l.registrations_per_sec, l.registration_burst);
     let upgrades = limits::Bucket::new(l.ws_upgrades_per_sec, l.ws_upgrade_burst);
+    let event_streams = api::events::Slots::new(l.event_streams_per_user);
     Ok(web::Data::new(AppState {
         deps,
         registry,
@@ -199,6 +215,8 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         logins,
         trusted_proxies,
         peers,
+        revocations,
+        event_streams,
     }))
 }
 

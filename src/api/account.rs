@@ -149,6 +149,8 @@ pub async fn logout(
             .delete_token(&auth::hash_secret(&t))
             .await?;
     }
+    // Open streams of this session end (here and on other nodes).
+    state.revocations.notify(&user.user.id).await;
     audit::ok(&state, &req, &user.user, "logout", Object::none(), "").await;
     let mut gone = actix_web::cookie::Cookie::build(auth::SESSION_COOKIE, "")
         .path("/")

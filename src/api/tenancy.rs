@@ -197,6 +197,8 @@ async fn set_membership(
     } else {
         state.deps.store.put_membership(&m).await?;
     }
+    // Open streams of that user follow the new rights (on every node).
+    state.revocations.notify(&m.user_id).await;
     let object = Object {
         kind: "membership",
         id: &m.user_id,
@@ -500,6 +502,7 @@ pub async fn delete_user(
         return Err(ApiError::not_found("user"));
     };
     state.deps.store.delete_user(&id).await?;
+    state.revocations.notify(&id).await;
     let object = Object {
         kind: "user",
         id: &target.id,
