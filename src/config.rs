@@ -52,6 +52,11 @@ pub struct LimitsConfig {
     /// Open `GET /api/events` streams one user may hold on this node;
     /// beyond it: 429.
     pub event_streams_per_user: u32,
+    /// Password hashes/verifications (Argon2id, ~19 MiB each) run at once
+    /// on this node; 0: one per core.
+    pub argon2_concurrency: usize,
+    /// Password checks waiting for a place; beyond it: 429.
+    pub argon2_queue: usize,
 }
 
 impl Default for LimitsConfig {
@@ -63,6 +68,8 @@ impl Default for LimitsConfig {
             ws_upgrade_burst: 1000,
             login_lockout_secs: 900,
             event_streams_per_user: 8,
+            argon2_concurrency: 0,
+            argon2_queue: 64,
         }
     }
 }

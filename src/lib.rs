@@ -9,6 +9,7 @@ pub mod client_ip;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod hashing;
 pub mod limits;
 pub mod login_guard;
 pub mod peers;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub revocations: Arc<revoke::Revocations>,
     /// Open `GET /api/events` streams per user on this node.
     pub event_streams: api::events::Slots,
+    /// Argon2 for requests, bounded (`limits.argon2_*`).
+    pub hashing: hashing::HashPool,
 }
 
 impl AppState {
@@ -204,6 +207,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     let registrations = limits::Bucket::new(l.registrations_per_sec, l.registration_burst);
     let upgrades = limits::Bucket::new(l.ws_upgrades_per_sec, l.ws_upgrade_burst);
     let event_streams = api::events::Slots::new(l.event_streams_per_user);
+    let hashing = hashing::HashPool::new(l.argon2_concurrency, l.argon2_queue);
     Ok(web::Data::new(AppState {
         deps,
         registry,
@@ -217,6 +221,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         peers,
         revocations,
         event_streams,
+        hashing,
     }))
 }
 

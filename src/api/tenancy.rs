@@ -1,7 +1,7 @@
 //! Creating orgs, projects and users, and setting memberships.
 
 use crate::audit::{self, Object};
-use crate::auth::{self, AuthUser};
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::{validate, AppState};
 use actix_web::http::StatusCode;
@@ -131,7 +131,7 @@ pub async fn create_user(
     validate::username(&b.username).map_err(|m| ApiError::bad_request("INVALID_USERNAME", m))?;
     crate::login_guard::password_rules(&b.password)
         .map_err(|m| ApiError::bad_request("WEAK_PASSWORD", m))?;
-    let hash = auth::hash_password(b.password).await?;
+    let hash = state.hashing.hash(b.password).await?;
     let u = UserRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
         username: b.username,
