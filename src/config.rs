@@ -26,12 +26,16 @@ pub struct Config {
 pub struct LogsConfig {
     /// Lines kept per cluster; the oldest go first.
     pub lines_per_cluster: u64,
+    /// Stored lines one log request may read (its scan budget); a search
+    /// that stops there answers `partial` with a cursor to continue.
+    pub scan_lines_per_request: u64,
 }
 
 impl Default for LogsConfig {
     fn default() -> Self {
         LogsConfig {
             lines_per_cluster: 1_000_000,
+            scan_lines_per_request: 100_000,
         }
     }
 }

@@ -802,9 +802,9 @@ impl Store for RedisStore {
 
     async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage> {
         let key = format!("{P}logs:{cluster_id}");
-        let limit = q.limit.clamp(1, 1000);
-        let mut matched: Vec<StoredLog> = Vec::new();
-        // Read in chunks until limit + 1 matches (to know about a next page).
+        let mut scan = LogScan::new(q);
+        // Read in chunks until the page is complete, the budget is spent or
+        // the stream ends.
         let mut bound = match q.after {
             Some(a) => format!("(0-{a}"),
             None => q
@@ -812,14 +812,18 @@ impl Store for RedisStore {
                 .map(|b| format!("(0-{b}"))
                 .unwrap_or_else(|| "+".into()),
         };
-        loop {
+        'read: loop {
+            let count = scan.room().min(512);
+            if count == 0 {
+                break;
+            }
             let cmd = if q.after.is_some() {
                 redis::cmd("XRANGE")
                     .arg(&key)
                     .arg(&bound)
                     .arg("+")
                     .arg("COUNT")
-                    .arg(512)
+                    .arg(count)
                     .clone()
             } else {
                 redis::cmd("XREVRANGE")
@@ -827,12 +831,12 @@ impl Store for RedisStore {
                     .arg(&bound)
                     .arg("-")
                     .arg("COUNT")
-                    .arg(512)
+                    .arg(count)
                     .clone()
             };
             let chunk: Vec<(String, Vec<String>)> =
                 cmd.query_async(&mut self.c()).await.map_err(unavailable)?;
-            let done = chunk.len() < 512;
+            let done = chunk.len() < count;
             for (id, fields) in chunk {
                 let seq: u64 = id
                     .split_once('-')
@@ -842,18 +846,15 @@ impl Store for RedisStore {
                 let Some(json) = fields.get(1) else { continue };
                 let mut rec: StoredLog = from_json(json)?;
                 rec.seq = seq;
-                if q.matches(&rec) {
-                    matched.push(rec);
-                    if matched.len() > limit {
-                        break;
-                    }
+                if !scan.push(rec) {
+                    break 'read;
                 }
             }
-            if done || matched.len() > limit {
+            if done {
                 break;
             }
         }
-        Ok(page_logs(matched.into_iter(), q))
+        Ok(scan.finish())
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -696,6 +696,60 @@ async fn log_conformance(store: SharedStore) {
     assert_eq!(capped.data.len(), 20);
     assert_eq!(capped.data[0].message, "flood 29");
     assert_eq!(capped.data[19].message, "flood 10");
+    // A scan budget: a search reads at most that many stored lines, says
+    // where it stopped (also with no match), and following the cursors
+    // finds every match once, in either direction.
+    let hay: Vec<_> = (0..30)
+        .map(|i| {
+            let text = if [2, 5, 9].contains(&i) {
+                format!("needle {i}")
+            } else {
+                format!("hay {i}")
+            };
+            line(3, i, 3, &text)
+        })
+        .collect();
+    store
+        .append_logs("B", "a1", "emqx@n1", &hay, 100)
+        .await
+        .expect("append");
+    for (limit, newest_first) in [(100, true), (2, true), (100, false), (1, false)] {
+        let mut query = q(&|q| {
+            q.text = Some("needle".into());
+            q.scan_budget = Some(7);
+            q.limit = limit;
+            q.after = (!newest_first).then_some(0);
+        });
+        let mut found = Vec::new();
+        let mut pages = Vec::new();
+        loop {
+            let p = store.logs("B", &query).await.expect("search");
+            assert!(p.scanned <= 7, "{p:?}");
+            found.extend(p.data.iter().map(|l| l.message.clone()));
+            pages.push((p.data.len(), p.partial));
+            match p.next {
+                Some(n) if newest_first => query.before = Some(n),
+                Some(n) => query.after = Some(n),
+                None => break,
+            }
+            assert!(pages.len() < 40, "no progress: {pages:?}");
+        }
+        let mut want = vec!["needle 9", "needle 5", "needle 2"];
+        if !newest_first {
+            want.reverse();
+        }
+        assert_eq!(
+            found, want,
+            "limit {limit}, newest first {newest_first}: {pages:?}"
+        );
+        if newest_first {
+            assert_eq!(
+                pages[0],
+                (0, true),
+                "the newest 7 lines hold no match: empty, partial, with a cursor"
+            );
+        }
+    }
     // Deleting the cluster deletes its logs.
     store
         .create_cluster(
