@@ -18,6 +18,44 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub logs: LogsConfig,
+    pub audit: AuditConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The audit log's retention, applied by the housekeeping loop (every 10 min).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records older than this many days are dropped; 0: kept for any age.
+    pub retention_days: u32,
+    /// At most this many records are kept (the newest); 0: no count limit.
+    pub max_records: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 90,
+            max_records: 100_000,
+        }
+    }
+}
+
+/// `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// How often the clusters-by-status figures are counted from the store
+    /// (in the background; scrapes read the last count).
+    pub clusters_refresh_secs: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            clusters_refresh_secs: 15,
+        }
+    }
 }
 
 /// Collected EMQX logs.
@@ -324,6 +362,12 @@ impl Config {
         }
         if let Err(e) = crate::client_ip::parse_trusted(&self.server.trusted_proxies) {
             return Err(invalid("server.trusted_proxies", e));
+        }
+        if self.metrics.clusters_refresh_secs == 0 {
+            return Err(invalid(
+                "metrics.clusters_refresh_secs",
+                "must be at least 1",
+            ));
         }
         if self.server.drain_batch == 0 {
             return Err(invalid("server.drain_batch", "must be at least 1"));

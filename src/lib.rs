@@ -314,22 +314,47 @@ async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::Ser
     handle.stop(true).await;
 }
 
-/// Periodic chores: drop expired tokens.
+/// Periodic chores: drop expired tokens, and audit records beyond the
+/// retention (`audit.*`).
 fn spawn_housekeeping(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
-            match state
-                .deps
-                .store
-                .purge_expired_tokens(ecp_actors::model::now_ms())
-                .await
-            {
+            let now = ecp_actors::model::now_ms();
+            match state.deps.store.purge_expired_tokens(now).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired tokens removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "token purge failed"),
             }
+            let a = &state.config.audit;
+            let before = audit_cutoff(now, a.retention_days);
+            if before > 0 || a.max_records > 0 {
+                match state.deps.store.purge_audit(before, a.max_records).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "old audit records removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "audit purge failed"),
+                }
+            }
         }
     });
+}
+
+/// Audit records from before this time (ms) are dropped; 0: none by age.
+fn audit_cutoff(now: ecp_actors::model::Millis, retention_days: u32) -> ecp_actors::model::Millis {
+    if retention_days == 0 {
+        return 0;
+    }
+    now.saturating_sub(u64::from(retention_days) * 24 * 3600 * 1000)
+}
+
+#[cfg(test)]
+mod housekeeping_tests {
+    #[test]
+    fn audit_retention_in_days_or_none() {
+        let day = 24 * 3600 * 1000;
+        assert_eq!(super::audit_cutoff(100 * day, 90), 10 * day);
+        assert_eq!(super::audit_cutoff(100 * day, 0), 0, "0 keeps any age");
+        assert_eq!(super::audit_cutoff(5 * day, 90), 0);
+    }
 }

@@ -165,6 +165,10 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Newest first: the page asked for and the total number of matches.
     async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)>;
+    /// Drops audit records older than `before` (0: none for their age) and
+    /// the oldest beyond the newest `max_records` (0: no count limit);
+    /// returns how many.
+    async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64>;
 }
 
 /// Pages matches of an audit query out of newest-first records.

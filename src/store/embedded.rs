@@ -1088,6 +1088,33 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(AUDIT).map_err(unavailable)?;
+            let was = t.len().map_err(unavailable)?;
+            // Ids are time-ordered: `at` * 1000 + a sequence below 1000.
+            t.retain_in(..before.saturating_mul(1000), |_, _| false)
+                .map_err(unavailable)?;
+            let len = t.len().map_err(unavailable)?;
+            if max_records > 0 && len > max_records {
+                let mut oldest = Vec::new();
+                for item in t
+                    .iter()
+                    .map_err(unavailable)?
+                    .take((len - max_records) as usize)
+                {
+                    let (k, _) = item.map_err(unavailable)?;
+                    oldest.push(k.value());
+                }
+                for k in oldest {
+                    t.remove(k).map_err(unavailable)?;
+                }
+            }
+            Ok(was - t.len().map_err(unavailable)?)
+        })
+        .await
+    }
+
     async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)> {
         let q = query.clone();
         self.read(move |tx| {

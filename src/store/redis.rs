@@ -868,6 +868,24 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let (trimmed, popped): (u64, u64) = Script::new(PURGE_AUDIT)
+                .key(format!("{P}audit"))
+                .arg(before)
+                .arg(max_records)
+                .arg(AUDIT_PURGE_BATCH)
+                .invoke_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            total += trimmed + popped;
+            if popped < AUDIT_PURGE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)> {
         let all: Vec<String> = self
             .c()
@@ -883,3 +901,31 @@ impl Store for RedisStore {
 }
 
 const AUDIT_CAP: isize = 100_000;
+
+/// Records popped per script run (the list is trimmed in runs so Redis is
+/// never blocked for long).
+const AUDIT_PURGE_BATCH: u64 = 5_000;
+
+/// KEYS: the audit list (newest at the head). ARGV: before (ms), max
+/// records (0: none), batch. Trims to the newest max, then pops records
+/// older than `before` from the tail, at most `batch`. Returns {trimmed, popped}.
+const PURGE_AUDIT: &str = r#"
+local key, before, max, batch = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local trimmed = 0
+if max > 0 then
+  local len = redis.call('LLEN', key)
+  if len > max then
+    redis.call('LTRIM', key, 0, max - 1)
+    trimmed = len - max
+  end
+end
+local popped = 0
+while popped < batch do
+  local v = redis.call('LINDEX', key, -1)
+  if not v then break end
+  if cjson.decode(v).at >= before then break end
+  redis.call('RPOP', key)
+  popped = popped + 1
+end
+return {trimmed, popped}
+"#;

@@ -509,6 +509,57 @@ async fn authority_conformance(store: SharedStore) {
     assert_eq!(store.user("m2").await.expect("user"), None);
 }
 
+/// The audit log keeps what its retention allows: by age, and the newest
+/// by count.
+async fn audit_retention_conformance(store: SharedStore) {
+    let rec = |at: u64, n: u64| AuditRecord {
+        id: at * 1000 + n,
+        at,
+        actor_id: "user:u".into(),
+        actor_name: "u".into(),
+        action: "login".into(),
+        object_type: String::new(),
+        object_id: String::new(),
+        object_name: String::new(),
+        org_id: String::new(),
+        project_id: String::new(),
+        result: "ok".into(),
+        address: "127.0.0.1".into(),
+        details: format!("{at}/{n}"),
+    };
+    for (at, n) in [
+        (1000, 0),
+        (2000, 0),
+        (2000, 1),
+        (3000, 0),
+        (4000, 0),
+        (5000, 0),
+    ] {
+        store.append_audit(&rec(at, n)).await.expect("append");
+    }
+    let kept = |store: SharedStore| async move {
+        let (v, total) = store
+            .audit(&AuditQuery {
+                size: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("audit");
+        assert_eq!(v.len(), total);
+        v.into_iter().map(|r| r.details).collect::<Vec<_>>()
+    };
+    assert_eq!(store.purge_audit(0, 0).await.expect("nothing"), 0);
+    assert_eq!(
+        store.purge_audit(3000, 0).await.expect("by age"),
+        3,
+        "older than 3000 go"
+    );
+    assert_eq!(kept(store.clone()).await, ["5000/0", "4000/0", "3000/0"]);
+    assert_eq!(store.purge_audit(0, 2).await.expect("by count"), 1);
+    assert_eq!(kept(store.clone()).await, ["5000/0", "4000/0"]);
+    assert_eq!(store.purge_audit(3000, 2).await.expect("again"), 0);
+}
+
 #[tokio::test]
 async fn embedded_store_conformance() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -516,6 +567,7 @@ async fn embedded_store_conformance() {
         Arc::new(ecp::store::embedded::EmbeddedStore::open(dir.path()).expect("open"));
     conformance(store.clone()).await;
     authority_conformance(store.clone()).await;
+    audit_retention_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
@@ -529,6 +581,7 @@ async fn redis_store_conformance() {
     );
     conformance(store.clone()).await;
     authority_conformance(store.clone()).await;
+    audit_retention_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
