@@ -53,6 +53,8 @@ pub struct AppState {
     pub event_streams: api::events::Slots,
     /// Argon2 for requests, bounded (`limits.argon2_*`).
     pub hashing: hashing::HashPool,
+    /// `/metrics`' clusters by status, counted in the background.
+    pub cluster_gauges: api::ops::ClusterGauges,
 }
 
 impl AppState {
@@ -222,6 +224,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         revocations,
         event_streams,
         hashing,
+        cluster_gauges: Default::default(),
     }))
 }
 
@@ -231,6 +234,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let workers = config.server.workers;
     let state = build_state(config).await?;
     spawn_housekeeping(state.clone());
+    api::ops::spawn_cluster_gauges(state.clone());
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
         let state = app_state.clone();

@@ -220,6 +220,12 @@ impl Slots {
         }
     }
 
+    /// Open streams of every user.
+    pub fn total(&self) -> u32 {
+        let m = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().sum()
+    }
+
     /// A place for one more stream of `user_id`, if under the limit.
     pub fn open(&self, user_id: &str) -> Option<Slot> {
         let mut m = self.open.lock().unwrap_or_else(|p| p.into_inner());
