@@ -347,3 +347,32 @@ async fn a_burst_of_parallel_wrong_passwords_gets_no_more_checks_than_the_limit(
     assert_eq!(n("wrong username or password"), 10, "{details:?}");
     assert_eq!(n("too many failures"), 30, "{details:?}");
 }
+
+#[tokio::test]
+async fn a_user_holds_at_most_the_configured_event_streams_on_a_node() {
+    let server = Server::start_with(&[("ECP_LIMITS_EVENT_STREAMS_PER_USER", "2")]).await;
+    let sys = server.api().await;
+    let _one = sys.events().await;
+    let _two = sys.events().await;
+    let r = sys
+        .http
+        .get(format!("{}/api/events", server.base))
+        .bearer_auth(&sys.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.expect("json");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many open event streams"),
+        "{v}"
+    );
+    // Another user is not affected.
+    user(&sys, "eve").await;
+    let eve = Api::login(&server.base, "eve", PASSWORD).await;
+    let _hers = eve.events().await;
+}
