@@ -220,7 +220,9 @@ async fn set_membership(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Set or remove a user's org role (system or org admins).
+/// Set or remove a user's org role (system or org admins). Removing it
+/// also removes the user's project roles in that org, in the same step; the
+/// user's requests and open event streams follow at once (on every node).
 #[utoipa::path(put, path = "/api/orgs/{orgId}/members/{userId}", tag = "users", params(("orgId" = String, Path), ("userId" = String, Path)), request_body = RoleBody,
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn org_member(
