@@ -116,37 +116,39 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
         .filter(|t| !t.is_empty() && t.len() <= 256)
 }
 
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    web::block(move || {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
+/// Argon2id hash of a password. Blocking (~19 MiB, tens of ms): call it on
+/// the blocking pool, bounded by `hashing::HashPool` for requests.
+pub fn hash_password_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
 }
 
-/// Verifies on the blocking pool. `hash` None still spends the time, so an
-/// unknown user answers as slowly as a wrong password.
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    web::block(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Q3v2n6pD2u7sJOVrxk9Yw0fW1c0c3k0o5e2m8m6k0QI";
-        let h = hash.as_deref().unwrap_or(DUMMY);
-        let ok = PasswordHash::new(h)
-            .map(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        ok && hash.is_some()
-    })
-    .await
-    .unwrap_or(false)
+/// Hashes on the blocking pool, outside the request pool (bootstrap, CLI).
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    web::block(move || hash_password_blocking(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// Verifies a password. Blocking like [`hash_password_blocking`]. `hash`
+/// None still spends the time, so an unknown user answers as slowly as a
+/// wrong password.
+pub fn verify_password_blocking(password: &str, hash: Option<&str>) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Q3v2n6pD2u7sJOVrxk9Yw0fW1c0c3k0o5e2m8m6k0QI";
+    let h = hash.unwrap_or(DUMMY);
+    let ok = PasswordHash::new(h)
+        .map(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false);
+    ok && hash.is_some()
 }
 
 /// A logged-in user (Bearer access token) with their memberships, read on

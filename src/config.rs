@@ -18,6 +18,44 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub logs: LogsConfig,
+    pub audit: AuditConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The audit log's retention, applied by the housekeeping loop (every 10 min).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records older than this many days are dropped; 0: kept for any age.
+    pub retention_days: u32,
+    /// At most this many records are kept (the newest); 0: no count limit.
+    pub max_records: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 90,
+            max_records: 100_000,
+        }
+    }
+}
+
+/// `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// How often the clusters-by-status figures are counted from the store
+    /// (in the background; scrapes read the last count).
+    pub clusters_refresh_secs: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            clusters_refresh_secs: 15,
+        }
+    }
 }
 
 /// Collected EMQX logs.
@@ -26,12 +64,16 @@ pub struct Config {
 pub struct LogsConfig {
     /// Lines kept per cluster; the oldest go first.
     pub lines_per_cluster: u64,
+    /// Stored lines one log request may read (its scan budget); a search
+    /// that stops there answers `partial` with a cursor to continue.
+    pub scan_lines_per_request: u64,
 }
 
 impl Default for LogsConfig {
     fn default() -> Self {
         LogsConfig {
             lines_per_cluster: 1_000_000,
+            scan_lines_per_request: 100_000,
         }
     }
 }
@@ -49,6 +91,14 @@ pub struct LimitsConfig {
     /// After repeated wrong passwords: how long a refused (user, address)
     /// stays refused, and how long failures are remembered.
     pub login_lockout_secs: u32,
+    /// Open `GET /api/events` streams one user may hold on this node;
+    /// beyond it: 429.
+    pub event_streams_per_user: u32,
+    /// Password hashes/verifications (Argon2id, ~19 MiB each) run at once
+    /// on this node; 0: one per core.
+    pub argon2_concurrency: usize,
+    /// Password checks waiting for a place; beyond it: 429.
+    pub argon2_queue: usize,
 }
 
 impl Default for LimitsConfig {
@@ -59,6 +109,9 @@ impl Default for LimitsConfig {
             ws_upgrades_per_sec: 500,
             ws_upgrade_burst: 1000,
             login_lockout_secs: 900,
+            event_streams_per_user: 8,
+            argon2_concurrency: 0,
+            argon2_queue: 64,
         }
     }
 }
@@ -327,6 +380,12 @@ impl Config {
         }
         if let Err(e) = crate::client_ip::parse_trusted(&self.server.trusted_proxies) {
             return Err(invalid("server.trusted_proxies", e));
+        }
+        if self.metrics.clusters_refresh_secs == 0 {
+            return Err(invalid(
+                "metrics.clusters_refresh_secs",
+                "must be at least 1",
+            ));
         }
         if self.server.drain_batch == 0 {
             return Err(invalid("server.drain_batch", "must be at least 1"));

@@ -9,10 +9,12 @@ pub mod client_ip;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod hashing;
 pub mod limits;
 pub mod login_guard;
 pub mod peers;
 pub mod policy;
+pub mod revoke;
 pub mod route;
 pub mod store;
 pub mod validate;
@@ -49,6 +51,14 @@ pub struct AppState {
     pub dashboard_port: std::sync::OnceLock<u16>,
     /// `server.dashboard_origin`'s `host[:port]` (empty when unset).
     pub dashboard_host: String,
+    /// "User U's access changed" notices: streams re-check (`revoke`).
+    pub revocations: Arc<revoke::Revocations>,
+    /// Open `GET /api/events` streams per user on this node.
+    pub event_streams: api::events::Slots,
+    /// Argon2 for requests, bounded (`limits.argon2_*`).
+    pub hashing: hashing::HashPool,
+    /// `/metrics`' clusters by status, counted in the background.
+    pub cluster_gauges: api::ops::ClusterGauges,
 }
 
 impl AppState {
@@ -222,14 +232,24 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         coord = Arc::new(ecp_actors::coord::LocalCoordinator);
     }
     let deps = Deps::new(store, coord, timing, session);
+    let revocations = Arc::new(revoke::Revocations::new(
+        redis_coord.clone().map(|c| c as Arc<dyn revoke::Remote>),
+    ));
     if let Some(c) = redis_coord {
         // Other nodes' changes and messages; resubscribes after every Redis outage.
         let d = deps.clone();
+        let r = revocations.clone();
         actix_web::rt::spawn(async move {
             c.subscribe(move |inbound| match inbound {
-                store::redis_coord::Inbound::Subscribed => d.bus.resync(),
+                store::redis_coord::Inbound::Subscribed => {
+                    d.bus.resync();
+                    r.inject(revoke::Notice::Everyone);
+                }
                 store::redis_coord::Inbound::Change(change) => d.bus.inject(change),
                 store::redis_coord::Inbound::Msg(msg) => route::dispatch(d.clone(), msg),
+                store::redis_coord::Inbound::AccessChanged(user) => {
+                    r.inject(revoke::Notice::User(user.into()))
+                }
             })
             .await
         });
@@ -252,6 +272,8 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         .map_err(|e| StartError::Unsupported(format!("server.dashboard_origin: {e}")))?;
     let registrations = limits::Bucket::new(l.registrations_per_sec, l.registration_burst);
     let upgrades = limits::Bucket::new(l.ws_upgrades_per_sec, l.ws_upgrade_burst);
+    let event_streams = api::events::Slots::new(l.event_streams_per_user);
+    let hashing = hashing::HashPool::new(l.argon2_concurrency, l.argon2_queue);
     Ok(web::Data::new(AppState {
         deps,
         registry,
@@ -265,6 +287,10 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         peers,
         dashboard_port: std::sync::OnceLock::new(),
         dashboard_host,
+        revocations,
+        event_streams,
+        hashing,
+        cluster_gauges: Default::default(),
     }))
 }
 
@@ -274,6 +300,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let workers = config.server.workers;
     let state = build_state(config).await?;
     spawn_housekeeping(state.clone());
+    api::ops::spawn_cluster_gauges(state.clone());
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
         let state = app_state.clone();
@@ -374,22 +401,47 @@ async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::Ser
     handle.stop(true).await;
 }
 
-/// Periodic chores: drop expired tokens.
+/// Periodic chores: drop expired tokens, and audit records beyond the
+/// retention (`audit.*`).
 fn spawn_housekeeping(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
-            match state
-                .deps
-                .store
-                .purge_expired_tokens(ecp_actors::model::now_ms())
-                .await
-            {
+            let now = ecp_actors::model::now_ms();
+            match state.deps.store.purge_expired_tokens(now).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired tokens removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "token purge failed"),
             }
+            let a = &state.config.audit;
+            let before = audit_cutoff(now, a.retention_days);
+            if before > 0 || a.max_records > 0 {
+                match state.deps.store.purge_audit(before, a.max_records).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "old audit records removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "audit purge failed"),
+                }
+            }
         }
     });
+}
+
+/// Audit records from before this time (ms) are dropped; 0: none by age.
+fn audit_cutoff(now: ecp_actors::model::Millis, retention_days: u32) -> ecp_actors::model::Millis {
+    if retention_days == 0 {
+        return 0;
+    }
+    now.saturating_sub(u64::from(retention_days) * 24 * 3600 * 1000)
+}
+
+#[cfg(test)]
+mod housekeeping_tests {
+    #[test]
+    fn audit_retention_in_days_or_none() {
+        let day = 24 * 3600 * 1000;
+        assert_eq!(super::audit_cutoff(100 * day, 90), 10 * day);
+        assert_eq!(super::audit_cutoff(100 * day, 0), 0, "0 keeps any age");
+        assert_eq!(super::audit_cutoff(5 * day, 90), 0);
+    }
 }

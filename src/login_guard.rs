@@ -4,6 +4,10 @@
 //! another address is therefore slowed, never locked out, and every refusal
 //! ends `lockout` after the last failure.
 //!
+//! An attempt is counted *before* its password is checked ([`LoginGuard::reserve`]:
+//! decide and count in one atomic step), so a burst of parallel guesses gets
+//! no more checks than the same guesses one after another.
+//!
 //! The counters live in this process (embedded mode: one node) or in Redis
 //! (Redis mode), so that failures on one node count on every node and an
 //! attacker gains nothing by spreading guesses over the load balancer.
@@ -64,7 +68,8 @@ fn addr_key(ip: IpAddr) -> String {
     format!("a|{ip}")
 }
 
-/// The decision, from the three counters (pair, address, user).
+/// The decision, from the three counters (pair, address, user). The Redis
+/// `RESERVE` script applies its refusal rule (the two limits) atomically.
 pub fn decide(pair: Seen, addr: Seen, user: Seen) -> Verdict {
     for (c, limit) in [(pair, PAIR_LIMIT), (addr, ADDRESS_LIMIT)] {
         if c.n >= limit {
@@ -78,21 +83,32 @@ pub fn decide(pair: Seen, addr: Seen, user: Seen) -> Verdict {
     Verdict::Proceed(delay)
 }
 
-/// Reads three counters and the time left on each (Redis keeps them with a TTL).
-const READ: &str = r#"
+/// Reserves an attempt: reads the three counters (pair, address, user) and
+/// the time left on each and, unless the pair or the address is at its
+/// limit (ARGV 2 and 3: the refusal of `decide`), counts the attempt on
+/// each, restarting its window (ARGV 1 ms) — in one atomic step, so that
+/// parallel attempts cannot all pass. `decide` computes the verdict from the
+/// same snapshot.
+const RESERVE: &str = r#"
 local out = {}
 for i, k in ipairs(KEYS) do
   out[#out+1] = tonumber(redis.call('GET', k) or '0')
   out[#out+1] = redis.call('PTTL', k)
 end
-return out
-"#;
-
-/// Counts a failure on each key; the window restarts with every failure.
-const FAIL: &str = r#"
+if out[1] >= tonumber(ARGV[2]) or out[3] >= tonumber(ARGV[3]) then return out end
 for i, k in ipairs(KEYS) do
   redis.call('INCR', k)
   redis.call('PEXPIRE', k, ARGV[1])
+end
+return out
+"#;
+
+/// Takes back one count from each key (never below zero); ARGV 1: how many
+/// leading keys are cleared instead.
+const RELEASE: &str = r#"
+for i, k in ipairs(KEYS) do
+  if i <= tonumber(ARGV[1]) then redis.call('DEL', k)
+  elseif redis.call('DECR', k) <= 0 then redis.call('DEL', k) end
 end
 return 1
 "#;
@@ -129,110 +145,118 @@ impl LoginGuard {
     }
 
     /// The counters `decide` reads: (pair, address, user).
-    fn check_keys(user: &str, ip: IpAddr) -> [String; 3] {
+    fn keys(user: &str, ip: IpAddr) -> [String; 3] {
         [pair_key(user, ip), addr_key(ip), user_key(user)]
     }
 
-    fn seen_in(
-        &self,
-        m: &Mutex<HashMap<String, Count>>,
-        keys: &[String; 3],
-        now: Instant,
-    ) -> [Seen; 3] {
-        let map = m.lock().unwrap_or_else(|p| p.into_inner());
-        keys.each_ref().map(|k| self.seen(&map, k, now))
-    }
-
-    pub async fn check(&self, user: &str, ip: IpAddr) -> Verdict {
-        let keys = Self::check_keys(user, ip);
-        let seen = match &self.counters {
-            Counters::Memory(m) => self.seen_in(m, &keys, Instant::now()),
+    /// Decides on an attempt and, unless refused, counts it as a failure in
+    /// advance — one atomic step, before any password is checked, so a
+    /// parallel burst passes the limits no more than a sequential one.
+    /// Afterwards: [`succeeded`](Self::succeeded) on the right password; a
+    /// wrong one stays counted; an attempt that was never checked (the
+    /// password pool was full, the store failed) is
+    /// [`release`](Self::release)d.
+    pub async fn reserve(&self, user: &str, ip: IpAddr) -> Verdict {
+        match &self.counters {
+            Counters::Memory(m) => self.reserve_in(m, user, ip, Instant::now()),
             Counters::Redis(conn) => {
                 let mut conn = conn.clone();
-                let script = redis::Script::new(READ);
+                let script = redis::Script::new(RESERVE);
                 let mut inv = script.prepare_invoke();
-                for k in &keys {
+                for k in &Self::keys(user, ip) {
                     inv.key(redis_key(k));
                 }
+                inv.arg(self.lockout.as_millis().max(1) as u64)
+                    .arg(PAIR_LIMIT)
+                    .arg(ADDRESS_LIMIT);
                 match inv.invoke_async::<Vec<i64>>(&mut conn).await {
-                    Ok(v) if v.len() == 6 => [0, 1, 2].map(|i| Seen {
-                        n: u32::try_from(v[2 * i]).unwrap_or(u32::MAX),
-                        left: Duration::from_millis(u64::try_from(v[2 * i + 1]).unwrap_or(0)),
-                    }),
+                    Ok(v) if v.len() == 6 => {
+                        let seen = [0, 1, 2].map(|i| Seen {
+                            n: u32::try_from(v[2 * i]).unwrap_or(u32::MAX),
+                            left: Duration::from_millis(u64::try_from(v[2 * i + 1]).unwrap_or(0)),
+                        });
+                        decide(seen[0], seen[1], seen[2])
+                    }
                     other => {
                         // Redis is down: the user lookup fails next anyway.
                         tracing::warn!(error = ?other.err(), "login counters unavailable");
-                        [Seen::default(); 3]
+                        Verdict::Proceed(Duration::ZERO)
                     }
-                }
-            }
-        };
-        decide(seen[0], seen[1], seen[2])
-    }
-
-    #[cfg(test)]
-    fn check_at(&self, user: &str, ip: IpAddr, now: Instant) -> Verdict {
-        let Counters::Memory(m) = &self.counters else {
-            unreachable!("memory only")
-        };
-        let [a, b, c] = self.seen_in(m, &Self::check_keys(user, ip), now);
-        decide(a, b, c)
-    }
-
-    pub async fn failed(&self, user: &str, ip: IpAddr) {
-        let keys = [pair_key(user, ip), user_key(user), addr_key(ip)];
-        match &self.counters {
-            Counters::Memory(m) => {
-                let now = Instant::now();
-                let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
-                if map.len() > MAX_ENTRIES {
-                    let lockout = self.lockout;
-                    map.retain(|_, c| now.duration_since(c.last) < lockout);
-                }
-                for key in keys {
-                    let n = self.seen(&map, &key, now).n;
-                    map.insert(
-                        key,
-                        Count {
-                            n: n + 1,
-                            last: now,
-                        },
-                    );
-                }
-            }
-            Counters::Redis(conn) => {
-                let mut conn = conn.clone();
-                let script = redis::Script::new(FAIL);
-                let mut inv = script.prepare_invoke();
-                for k in &keys {
-                    inv.key(redis_key(k));
-                }
-                inv.arg(self.lockout.as_millis().max(1) as u64);
-                if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
-                    tracing::warn!(error = %e, "login failure not counted");
                 }
             }
         }
     }
 
+    fn reserve_in(
+        &self,
+        m: &Mutex<HashMap<String, Count>>,
+        user: &str,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Verdict {
+        let keys = Self::keys(user, ip);
+        let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > MAX_ENTRIES {
+            let lockout = self.lockout;
+            map.retain(|_, c| now.duration_since(c.last) < lockout);
+        }
+        let [a, b, c] = keys.each_ref().map(|k| self.seen(&map, k, now));
+        let verdict = decide(a, b, c);
+        if let Verdict::Proceed(_) = verdict {
+            for (key, seen) in keys.into_iter().zip([a, b, c]) {
+                map.insert(
+                    key,
+                    Count {
+                        n: seen.n + 1,
+                        last: now,
+                    },
+                );
+            }
+        }
+        verdict
+    }
+
+    /// Takes back a reservation whose password was never checked.
+    pub async fn release(&self, user: &str, ip: IpAddr) {
+        self.take_back(user, ip, 0, "login reservation not released")
+            .await
+    }
+
+    /// The right password: the user's and the pair's failures are forgotten,
+    /// and the address gets its reservation back.
     pub async fn succeeded(&self, user: &str, ip: IpAddr) {
-        let keys = [pair_key(user, ip), user_key(user)];
+        self.take_back(user, ip, 2, "login counters not cleared")
+            .await
+    }
+
+    /// Clears the first `clear` of (pair, user, address) and takes one count
+    /// back from the others.
+    async fn take_back(&self, user: &str, ip: IpAddr, clear: usize, what: &str) {
+        let keys = [pair_key(user, ip), user_key(user), addr_key(ip)];
         match &self.counters {
             Counters::Memory(m) => {
                 let mut map = m.lock().unwrap_or_else(|p| p.into_inner());
-                for k in &keys {
-                    map.remove(k);
+                for (i, k) in keys.iter().enumerate() {
+                    let gone = i < clear
+                        || map.get_mut(k).is_some_and(|c| {
+                            c.n = c.n.saturating_sub(1);
+                            c.n == 0
+                        });
+                    if gone {
+                        map.remove(k);
+                    }
                 }
             }
             Counters::Redis(conn) => {
                 let mut conn = conn.clone();
-                let keys: Vec<String> = keys.iter().map(|k| redis_key(k)).collect();
-                if let Err(e) = redis::cmd("DEL")
-                    .arg(keys)
-                    .query_async::<i64>(&mut conn)
-                    .await
-                {
-                    tracing::warn!(error = %e, "login counters not cleared");
+                let script = redis::Script::new(RELEASE);
+                let mut inv = script.prepare_invoke();
+                for k in &keys {
+                    inv.key(redis_key(k));
+                }
+                inv.arg(clear);
+                if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+                    tracing::warn!(error = %e, "{what}");
                 }
             }
         }
@@ -259,45 +283,127 @@ mod tests {
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
+    impl LoginGuard {
+        fn reserve_at(&self, user: &str, ip: IpAddr, now: Instant) -> Verdict {
+            let Counters::Memory(m) = &self.counters else {
+                unreachable!("memory only")
+            };
+            self.reserve_in(m, user, ip, now)
+        }
+    }
+
+    fn seen(n: u32) -> Seen {
+        Seen {
+            n,
+            left: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn the_decision_refuses_pairs_and_addresses_and_slows_users() {
+        let none = Seen::default();
+        assert_eq!(decide(none, none, none), Verdict::Proceed(Duration::ZERO));
+        assert_eq!(decide(seen(PAIR_LIMIT), none, none), Verdict::Refuse(30));
+        assert_eq!(
+            decide(seen(PAIR_LIMIT - 1), seen(ADDRESS_LIMIT - 1), none),
+            Verdict::Proceed(Duration::ZERO)
+        );
+        assert_eq!(decide(none, seen(ADDRESS_LIMIT), none), Verdict::Refuse(30));
+        assert_eq!(
+            decide(none, none, seen(SLOW_AFTER)),
+            Verdict::Proceed(Duration::from_millis(100))
+        );
+        assert_eq!(
+            decide(none, none, seen(SLOW_AFTER + 20)),
+            Verdict::Proceed(MAX_DELAY)
+        );
+        // A lapsing refusal still says at least one second.
+        let almost = Seen {
+            n: PAIR_LIMIT,
+            left: Duration::from_millis(10),
+        };
+        assert_eq!(decide(almost, none, none), Verdict::Refuse(1));
+    }
+
     #[tokio::test]
     async fn slows_then_refuses_the_pair_but_not_the_user_elsewhere() {
         let g = LoginGuard::new(Duration::from_secs(60));
         let now = Instant::now();
+        // Each reservation counts as a failure until the password is right.
         for _ in 0..SLOW_AFTER {
-            assert_eq!(g.check_at("ann", A, now), Verdict::Proceed(Duration::ZERO));
-            g.failed("ann", A).await;
+            assert_eq!(
+                g.reserve_at("ann", A, now),
+                Verdict::Proceed(Duration::ZERO)
+            );
         }
         assert_eq!(
-            g.check_at("ann", A, now),
+            g.reserve_at("ann", A, now),
             Verdict::Proceed(Duration::from_millis(100))
         );
-        for _ in SLOW_AFTER..PAIR_LIMIT {
-            g.failed("ann", A).await;
+        for _ in SLOW_AFTER + 1..PAIR_LIMIT {
+            assert!(matches!(g.reserve_at("ann", A, now), Verdict::Proceed(_)));
         }
-        assert!(matches!(g.check_at("ann", A, now), Verdict::Refuse(_)));
+        assert!(matches!(g.reserve_at("ann", A, now), Verdict::Refuse(_)));
         // Same user, other address: slowed (capped), not refused.
-        assert_eq!(g.check_at("ANN", B, now), Verdict::Proceed(MAX_DELAY));
+        assert_eq!(g.reserve_at("ANN", B, now), Verdict::Proceed(MAX_DELAY));
         // The refusal ends.
         assert!(matches!(
-            g.check_at("ann", A, now + Duration::from_secs(61)),
+            g.reserve_at("ann", A, now + Duration::from_secs(61)),
             Verdict::Proceed(_)
         ));
         g.succeeded("ann", B).await;
-        assert_eq!(g.check_at("ann", B, now), Verdict::Proceed(Duration::ZERO));
+        assert_eq!(
+            g.reserve_at("ann", B, now),
+            Verdict::Proceed(Duration::ZERO)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parallel_burst_passes_no_more_attempts_than_the_limit() {
+        let g = std::sync::Arc::new(LoginGuard::new(Duration::from_secs(60)));
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let g = g.clone();
+                tokio::spawn(async move { g.reserve("ann", A).await })
+            })
+            .collect();
+        let mut passed = 0;
+        for t in tasks {
+            if matches!(t.await.expect("join"), Verdict::Proceed(_)) {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, PAIR_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_never_checked_is_given_back() {
+        let g = LoginGuard::new(Duration::from_secs(60));
+        let now = Instant::now();
+        for _ in 0..3 * PAIR_LIMIT {
+            assert_eq!(
+                g.reserve_at("ann", A, now),
+                Verdict::Proceed(Duration::ZERO)
+            );
+            g.release("ann", A).await;
+        }
     }
 
     #[tokio::test]
     async fn one_address_guessing_many_users_is_refused() {
         let g = LoginGuard::new(Duration::from_secs(60));
         for i in 0..ADDRESS_LIMIT {
-            g.failed(&format!("user{i}"), A).await;
+            assert!(matches!(
+                g.reserve(&format!("user{i}"), A).await,
+                Verdict::Proceed(_)
+            ));
         }
         assert!(matches!(
-            g.check("someone-else", A).await,
+            g.reserve("someone-else", A).await,
             Verdict::Refuse(_)
         ));
         assert!(matches!(
-            g.check("someone-else", B).await,
+            g.reserve("someone-else", B).await,
             Verdict::Proceed(_)
         ));
     }

@@ -27,10 +27,15 @@ impl Access {
                 .any(|m| m.org_id == org && m.project_id.is_empty() && m.role == Role::Admin)
     }
 
-    /// The caller's role on a project, if any.
+    /// The caller's role on a project, if any. A project role counts only
+    /// together with a membership of its org (PRODUCT §2), also for records
+    /// left over from before org removal took project roles along.
     pub fn project_role(&self, org: &str, project: &str) -> Option<Role> {
         if self.org_admin(org) {
             return Some(Role::Admin);
+        }
+        if !self.member_of_org(org) {
+            return None;
         }
         self.memberships
             .iter()
@@ -40,7 +45,7 @@ impl Access {
 
     /// Whether the caller sees the org at all (admin or member of it).
     pub fn sees_org(&self, org: &str) -> bool {
-        self.user.system_admin || self.memberships.iter().any(|m| m.org_id == org)
+        self.user.system_admin || self.member_of_org(org)
     }
 
     pub fn member_of_org(&self, org: &str) -> bool {
@@ -106,5 +111,13 @@ mod tests {
         assert_eq!(viewer.project_role("A", "p1"), Some(Role::Viewer));
         assert_eq!(other.project_role("A", "p1"), None);
         assert!(!other.sees_org("A") && other.sees_org("B"));
+    }
+
+    #[test]
+    fn a_project_role_without_the_org_membership_counts_for_nothing() {
+        let leftover = access(false, &[("A", "p1", Role::Admin)]);
+        assert_eq!(leftover.project_role("A", "p1"), None);
+        let member = access(false, &[("A", "", Role::Viewer), ("A", "p1", Role::Admin)]);
+        assert_eq!(member.project_role("A", "p1"), Some(Role::Admin));
     }
 }

@@ -353,6 +353,9 @@ pub struct LogQuery {
     /// Only lines with `seq` above this (live tail), oldest first then.
     pub after: Option<u64>,
     pub limit: usize,
+    /// Read at most this many stored lines (matching or not); `None`: no
+    /// bound. A read that stops at the budget is `partial`.
+    pub scan_budget: Option<usize>,
 }
 
 impl LogQuery {
@@ -371,21 +374,174 @@ impl LogQuery {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogPage {
     pub data: Vec<StoredLog>,
-    /// Pass as `before` for the next (older) page; `None` at the end.
+    /// Where the next page starts: pass as `before` (or, for a tail read,
+    /// as `after`); `None` at the end.
     pub next: Option<u64>,
+    /// The scan budget ran out: `next` is where the scan stopped (also with
+    /// no match at all); matches may lie beyond it.
+    pub partial: bool,
+    /// Stored lines read.
+    pub scanned: u64,
+}
+
+/// Pages lines through a query, one line at a time, in the order the store
+/// reads them (newest first, or oldest first with `after`): keeps at most
+/// `limit` matches, reads at most `scan_budget` lines, and knows where the
+/// next page starts.
+pub struct LogScan<'q> {
+    q: &'q LogQuery,
+    limit: usize,
+    page: LogPage,
+    done: bool,
+}
+
+impl<'q> LogScan<'q> {
+    pub fn new(q: &'q LogQuery) -> LogScan<'q> {
+        LogScan {
+            q,
+            limit: q.limit.clamp(1, 1000),
+            page: LogPage::default(),
+            done: false,
+        }
+    }
+
+    /// Offers the next stored line; false once the page is complete (read
+    /// no further).
+    pub fn push(&mut self, l: StoredLog) -> bool {
+        if self.done {
+            return false;
+        }
+        self.page.scanned += 1;
+        let seq = l.seq;
+        if self.q.matches(&l) {
+            if self.page.data.len() == self.limit {
+                // One match more than the page holds: there is a next page.
+                self.page.next = self.page.data.last().map(|d| d.seq);
+                self.done = true;
+                return false;
+            }
+            self.page.data.push(l);
+        }
+        if self
+            .q
+            .scan_budget
+            .is_some_and(|b| self.page.scanned >= b.max(1) as u64)
+        {
+            self.page.next = Some(seq);
+            self.page.partial = true;
+            self.done = true;
+            return false;
+        }
+        true
+    }
+
+    /// How many more lines may be read (a bound for chunked reads).
+    pub fn room(&self) -> usize {
+        if self.done {
+            return 0;
+        }
+        match self.q.scan_budget {
+            Some(b) => (b.max(1) as u64).saturating_sub(self.page.scanned) as usize,
+            None => usize::MAX,
+        }
+    }
+
+    /// The page; call when the page is complete or the lines ran out.
+    pub fn finish(self) -> LogPage {
+        self.page
+    }
 }
 
 /// Pages newest-first (or, with `after`, oldest-first) lines through `q`.
 pub fn page_logs(lines: impl Iterator<Item = StoredLog>, q: &LogQuery) -> LogPage {
-    let limit = q.limit.clamp(1, 1000);
-    let mut data = Vec::new();
-    let mut next = None;
-    for l in lines.filter(|l| q.matches(l)) {
-        if data.len() == limit {
-            next = data.last().map(|d: &StoredLog| d.seq);
+    let mut scan = LogScan::new(q);
+    for l in lines {
+        if !scan.push(l) {
             break;
         }
-        data.push(l);
     }
-    LogPage { data, next }
+    scan.finish()
+}
+
+#[cfg(test)]
+mod log_scan_tests {
+    use super::*;
+
+    fn line(seq: u64, text: &str) -> StoredLog {
+        StoredLog {
+            seq,
+            time_us: seq,
+            level: 1,
+            node: "n".into(),
+            message: text.into(),
+            fields: String::new(),
+            raw: text.into(),
+        }
+    }
+
+    /// Newest first: 100 … 1, with "needle" at every seq divisible by 10.
+    fn lines(from: u64) -> impl Iterator<Item = StoredLog> {
+        (1..from)
+            .rev()
+            .map(|s| line(s, if s % 10 == 0 { "needle" } else { "hay" }))
+    }
+
+    #[test]
+    fn a_page_ends_at_the_limit_and_says_where_the_next_starts() {
+        let q = LogQuery {
+            text: Some("needle".into()),
+            limit: 3,
+            ..Default::default()
+        };
+        let p = page_logs(lines(101), &q);
+        let seqs: Vec<u64> = p.data.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, [100, 90, 80]);
+        assert_eq!((p.next, p.partial), (Some(80), false));
+        let last = page_logs(lines(31), &q);
+        assert_eq!((last.data.len(), last.next, last.partial), (3, None, false));
+    }
+
+    #[test]
+    fn the_budget_stops_the_scan_and_following_next_finds_every_match_once() {
+        let mut q = LogQuery {
+            text: Some("needle".into()),
+            limit: 100,
+            scan_budget: Some(7),
+            ..Default::default()
+        };
+        let mut found = Vec::new();
+        let mut pages = 0;
+        loop {
+            let p = page_logs(
+                lines(101).filter(|l| q.before.is_none_or(|b| l.seq < b)),
+                &q,
+            );
+            assert!(p.scanned <= 7, "{p:?}");
+            pages += 1;
+            found.extend(p.data.iter().map(|l| l.seq));
+            match p.next {
+                Some(n) => {
+                    assert!(p.partial, "stopped early: {p:?}");
+                    q.before = Some(n);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(found, [100, 90, 80, 70, 60, 50, 40, 30, 20, 10]);
+        assert_eq!(pages, 15, "100 lines, 7 a time");
+        // With no match within the budget, the page is empty but goes on.
+        let none = page_logs(
+            lines(101),
+            &LogQuery {
+                text: Some("nowhere".into()),
+                limit: 10,
+                scan_budget: Some(50),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            (none.data.len(), none.next, none.partial),
+            (0, Some(51), true)
+        );
+    }
 }

@@ -88,6 +88,23 @@ pub trait Store: Send + Sync + 'static {
     /// Unexpired tokens only.
     async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>>;
     async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()>;
+    /// Ends a user's console/API sessions (`TokenKind::Session` tokens, kept
+    /// in a per-user index written together with each token), except the
+    /// one hashed `except`; returns how many ended.
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&TokenHash>,
+    ) -> StoreResult<u64>;
+    /// Stores a user's new password hash and, in the same step, ends every
+    /// session of that user except `keep_session`; returns how many ended.
+    /// `NotFound` if the user does not exist.
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&TokenHash>,
+    ) -> StoreResult<u64>;
     /// Revokes the cluster's registration tokens; returns how many.
     async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64>;
     /// Drops expired tokens; returns how many.
@@ -113,10 +130,13 @@ pub trait Store: Send + Sync + 'static {
 
     // --- memberships -----------------------------------------------------------
     async fn users(&self) -> StoreResult<Vec<UserRecord>>;
-    /// Removes a user, its name binding and its memberships.
+    /// Removes a user, its name binding, its memberships and its sessions.
     async fn delete_user(&self, id: &str) -> StoreResult<()>;
     /// Sets (replaces) a membership.
     async fn put_membership(&self, m: &Membership) -> StoreResult<()>;
+    /// Removes a membership. Removing an org membership (`project_id`
+    /// empty) also removes the user's project memberships in that org, in
+    /// the same step: a project member is always an org member.
     async fn remove_membership(
         &self,
         user_id: &str,
@@ -145,6 +165,10 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Newest first: the page asked for and the total number of matches.
     async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)>;
+    /// Drops audit records older than `before` (0: none for their age) and
+    /// the oldest beyond the newest `max_records` (0: no count limit);
+    /// returns how many.
+    async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64>;
 }
 
 /// Pages matches of an audit query out of newest-first records.

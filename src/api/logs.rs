@@ -49,8 +49,16 @@ pub struct LogView {
 #[derive(Serialize, ToSchema)]
 pub struct LogPageView {
     pub data: Vec<LogView>,
-    /// Pass as `cursor` for older lines; null at the end.
+    /// Pass as `cursor` for older lines (with `after`: as `after` for newer
+    /// ones); null at the end.
     pub next: Option<String>,
+    /// The scan budget (`logs.scan_lines_per_request` stored lines per
+    /// request) ran out before `limit` matches or the end were reached:
+    /// `next` continues from where the scan stopped, also when `data` is
+    /// empty.
+    pub partial: bool,
+    /// Stored lines read for this answer.
+    pub scanned: u64,
 }
 
 fn view(l: StoredLog) -> LogView {
@@ -153,10 +161,36 @@ pub fn to_query(p: LogParams) -> Result<LogQuery, ApiError> {
             })
             .transpose()?,
         limit,
+        scan_budget: None,
     })
 }
 
-/// EMQX log lines of the cluster.
+/// Stored lines one request may read.
+fn scan_budget(state: &AppState) -> usize {
+    usize::try_from(state.config.logs.scan_lines_per_request)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// The seq of a cluster's newest stored line (0: none); reads one line.
+async fn newest_seq(state: &AppState, cluster_id: &str) -> Result<u64, ApiError> {
+    let probe = LogQuery {
+        limit: 1,
+        scan_budget: Some(1),
+        ..Default::default()
+    };
+    let top = state.deps.store.logs(cluster_id, &probe).await?;
+    Ok(top.data.first().map(|l| l.seq).unwrap_or(0))
+}
+
+/// Each cluster's share of a project request's budget.
+pub fn share(budget: usize, clusters: usize) -> usize {
+    (budget / clusters.max(1)).max(budget.min(1000))
+}
+
+/// EMQX log lines of the cluster. A search reads at most
+/// `logs.scan_lines_per_request` stored lines; when it stops there the
+/// answer says `partial` and `next` continues the search.
 #[utoipa::path(get, path = "/api/orgs/{orgId}/projects/{projectId}/clusters/{clusterId}/logs", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path), ("clusterId" = String, Path), LogParams),
     responses((status = 200, body = LogPageView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
@@ -169,11 +203,14 @@ pub async fn logs(
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     crate::api::clusters::cluster_in(&state, &user, Need::Read, &org, &project, &id).await?;
-    let query = to_query(q.into_inner())?;
+    let mut query = to_query(q.into_inner())?;
+    query.scan_budget = Some(scan_budget(&state));
     let page = state.deps.store.logs(&id, &query).await?;
     Ok(HttpResponse::Ok().json(LogPageView {
         data: page.data.into_iter().map(view).collect(),
         next: page.next.map(|n| n.to_string()),
+        partial: page.partial,
+        scanned: page.scanned,
     }))
 }
 
@@ -204,26 +241,34 @@ pub fn format_positions(p: &HashMap<String, u64>) -> String {
         .join(",")
 }
 
-/// One cluster's lines in its own order, and whether the store has more.
+/// One cluster's lines in its own order, and where its store read stopped
+/// (`next`: more may follow; with `partial`, unread lines may hold matches).
 pub struct Stream {
     pub cluster_id: String,
     pub lines: std::collections::VecDeque<StoredLog>,
-    pub more: bool,
+    pub next: Option<u64>,
 }
 
 /// Merges the clusters' streams by time, always taking the head that comes
 /// first (newest first, or oldest first for a tail), so each cluster gives a
 /// prefix of its stream and a per-cluster position resumes without gaps.
-/// Returns the lines, the last seq taken per cluster, and whether anything
-/// is left.
-pub fn merge(
-    mut streams: Vec<Stream>,
-    limit: usize,
-    newest_first: bool,
-) -> (Vec<(String, StoredLog)>, HashMap<String, u64>, bool) {
+/// A stream whose read lines ran out while its store has more (its scan
+/// budget ended) cannot be ordered against the others: the merge stops
+/// there. Returns the lines, the new position per cluster moved (the last
+/// line taken, or where the read stopped once all of its lines were taken),
+/// whether anything is left, and whether the merge stopped early.
+pub fn merge(mut streams: Vec<Stream>, limit: usize, newest_first: bool) -> Merged {
     let mut out = Vec::new();
     let mut last = HashMap::new();
+    let mut stalled = false;
     while out.len() < limit {
+        if streams
+            .iter()
+            .any(|s| s.lines.is_empty() && s.next.is_some())
+        {
+            stalled = true;
+            break;
+        }
         let pick = streams
             .iter()
             .enumerate()
@@ -243,8 +288,28 @@ pub fn merge(
             out.push((s.cluster_id.clone(), l));
         }
     }
-    let left = streams.iter().any(|s| s.more || !s.lines.is_empty());
-    (out, last, left)
+    for s in &streams {
+        if let (true, Some(n)) = (s.lines.is_empty(), s.next) {
+            last.insert(s.cluster_id.clone(), n);
+        }
+    }
+    let left = streams
+        .iter()
+        .any(|s| s.next.is_some() || !s.lines.is_empty());
+    Merged {
+        lines: out,
+        positions: last,
+        left,
+        stalled,
+    }
+}
+
+pub struct Merged {
+    pub lines: Vec<(String, StoredLog)>,
+    pub positions: HashMap<String, u64>,
+    pub left: bool,
+    /// Fewer than `limit` lines because a scan budget ran out.
+    pub stalled: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -262,9 +327,19 @@ pub struct ProjectLogPage {
     pub next: Option<String>,
     /// Pass as `after` to get what arrives later (live tail).
     pub newest: String,
+    /// The scan budget (`logs.scan_lines_per_request` stored lines per
+    /// request, shared by the project's clusters) ran out before `limit`
+    /// lines were found: `next` (or, for a tail, `newest`) continues from
+    /// where the scan stopped, also when `data` is empty.
+    pub partial: bool,
+    /// Stored lines read for this answer.
+    pub scanned: u64,
 }
 
-/// EMQX log lines of every cluster of the project, merged by time.
+/// EMQX log lines of every cluster of the project, merged by time. A
+/// search reads at most `logs.scan_lines_per_request` stored lines, shared
+/// by the clusters; when it stops there the answer says `partial` and
+/// `next` (or `newest` for a tail) continues it.
 #[utoipa::path(get, path = "/api/orgs/{orgId}/projects/{projectId}/logs", tag = "clusters",
     params(("orgId" = String, Path), ("projectId" = String, Path), LogParams),
     responses((status = 200, body = ProjectLogPage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
@@ -287,8 +362,11 @@ pub async fn project_logs(
     })?;
     let mut clusters = state.deps.store.clusters_in_project(&project).await?;
     clusters.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut base = base;
+    base.scan_budget = Some(share(scan_budget(&state), clusters.len()));
     let mut streams = Vec::new();
     let mut newest: HashMap<String, u64> = HashMap::new();
+    let mut scanned = 0;
     for c in &clusters {
         let mut cq = base.clone();
         match &after {
@@ -296,12 +374,7 @@ pub async fn project_logs(
                 Some(seq) => cq.after = Some(*seq),
                 None => {
                     // A cluster new to this tail: start from its newest line.
-                    let probe = LogQuery {
-                        limit: 1,
-                        ..Default::default()
-                    };
-                    let top = state.deps.store.logs(&c.id, &probe).await?;
-                    newest.insert(c.id.clone(), top.data.first().map(|l| l.seq).unwrap_or(0));
+                    newest.insert(c.id.clone(), newest_seq(&state, &c.id).await?);
                     continue;
                 }
             },
@@ -311,34 +384,38 @@ pub async fn project_logs(
             continue; // ended (or new) since the first page
         }
         let page = state.deps.store.logs(&c.id, &cq).await?;
+        scanned += page.scanned;
         if before.is_none() && after.is_none() {
-            newest.insert(c.id.clone(), page.data.first().map(|l| l.seq).unwrap_or(0));
+            // A tail starts after the newest line there is, whatever
+            // matched (a search may have stopped short of any match).
+            newest.insert(c.id.clone(), newest_seq(&state, &c.id).await?);
         }
         streams.push(Stream {
             cluster_id: c.id.clone(),
-            more: page.next.is_some(),
+            next: page.next,
             lines: page.data.into(),
         });
     }
     let tail = after.is_some();
-    let (lines, last, left) = merge(streams, base.limit, !tail);
-    let next = if tail || !left {
+    let merged = merge(streams, base.limit, !tail);
+    let next = if tail || !merged.left {
         None
     } else {
         let mut pos = before
             .clone()
             .unwrap_or_else(|| clusters.iter().map(|c| (c.id.clone(), u64::MAX)).collect());
-        pos.extend(last.iter().map(|(k, v)| (k.clone(), *v)));
+        pos.extend(merged.positions.iter().map(|(k, v)| (k.clone(), *v)));
         Some(format_positions(&pos))
     };
     if let Some(a) = &after {
         for (k, v) in a {
             newest.entry(k.clone()).or_insert(*v);
         }
-        newest.extend(last);
+        newest.extend(merged.positions);
     }
     Ok(HttpResponse::Ok().json(ProjectLogPage {
-        data: lines
+        data: merged
+            .lines
             .into_iter()
             .map(|(cluster_id, l)| ProjectLogView {
                 cluster_id,
@@ -347,6 +424,8 @@ pub async fn project_logs(
             .collect(),
         next,
         newest: format_positions(&newest),
+        partial: merged.stalled,
+        scanned,
     }))
 }
 
@@ -372,20 +451,59 @@ mod tests {
         let a = Stream {
             cluster_id: "a".into(),
             lines: vec![line(9, 90), line(8, 95), line(7, 50)].into(),
-            more: true,
+            next: Some(7),
         };
         let b = Stream {
             cluster_id: "b".into(),
             lines: vec![line(3, 80), line(2, 60)].into(),
-            more: false,
+            next: None,
         };
-        let (out, last, left) = merge(vec![a, b], 3, true);
-        let got: Vec<_> = out.iter().map(|(c, l)| format!("{c}{}", l.seq)).collect();
+        let m = merge(vec![a, b], 3, true);
+        let got: Vec<_> = m
+            .lines
+            .iter()
+            .map(|(c, l)| format!("{c}{}", l.seq))
+            .collect();
         // a9 (90) first, then a8 (95, a's next head) before b3 (80).
         assert_eq!(got, ["a9", "a8", "b3"]);
-        assert_eq!(last.get("a"), Some(&8));
-        assert_eq!(last.get("b"), Some(&3));
-        assert!(left);
+        assert_eq!(m.positions.get("a"), Some(&8));
+        assert_eq!(m.positions.get("b"), Some(&3));
+        assert!(m.left && !m.stalled);
+    }
+
+    #[test]
+    fn a_stream_whose_budget_ran_out_stops_the_merge_and_resumes_where_its_scan_stopped() {
+        // a's search read up to seq 40 and found one line; b found plenty.
+        let a = Stream {
+            cluster_id: "a".into(),
+            lines: vec![line(70, 75)].into(),
+            next: Some(40),
+        };
+        let b = Stream {
+            cluster_id: "b".into(),
+            lines: vec![line(5, 90), line(4, 70), line(3, 10)].into(),
+            next: None,
+        };
+        let m = merge(vec![a, b], 10, true);
+        let got: Vec<_> = m
+            .lines
+            .iter()
+            .map(|(c, l)| format!("{c}{}", l.seq))
+            .collect();
+        // b4 (70) may not pass a's unread older lines: the merge stops.
+        assert_eq!(got, ["b5", "a70"]);
+        assert!(m.stalled && m.left);
+        assert_eq!(m.positions.get("a"), Some(&40), "a resumes below its scan");
+        assert_eq!(m.positions.get("b"), Some(&5));
+        // Nothing found within the budget: no line, but the position moves.
+        let empty = Stream {
+            cluster_id: "a".into(),
+            lines: Default::default(),
+            next: Some(12),
+        };
+        let m = merge(vec![empty], 10, true);
+        assert!(m.lines.is_empty() && m.stalled && m.left);
+        assert_eq!(m.positions.get("a"), Some(&12));
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/api/openapi.json", web::get().to(ops::openapi))
         .route("/api/account/login", web::post().to(account::login))
         .route("/api/account/logout", web::post().to(account::logout))
+        .route(
+            "/api/account/logout-all",
+            web::post().to(account::logout_all),
+        )
+        .route(
+            "/api/account/password",
+            web::post().to(account::change_password),
+        )
         .route("/api/account/profile", web::get().to(account::profile))
         .route("/api/events", web::get().to(events::stream))
         .route("/api/audit/operations", web::get().to(audit::operations))
@@ -150,7 +158,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     info(title = "ecp — control plane for EMQX clusters", description = "REST API of the ecp server. Errors are `{code, message}`."),
     paths(
         ops::healthz, ops::readyz, ops::version,
-        account::login, account::logout, account::profile,
+        account::login, account::logout, account::profile, account::logout_all, account::change_password,
         orgs::list_orgs, orgs::list_projects,
         tenancy::create_org, tenancy::create_project, tenancy::create_user, tenancy::org_member, tenancy::project_member,
         tenancy::update_org, tenancy::delete_org, tenancy::update_project, tenancy::delete_project, dashboard::proxy_api, dashboard::open_session, logs::logs, logs::project_logs, tenancy::list_users, tenancy::get_user, tenancy::delete_user,

@@ -97,18 +97,83 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         "counter",
         m.tunnel_requests.load(Ordering::Relaxed) as i64,
     );
-    let clusters = state.deps.store.all_clusters().await?;
-    let _ = writeln!(
-        out,
-        "# HELP ecp_clusters Managed clusters by status.\n# TYPE ecp_clusters gauge"
+    let h = &state.hashing;
+    gauge(
+        "ecp_password_checks_total",
+        "Argon2 password hashes and verifications run.",
+        "counter",
+        h.done.load(Ordering::Relaxed) as i64,
     );
-    for s in Status::ALL {
-        let n = clusters.iter().filter(|c| c.status == s).count();
-        let _ = writeln!(out, "ecp_clusters{{status=\"{}\"}} {n}", s.as_str());
+    gauge(
+        "ecp_password_checks_refused_total",
+        "Password checks refused (429) because the Argon2 pool and its queue were full.",
+        "counter",
+        h.refused.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        "ecp_password_checks_waiting",
+        "Password checks waiting for a place in the Argon2 pool.",
+        "gauge",
+        h.waiting() as i64,
+    );
+    gauge(
+        "ecp_event_streams",
+        "Open console event streams (GET /api/events) on this node.",
+        "gauge",
+        i64::from(state.event_streams.total()),
+    );
+    // Counted in the background (`metrics.clusters_refresh_secs`), never per scrape.
+    if let Some(counts) = state.cluster_gauges.get() {
+        let _ = writeln!(
+            out,
+            "# HELP ecp_clusters Managed clusters by status.\n# TYPE ecp_clusters gauge"
+        );
+        for (s, n) in Status::ALL.iter().zip(counts) {
+            let _ = writeln!(out, "ecp_clusters{{status=\"{}\"}} {n}", s.as_str());
+        }
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out))
+}
+
+/// The clusters-by-status figures of `/metrics`, as last counted.
+#[derive(Default)]
+pub struct ClusterGauges {
+    counts: std::sync::Mutex<Option<[u64; 5]>>,
+}
+
+impl ClusterGauges {
+    pub fn get(&self) -> Option<[u64; 5]> {
+        *self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set(&self, counts: [u64; 5]) {
+        *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = Some(counts);
+    }
+}
+
+/// Clusters per status, in the order of `Status::ALL`.
+pub fn count_by_status(clusters: &[ecp_actors::model::ClusterRecord]) -> [u64; 5] {
+    Status::ALL.map(|s| clusters.iter().filter(|c| c.status == s).count() as u64)
+}
+
+/// Counts clusters by status every `metrics.clusters_refresh_secs`.
+pub fn spawn_cluster_gauges(state: web::Data<AppState>) {
+    let every = std::time::Duration::from_secs(u64::from(
+        state.config.metrics.clusters_refresh_secs.max(1),
+    ));
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.deps.store.all_clusters().await {
+                Ok(all) => state.cluster_gauges.set(count_by_status(&all)),
+                Err(e) => tracing::warn!(error = %e, "clusters not counted for /metrics"),
+            }
+        }
+    });
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -1,7 +1,7 @@
 //! Creating orgs, projects and users, and setting memberships.
 
 use crate::audit::{self, Object};
-use crate::auth::{self, AuthUser};
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::{validate, AppState};
 use actix_web::http::StatusCode;
@@ -131,7 +131,7 @@ pub async fn create_user(
     validate::username(&b.username).map_err(|m| ApiError::bad_request("INVALID_USERNAME", m))?;
     crate::login_guard::password_rules(&b.password)
         .map_err(|m| ApiError::bad_request("WEAK_PASSWORD", m))?;
-    let hash = auth::hash_password(b.password).await?;
+    let hash = state.hashing.hash(b.password).await?;
     let u = UserRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
         username: b.username,
@@ -197,6 +197,8 @@ async fn set_membership(
     } else {
         state.deps.store.put_membership(&m).await?;
     }
+    // Open streams of that user follow the new rights (on every node).
+    state.revocations.notify(&m.user_id).await;
     let object = Object {
         kind: "membership",
         id: &m.user_id,
@@ -218,7 +220,9 @@ async fn set_membership(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Set or remove a user's org role (system or org admins).
+/// Set or remove a user's org role (system or org admins). Removing it
+/// also removes the user's project roles in that org, in the same step; the
+/// user's requests and open event streams follow at once (on every node).
 #[utoipa::path(put, path = "/api/orgs/{orgId}/members/{userId}", tag = "users", params(("orgId" = String, Path), ("userId" = String, Path)), request_body = RoleBody,
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn org_member(
@@ -500,6 +504,7 @@ pub async fn delete_user(
         return Err(ApiError::not_found("user"));
     };
     state.deps.store.delete_user(&id).await?;
+    state.revocations.notify(&id).await;
     let object = Object {
         kind: "user",
         id: &target.id,

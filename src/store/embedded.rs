@@ -31,6 +31,8 @@ const NODE_IDS: TableDefinition<&str, &str> = TableDefinition::new("node_ids");
 const AUDIT: TableDefinition<u64, Json> = TableDefinition::new("audit");
 /// "{user}/{org}/{project}" → membership
 const MEMBERSHIPS: TableDefinition<&str, Json> = TableDefinition::new("memberships");
+/// "{user_id}/{token hash hex}" → () for console/API sessions
+const USER_SESSIONS: TableDefinition<&str, ()> = TableDefinition::new("user_sessions");
 /// (cluster_id, seq) → stored log line
 const LOGS: TableDefinition<(&str, u64), Json> = TableDefinition::new("logs");
 /// cluster_id → (next seq, lines kept)
@@ -145,6 +147,7 @@ impl EmbeddedStore {
             tx.open_table(NODE_IDS).map_err(unavailable)?;
             tx.open_table(AUDIT).map_err(unavailable)?;
             tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            tx.open_table(USER_SESSIONS).map_err(unavailable)?;
             tx.open_table(LOGS).map_err(unavailable)?;
             tx.open_table(LOG_META).map_err(unavailable)?;
             tx.open_table(LOG_MARKS).map_err(unavailable)?;
@@ -281,6 +284,42 @@ fn remove_agent_in(
         .remove(format!("{}/{}", agent.cluster_id, id).as_str())
         .map_err(unavailable)?;
     Ok(())
+}
+
+fn session_key(user_id: &str, hash: &[u8]) -> String {
+    format!("{user_id}/{}", hex::encode(hash))
+}
+
+/// Ends a user's sessions inside `tx`, except `except`; how many tokens
+/// were removed.
+fn delete_sessions_in(
+    tx: &redb::WriteTransaction,
+    user_id: &str,
+    except: Option<&TokenHash>,
+) -> StoreResult<u64> {
+    let mut idx = tx.open_table(USER_SESSIONS).map_err(unavailable)?;
+    let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
+    let keep = except.map(hex::encode);
+    let mut n = 0;
+    for k in keys_with_prefix(&idx, &format!("{user_id}/"))? {
+        let Some((_, h)) = k.split_once('/') else {
+            continue;
+        };
+        if keep.as_deref() == Some(h) {
+            continue;
+        }
+        if let Ok(hash) = hex::decode(h) {
+            if tokens
+                .remove(hash.as_slice())
+                .map_err(unavailable)?
+                .is_some()
+            {
+                n += 1;
+            }
+        }
+        idx.remove(k.as_str()).map_err(unavailable)?;
+    }
+    Ok(n)
 }
 
 fn put_events(tx: &redb::WriteTransaction, events: &[ClusterEvent]) -> StoreResult<()> {
@@ -551,6 +590,12 @@ impl Store for EmbeddedStore {
                     .insert(format!("{cluster_id}/{}", hex::encode(hash)).as_str(), ())
                     .map_err(unavailable)?;
             }
+            if let TokenKind::Session { user_id } = &token.kind {
+                tx.open_table(USER_SESSIONS)
+                    .map_err(unavailable)?
+                    .insert(session_key(user_id, &hash).as_str(), ())
+                    .map_err(unavailable)?;
+            }
             Ok(())
         })
         .await
@@ -577,17 +622,58 @@ impl Store for EmbeddedStore {
                 Some(v) => Some(from_json(v.value())?),
                 None => None,
             };
-            if let Some(TokenRecord {
-                kind: TokenKind::Registration { cluster_id },
-                ..
-            }) = old
-            {
-                tx.open_table(CLUSTER_TOKENS)
-                    .map_err(unavailable)?
-                    .remove(format!("{cluster_id}/{}", hex::encode(hash)).as_str())
-                    .map_err(unavailable)?;
+            match old.map(|r| r.kind) {
+                Some(TokenKind::Registration { cluster_id }) => {
+                    tx.open_table(CLUSTER_TOKENS)
+                        .map_err(unavailable)?
+                        .remove(format!("{cluster_id}/{}", hex::encode(hash)).as_str())
+                        .map_err(unavailable)?;
+                }
+                Some(TokenKind::Session { user_id }) => {
+                    tx.open_table(USER_SESSIONS)
+                        .map_err(unavailable)?
+                        .remove(session_key(&user_id, &hash).as_str())
+                        .map_err(unavailable)?;
+                }
+                _ => {}
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        let (user_id, except) = (user_id.to_string(), except.copied());
+        self.write(move |tx| delete_sessions_in(tx, &user_id, except.as_ref()))
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        let (id, hash, keep) = (
+            user_id.to_string(),
+            password_hash.to_string(),
+            keep_session.copied(),
+        );
+        self.write(move |tx| {
+            let mut users = tx.open_table(USERS).map_err(unavailable)?;
+            let Some(mut user): Option<UserRecord> = get_json(&users, &id)? else {
+                return Err(StoreError::NotFound);
+            };
+            user.password_hash = hash;
+            users
+                .insert(id.as_str(), to_json(&user)?.as_slice())
+                .map_err(unavailable)?;
+            drop(users);
+            delete_sessions_in(tx, &id, keep.as_ref())
         })
         .await
     }
@@ -621,11 +707,19 @@ impl Store for EmbeddedStore {
                 }
             }
             let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            let mut us = tx.open_table(USER_SESSIONS).map_err(unavailable)?;
             for (k, rec) in &expired {
                 t.remove(k.as_slice()).map_err(unavailable)?;
-                if let TokenKind::Registration { cluster_id } = &rec.kind {
-                    ct.remove(format!("{cluster_id}/{}", hex::encode(k)).as_str())
-                        .map_err(unavailable)?;
+                match &rec.kind {
+                    TokenKind::Registration { cluster_id } => {
+                        ct.remove(format!("{cluster_id}/{}", hex::encode(k)).as_str())
+                            .map_err(unavailable)?;
+                    }
+                    TokenKind::Session { user_id } => {
+                        us.remove(session_key(user_id, k).as_str())
+                            .map_err(unavailable)?;
+                    }
+                    _ => {}
                 }
             }
             Ok(expired.len() as u64)
@@ -820,10 +914,13 @@ impl Store for EmbeddedStore {
                     .remove(u.username.as_str())
                     .map_err(unavailable)?;
             }
+            drop(users);
             let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
             for k in keys_with_prefix(&ms, &format!("{id}/"))? {
                 ms.remove(k.as_str()).map_err(unavailable)?;
             }
+            drop(ms);
+            delete_sessions_in(tx, &id, None)?;
             Ok(())
         })
         .await
@@ -846,11 +943,19 @@ impl Store for EmbeddedStore {
         project_id: &str,
     ) -> StoreResult<()> {
         let key = format!("{user_id}/{org_id}/{project_id}");
+        // An org membership's key is the prefix of the user's project
+        // memberships in that org: they go with it.
+        let cascade = project_id.is_empty();
         self.write(move |tx| {
-            tx.open_table(MEMBERSHIPS)
-                .map_err(unavailable)?
-                .remove(key.as_str())
-                .map_err(unavailable)?;
+            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            let keys = if cascade {
+                keys_with_prefix(&ms, &key)?
+            } else {
+                vec![key]
+            };
+            for k in keys {
+                ms.remove(k.as_str()).map_err(unavailable)?;
+            }
             Ok(())
         })
         .await
@@ -979,6 +1084,33 @@ impl Store for EmbeddedStore {
                 .insert(r.id, to_json(&r)?.as_slice())
                 .map_err(unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(AUDIT).map_err(unavailable)?;
+            let was = t.len().map_err(unavailable)?;
+            // Ids are time-ordered: `at` * 1000 + a sequence below 1000.
+            t.retain_in(..before.saturating_mul(1000), |_, _| false)
+                .map_err(unavailable)?;
+            let len = t.len().map_err(unavailable)?;
+            if max_records > 0 && len > max_records {
+                let mut oldest = Vec::new();
+                for item in t
+                    .iter()
+                    .map_err(unavailable)?
+                    .take((len - max_records) as usize)
+                {
+                    let (k, _) = item.map_err(unavailable)?;
+                    oldest.push(k.value());
+                }
+                for k in oldest {
+                    t.remove(k).map_err(unavailable)?;
+                }
+            }
+            Ok(was - t.len().map_err(unavailable)?)
         })
         .await
     }

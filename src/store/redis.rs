@@ -129,12 +129,32 @@ end
 return stored
 "#;
 
+/// ARGV: hash, record, TTL ms (0: none), cluster (registration tokens),
+/// user (sessions). A user's sessions are the set `ecp:user_sessions:{user}`,
+/// which lives as long as its newest session; members whose token expired
+/// are dropped whenever another is added.
 const PUT_TOKEN: &str = r#"
 if ARGV[3] == '0' then redis.call('SET', 'ecp:token:'..ARGV[1], ARGV[2])
 else redis.call('SET', 'ecp:token:'..ARGV[1], ARGV[2], 'PX', ARGV[3]) end
 if ARGV[4] ~= '' then
   redis.call('SADD', 'ecp:cluster_tokens:'..ARGV[4], ARGV[1])
   redis.call('PEXPIRE', 'ecp:cluster_tokens:'..ARGV[4], 8 * 24 * 3600 * 1000)
+end
+if ARGV[5] ~= '' then
+  local set = 'ecp:user_sessions:'..ARGV[5]
+  for _, h in ipairs(redis.call('SMEMBERS', set)) do
+    if redis.call('EXISTS', 'ecp:token:'..h) == 0 then redis.call('SREM', set, h) end
+  end
+  redis.call('SADD', set, ARGV[1])
+  -- PTTL -1: a new set (one member), or one kept by a session without expiry.
+  local ttl = tonumber(ARGV[3])
+  if ttl == 0 then redis.call('PERSIST', set)
+  else
+    local cur = redis.call('PTTL', set)
+    if cur >= 0 and cur < ttl or cur == -1 and redis.call('SCARD', set) == 1 then
+      redis.call('PEXPIRE', set, ttl)
+    end
+  end
 end
 return 'OK'
 "#;
@@ -145,8 +165,66 @@ redis.call('DEL', 'ecp:token:'..ARGV[1])
 if cur then
   local t = cjson.decode(cur)
   if t.kind.kind == 'registration' then redis.call('SREM', 'ecp:cluster_tokens:'..t.kind.cluster_id, ARGV[1]) end
+  if t.kind.kind == 'session' then redis.call('SREM', 'ecp:user_sessions:'..t.kind.user_id, ARGV[1]) end
 end
 return 'OK'
+"#;
+
+/// Deletes the sessions of user ARGV[1] except hash ARGV[2]; shared by the
+/// scripts that end sessions.
+const DELETE_SESSIONS_FN: &str = r#"
+local function delete_sessions(user, except)
+  local set = 'ecp:user_sessions:'..user
+  local n = 0
+  for _, h in ipairs(redis.call('SMEMBERS', set)) do
+    if h ~= except then
+      n = n + redis.call('DEL', 'ecp:token:'..h)
+      redis.call('SREM', set, h)
+    end
+  end
+  return n
+end
+"#;
+
+const DELETE_SESSIONS_BODY: &str = r#"
+return delete_sessions(ARGV[1], ARGV[2])
+"#;
+
+/// Compare-and-set of the user record (Rust read ARGV[2], writes ARGV[3]),
+/// then the other sessions end.
+const SET_PASSWORD_BODY: &str = r#"
+local key = 'ecp:user:'..ARGV[1]
+local cur = redis.call('GET', key)
+if not cur then return 'NOT_FOUND' end
+if cur ~= ARGV[2] then return 'RETRY' end
+redis.call('SET', key, ARGV[3])
+return 'OK:'..delete_sessions(ARGV[1], ARGV[4])
+"#;
+
+const DELETE_USER_BODY: &str = r#"
+local id = ARGV[1]
+local cur = redis.call('GET', 'ecp:user:'..id)
+if not cur then return 'OK' end
+local u = cjson.decode(cur)
+redis.call('DEL', 'ecp:user:'..id, 'ecp:user_name:'..u.username, 'ecp:memberships:'..id)
+redis.call('SREM', 'ecp:users', id)
+delete_sessions(id, '')
+redis.call('DEL', 'ecp:user_sessions:'..id)
+return 'OK'
+"#;
+
+/// Removes membership (ARGV[2] org, ARGV[3] project) of user ARGV[1]; an
+/// org membership takes the user's project memberships in that org along.
+const REMOVE_MEMBERSHIP: &str = r#"
+local key = 'ecp:memberships:'..ARGV[1]
+local org, project = ARGV[2], ARGV[3]
+if project ~= '' then return redis.call('HDEL', key, org..'/'..project) end
+local prefix = org..'/'
+local n = 0
+for _, f in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(f, 1, #prefix) == prefix then n = n + redis.call('HDEL', key, f) end
+end
+return n
 "#;
 
 const REVOKE_REGISTRATION: &str = r#"
@@ -191,6 +269,10 @@ fn script(body: &str) -> Script {
 
 fn with_fn(body: &str) -> Script {
     Script::new(&format!("{REMOVE_AGENT_FN}\n{body}"))
+}
+
+fn with_sessions_fn(body: &str) -> Script {
+    Script::new(&format!("{DELETE_SESSIONS_FN}\n{body}"))
 }
 
 impl RedisStore {
@@ -402,11 +484,16 @@ impl Store for RedisStore {
             TokenKind::Registration { cluster_id } => cluster_id.clone(),
             _ => String::new(),
         };
+        let user = match &token.kind {
+            TokenKind::Session { user_id } => user_id.clone(),
+            _ => String::new(),
+        };
         let _: String = script(PUT_TOKEN)
             .arg(hex::encode(hash))
             .arg(to_json(token)?)
             .arg(ttl.to_string())
             .arg(cluster)
+            .arg(user)
             .invoke_async(&mut self.c())
             .await
             .map_err(unavailable)?;
@@ -427,6 +514,55 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        with_sessions_fn(DELETE_SESSIONS_BODY)
+            .arg(user_id)
+            .arg(except.map(hex::encode).unwrap_or_default())
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        // The record is JSON that Lua must not re-encode: read, change,
+        // write if unchanged meanwhile.
+        for _ in 0..8 {
+            let key = format!("{P}user:{user_id}");
+            let Some(cur): Option<String> = self.c().get(&key).await.map_err(unavailable)? else {
+                return Err(StoreError::NotFound);
+            };
+            let mut user: UserRecord = from_json(&cur)?;
+            user.password_hash = password_hash.to_string();
+            let r: String = with_sessions_fn(SET_PASSWORD_BODY)
+                .arg(user_id)
+                .arg(&cur)
+                .arg(to_json(&user)?)
+                .arg(keep_session.map(hex::encode).unwrap_or_default())
+                .invoke_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            if r == "RETRY" {
+                continue;
+            }
+            if let Some(n) = r.strip_prefix("OK:") {
+                return Ok(n.parse().unwrap_or(0));
+            }
+            return outcome(&r, "").map(|_| 0);
+        }
+        Err(StoreError::Unavailable(
+            "the user record kept changing; retry".into(),
+        ))
     }
 
     async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
@@ -581,18 +717,12 @@ impl Store for RedisStore {
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
-        let Some(u) = self.user(id).await? else {
-            return Ok(());
-        };
-        redis::pipe()
-            .atomic()
-            .del(format!("{P}user:{id}"))
-            .del(format!("{P}user_name:{}", u.username))
-            .del(format!("{P}memberships:{id}"))
-            .srem(format!("{P}users"), id)
-            .query_async::<()>(&mut self.c())
+        let r: String = with_sessions_fn(DELETE_USER_BODY)
+            .arg(id)
+            .invoke_async(&mut self.c())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        outcome(&r, "")
     }
 
     async fn users(&self) -> StoreResult<Vec<UserRecord>> {
@@ -616,13 +746,14 @@ impl Store for RedisStore {
         org_id: &str,
         project_id: &str,
     ) -> StoreResult<()> {
-        self.c()
-            .hdel(
-                format!("{P}memberships:{user_id}"),
-                format!("{org_id}/{project_id}"),
-            )
+        let _: i64 = script(REMOVE_MEMBERSHIP)
+            .arg(user_id)
+            .arg(org_id)
+            .arg(project_id)
+            .invoke_async(&mut self.c())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
@@ -671,9 +802,9 @@ impl Store for RedisStore {
 
     async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage> {
         let key = format!("{P}logs:{cluster_id}");
-        let limit = q.limit.clamp(1, 1000);
-        let mut matched: Vec<StoredLog> = Vec::new();
-        // Read in chunks until limit + 1 matches (to know about a next page).
+        let mut scan = LogScan::new(q);
+        // Read in chunks until the page is complete, the budget is spent or
+        // the stream ends.
         let mut bound = match q.after {
             Some(a) => format!("(0-{a}"),
             None => q
@@ -681,14 +812,18 @@ impl Store for RedisStore {
                 .map(|b| format!("(0-{b}"))
                 .unwrap_or_else(|| "+".into()),
         };
-        loop {
+        'read: loop {
+            let count = scan.room().min(512);
+            if count == 0 {
+                break;
+            }
             let cmd = if q.after.is_some() {
                 redis::cmd("XRANGE")
                     .arg(&key)
                     .arg(&bound)
                     .arg("+")
                     .arg("COUNT")
-                    .arg(512)
+                    .arg(count)
                     .clone()
             } else {
                 redis::cmd("XREVRANGE")
@@ -696,12 +831,12 @@ impl Store for RedisStore {
                     .arg(&bound)
                     .arg("-")
                     .arg("COUNT")
-                    .arg(512)
+                    .arg(count)
                     .clone()
             };
             let chunk: Vec<(String, Vec<String>)> =
                 cmd.query_async(&mut self.c()).await.map_err(unavailable)?;
-            let done = chunk.len() < 512;
+            let done = chunk.len() < count;
             for (id, fields) in chunk {
                 let seq: u64 = id
                     .split_once('-')
@@ -711,18 +846,15 @@ impl Store for RedisStore {
                 let Some(json) = fields.get(1) else { continue };
                 let mut rec: StoredLog = from_json(json)?;
                 rec.seq = seq;
-                if q.matches(&rec) {
-                    matched.push(rec);
-                    if matched.len() > limit {
-                        break;
-                    }
+                if !scan.push(rec) {
+                    break 'read;
                 }
             }
-            if done || matched.len() > limit {
+            if done {
                 break;
             }
         }
-        Ok(page_logs(matched.into_iter(), q))
+        Ok(scan.finish())
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
@@ -734,6 +866,24 @@ impl Store for RedisStore {
             .query_async::<()>(&mut self.c())
             .await
             .map_err(unavailable)
+    }
+
+    async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let (trimmed, popped): (u64, u64) = Script::new(PURGE_AUDIT)
+                .key(format!("{P}audit"))
+                .arg(before)
+                .arg(max_records)
+                .arg(AUDIT_PURGE_BATCH)
+                .invoke_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            total += trimmed + popped;
+            if popped < AUDIT_PURGE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)> {
@@ -751,3 +901,31 @@ impl Store for RedisStore {
 }
 
 const AUDIT_CAP: isize = 100_000;
+
+/// Records popped per script run (the list is trimmed in runs so Redis is
+/// never blocked for long).
+const AUDIT_PURGE_BATCH: u64 = 5_000;
+
+/// KEYS: the audit list (newest at the head). ARGV: before (ms), max
+/// records (0: none), batch. Trims to the newest max, then pops records
+/// older than `before` from the tail, at most `batch`. Returns {trimmed, popped}.
+const PURGE_AUDIT: &str = r#"
+local key, before, max, batch = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local trimmed = 0
+if max > 0 then
+  local len = redis.call('LLEN', key)
+  if len > max then
+    redis.call('LTRIM', key, 0, max - 1)
+    trimmed = len - max
+  end
+end
+local popped = 0
+while popped < batch do
+  local v = redis.call('LINDEX', key, -1)
+  if not v then break end
+  if cjson.decode(v).at >= before then break end
+  redis.call('RPOP', key)
+  popped = popped + 1
+end
+return {trimmed, popped}
+"#;

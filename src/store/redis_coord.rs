@@ -1,7 +1,8 @@
 //! The Redis coordinator: leases `ecp:lease:{cluster}` = node (SET NX PX,
 //! renewed only by their holder), presence `ecp:presence:{agent}` =
 //! `node|session` with a TTL, changes on channel `ecp:changes`, node
-//! messages on `ecp:node:{node}`. Pub/sub is lossy and its connection does
+//! messages on `ecp:node:{node}`, "user U's access changed" notices
+//! (`crate::revoke`) on `ecp:access`. Pub/sub is lossy and its connection does
 //! not reconnect by itself: the subscriber loop (`subscribe`) resubscribes
 //! after every failure and reports it so consoles re-read.
 
@@ -45,12 +46,24 @@ pub struct ChangeEnvelope {
     pub change: ClusterChange,
 }
 
+/// What travels on `ecp:access`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessEnvelope {
+    pub origin: String,
+    pub user_id: String,
+}
+
+const ACCESS_CHANNEL: &str = "ecp:access";
+
 /// What the subscriber hands to the node.
 pub enum Inbound {
     /// (Re)subscribed: anything may have been missed before this.
     Subscribed,
     Change(ClusterChange),
     Msg(NodeMsg),
+    /// Another node changed this user's authority (`crate::revoke`).
+    AccessChanged(String),
 }
 
 impl RedisCoordinator {
@@ -81,6 +94,7 @@ impl RedisCoordinator {
             match self.client.get_async_pubsub().await {
                 Ok(mut ps) => {
                     let ok = ps.subscribe("ecp:changes").await.is_ok()
+                        && ps.subscribe(ACCESS_CHANNEL).await.is_ok()
                         && ps
                             .subscribe(format!("ecp:node:{}", self.node))
                             .await
@@ -104,7 +118,13 @@ impl RedisCoordinator {
                                     if payload == PING {
                                         continue;
                                     }
-                                    if channel == "ecp:changes" {
+                                    if channel == ACCESS_CHANNEL {
+                                        if let Ok(env) = serde_json::from_str::<AccessEnvelope>(&payload) {
+                                            if env.origin != self.node {
+                                                on(Inbound::AccessChanged(env.user_id));
+                                            }
+                                        }
+                                    } else if channel == "ecp:changes" {
                                         if let Ok(env) = serde_json::from_str::<ChangeEnvelope>(&payload) {
                                             if env.origin != self.node {
                                                 on(Inbound::Change(env.change));
@@ -129,6 +149,28 @@ impl RedisCoordinator {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::revoke::Remote for RedisCoordinator {
+    async fn publish_access_change(&self, user_id: &str) {
+        let env = AccessEnvelope {
+            origin: self.node.clone(),
+            user_id: user_id.to_string(),
+        };
+        let Ok(payload) = serde_json::to_string(&env) else {
+            return;
+        };
+        // Lost notices are caught by the streams' periodic re-check.
+        if let Err(e) = self
+            .conn
+            .clone()
+            .publish::<_, _, ()>(ACCESS_CHANNEL, payload)
+            .await
+        {
+            tracing::warn!(error = %e, user_id, "access change not published to other nodes");
         }
     }
 }

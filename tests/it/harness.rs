@@ -383,6 +383,14 @@ impl Events {
         (c, Instant::now())
     }
 
+    /// Waits until the server ends the stream, skipping any events; false
+    /// if it is still open after `timeout`.
+    pub async fn ended(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async { while self.rx.recv().await.is_some() {} })
+            .await
+            .is_ok()
+    }
+
     pub async fn wait_status(
         &mut self,
         id: &str,

@@ -440,3 +440,93 @@ async fn project_logs_merge_the_clusters_and_a_resent_batch_is_stored_once() {
     assert_eq!((s, v["code"].as_str()), (400, Some("INVALID_CURSOR")));
     let _ = c2;
 }
+
+/// A search reads at most `logs.scan_lines_per_request` stored lines per
+/// request: matches beyond that are reached by following `next`, which an
+/// answer gives even when it found nothing (`partial`), for one cluster and
+/// for the project — every match once, in order.
+#[tokio::test]
+async fn a_search_beyond_the_scan_budget_is_partial_and_its_cursor_finds_every_match() {
+    let server = Server::start_with(&[("ECP_LOGS_SCAN_LINES_PER_REQUEST", "4")]).await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let (c1, _, mut s1) = running_cluster(&server, &api, &mut events, "one", "emqx@a1").await;
+    let (_c2, _, mut s2) = running_cluster(&server, &api, &mut events, "two", "emqx@b1").await;
+    let t = 1_700_000_000_000_000u64;
+    // 12 lines each; the needles are the oldest two of each cluster.
+    let lines = |name: &str, odd: u64| -> Vec<(u64, u64, String)> {
+        (0..12)
+            .map(|i| {
+                let what = if i < 2 { "needle" } else { "hay" };
+                (
+                    i * 100,
+                    t + (2 * i + odd) * 1000,
+                    format!("{name}-{what}-{i}"),
+                )
+            })
+            .collect()
+    };
+    s1.send(&batch(1, "emqx@a1", &as_ref(&lines("one", 0))))
+        .await
+        .expect("send");
+    acked(&mut s1, 1).await;
+    s2.send(&batch(1, "emqx@b1", &as_ref(&lines("two", 1))))
+        .await
+        .expect("send");
+    acked(&mut s2, 1).await;
+
+    // Follows `next` from `path`; the messages found and each answer's (lines, partial).
+    let search = |path: String| {
+        let api = &api;
+        async move {
+            let mut found = Vec::new();
+            let mut answers = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let (s, v) = api.get(&format!("{path}?q=needle{cursor}")).await;
+                assert_eq!(s, 200, "{v}");
+                let data = v["data"].as_array().expect("data");
+                found.extend(
+                    data.iter()
+                        .filter_map(|l| l["message"].as_str().map(str::to_string)),
+                );
+                answers.push((
+                    data.len(),
+                    v["partial"] == true,
+                    v["scanned"].as_u64().expect("scanned"),
+                ));
+                match v["next"].as_str() {
+                    Some(n) => cursor = format!("&cursor={n}"),
+                    None => break,
+                }
+                assert!(answers.len() < 30, "no progress: {answers:?}");
+            }
+            (found, answers)
+        }
+    };
+    let (found, answers) = search(format!("{P}/clusters/{c1}/logs")).await;
+    assert_eq!(found, ["one-needle-1", "one-needle-0"], "{answers:?}");
+    assert_eq!(
+        answers[0],
+        (0, true, 4),
+        "nothing in the newest 4 lines, but a cursor"
+    );
+    assert!(answers.iter().all(|a| a.2 <= 4), "{answers:?}");
+
+    let (found, answers) = search(format!("{P}/logs")).await;
+    assert_eq!(
+        found,
+        [
+            "two-needle-1",
+            "one-needle-1",
+            "two-needle-0",
+            "one-needle-0"
+        ],
+        "{answers:?}"
+    );
+    assert_eq!((answers[0].0, answers[0].1), (0, true), "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.2 <= 8),
+        "4 per cluster: {answers:?}"
+    );
+}

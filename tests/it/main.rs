@@ -2,6 +2,7 @@
 //! protocol test client standing in for agents.
 
 mod audit;
+mod authority;
 mod bad_input;
 mod browser;
 mod cluster_mode;

@@ -47,9 +47,26 @@ async fn fresh_install_has_the_default_org_and_project_and_ops_endpoints_answer(
         "/api/clusters/agents/emqxee/connect",
         "/api/clusters/agents/emqxee/unregister",
         "/api/events",
+        "/api/account/password",
+        "/api/account/logout-all",
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
+    // Every status the new account routes answer is in the contract.
+    let statuses = |path: &str| -> Vec<String> {
+        doc["paths"][path]["post"]["responses"]
+            .as_object()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        statuses("/api/account/password"),
+        ["204", "400", "401", "403", "413", "429", "503"]
+    );
+    assert_eq!(
+        statuses("/api/account/logout-all"),
+        ["204", "401", "403", "503"]
+    );
 
     // Logout revokes the token.
     let (s, _) = api.post("/api/account/logout", serde_json::json!({})).await;
@@ -284,4 +301,31 @@ async fn behind_nginx_login_throttling_is_shared_by_the_nodes_and_sees_the_clien
         .collect();
     assert!(addresses.contains("127.0.0.2"), "{addresses:?}");
     assert!(addresses.contains("127.0.0.3"), "{addresses:?}");
+}
+
+#[tokio::test]
+async fn metrics_serve_clusters_by_status_as_counted_in_the_background() {
+    let server = Server::start_with(&[("ECP_METRICS_CLUSTERS_REFRESH_SECS", "1")]).await;
+    let api = server.api().await;
+    api.create_cluster("counted 1").await;
+    api.create_cluster("counted 2").await;
+    // A scrape reads the last count; the next count includes both.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = api
+            .http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.contains("ecp_clusters{status=\"created\"} 2") {
+            assert!(text.contains("ecp_password_checks_total"), "{text}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -333,12 +333,241 @@ async fn conformance(store: SharedStore) {
     );
 }
 
+fn session(user: &str, ttl_ms: u64) -> TokenRecord {
+    TokenRecord {
+        kind: TokenKind::Session {
+            user_id: user.into(),
+        },
+        created_at: now_ms(),
+        expires_at: Some(now_ms() + ttl_ms),
+    }
+}
+
+fn membership(user: &str, org: &str, project: &str, role: Role) -> Membership {
+    Membership {
+        user_id: user.into(),
+        org_id: org.into(),
+        project_id: project.into(),
+        role,
+    }
+}
+
+/// Memberships and sessions: what a user may do follows their current rights.
+async fn authority_conformance(store: SharedStore) {
+    let user = |id: &str, name: &str| UserRecord {
+        id: id.into(),
+        username: name.into(),
+        password_hash: "old".into(),
+        system_admin: false,
+        created_at: 1,
+    };
+    store.create_user(&user("m1", "mia")).await.expect("user");
+    store.create_user(&user("m2", "max")).await.expect("user");
+
+    // Removing an org membership takes the user's project roles in that org
+    // along, and nothing else (another org, a similar-looking org id).
+    for m in [
+        membership("m1", "orgA", "", Role::Viewer),
+        membership("m1", "orgA", "p1", Role::Admin),
+        membership("m1", "orgA", "p2", Role::Viewer),
+        membership("m1", "orgAB", "", Role::Viewer),
+        membership("m1", "orgAB", "q1", Role::Viewer),
+        membership("m2", "orgA", "", Role::Viewer),
+        membership("m2", "orgA", "p1", Role::Viewer),
+    ] {
+        store.put_membership(&m).await.expect("membership");
+    }
+    // A project membership alone goes alone.
+    store
+        .remove_membership("m1", "orgA", "p2")
+        .await
+        .expect("remove project role");
+    assert_eq!(store.memberships("m1").await.expect("ms").len(), 4);
+    store
+        .remove_membership("m1", "orgA", "")
+        .await
+        .expect("remove org role");
+    let mut left: Vec<(String, String)> = store
+        .memberships("m1")
+        .await
+        .expect("ms")
+        .into_iter()
+        .map(|m| (m.org_id, m.project_id))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ("orgAB".to_string(), String::new()),
+            ("orgAB".to_string(), "q1".to_string())
+        ],
+        "only orgA's roles went"
+    );
+    assert_eq!(
+        store.memberships("m2").await.expect("ms").len(),
+        2,
+        "another user's roles stay"
+    );
+
+    // Sessions are indexed per user: all but one end; others' stay.
+    for (h, u) in [
+        ([41; 32], "m1"),
+        ([42; 32], "m1"),
+        ([43; 32], "m1"),
+        ([44; 32], "m2"),
+    ] {
+        store
+            .put_token(&h, &session(u, 60_000))
+            .await
+            .expect("session");
+    }
+    // A registration token is no session.
+    store
+        .put_token(
+            &[45; 32],
+            &TokenRecord {
+                kind: TokenKind::Registration {
+                    cluster_id: "c4".into(),
+                },
+                created_at: 1,
+                expires_at: Some(now_ms() + 60_000),
+            },
+        )
+        .await
+        .expect("token");
+    // A logged-out session is out of the index too.
+    store.delete_token(&[43; 32]).await.expect("logout");
+    assert_eq!(
+        store
+            .delete_user_sessions("m1", Some(&[41; 32]))
+            .await
+            .expect("end others"),
+        1
+    );
+    let alive = |h: [u8; 32]| {
+        let store = store.clone();
+        async move { store.token(&h, now_ms()).await.expect("get").is_some() }
+    };
+    assert!(alive([41; 32]).await, "the kept session");
+    assert!(!alive([42; 32]).await, "ended");
+    assert!(alive([44; 32]).await, "another user's session");
+    assert!(alive([45; 32]).await, "not a session");
+
+    // A new password and the end of the other sessions are one step.
+    store
+        .put_token(&[46; 32], &session("m1", 60_000))
+        .await
+        .expect("session");
+    assert_eq!(
+        store
+            .set_password("m1", "new", Some(&[46; 32]))
+            .await
+            .expect("set password"),
+        1
+    );
+    assert_eq!(
+        store
+            .user("m1")
+            .await
+            .expect("user")
+            .map(|u| u.password_hash),
+        Some("new".to_string())
+    );
+    assert!(!alive([41; 32]).await && alive([46; 32]).await);
+    assert!(matches!(
+        store.set_password("nobody", "x", None).await,
+        Err(StoreError::NotFound)
+    ));
+    // Logout everywhere: nothing kept.
+    store
+        .put_token(&[47; 32], &session("m1", 60_000))
+        .await
+        .expect("session");
+    assert_eq!(
+        store.delete_user_sessions("m1", None).await.expect("all"),
+        2
+    );
+    assert!(!alive([46; 32]).await && !alive([47; 32]).await);
+    assert_eq!(
+        store
+            .delete_user_sessions("m1", None)
+            .await
+            .expect("none left"),
+        0
+    );
+
+    // Deleting a user ends its sessions; it cannot come back through a
+    // password change.
+    assert!(alive([44; 32]).await);
+    store.delete_user("m2").await.expect("delete");
+    assert!(!alive([44; 32]).await, "a deleted user's session ends");
+    assert!(store.memberships("m2").await.expect("ms").is_empty());
+    assert!(matches!(
+        store.set_password("m2", "x", None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.user("m2").await.expect("user"), None);
+}
+
+/// The audit log keeps what its retention allows: by age, and the newest
+/// by count.
+async fn audit_retention_conformance(store: SharedStore) {
+    let rec = |at: u64, n: u64| AuditRecord {
+        id: at * 1000 + n,
+        at,
+        actor_id: "user:u".into(),
+        actor_name: "u".into(),
+        action: "login".into(),
+        object_type: String::new(),
+        object_id: String::new(),
+        object_name: String::new(),
+        org_id: String::new(),
+        project_id: String::new(),
+        result: "ok".into(),
+        address: "127.0.0.1".into(),
+        details: format!("{at}/{n}"),
+    };
+    for (at, n) in [
+        (1000, 0),
+        (2000, 0),
+        (2000, 1),
+        (3000, 0),
+        (4000, 0),
+        (5000, 0),
+    ] {
+        store.append_audit(&rec(at, n)).await.expect("append");
+    }
+    let kept = |store: SharedStore| async move {
+        let (v, total) = store
+            .audit(&AuditQuery {
+                size: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("audit");
+        assert_eq!(v.len(), total);
+        v.into_iter().map(|r| r.details).collect::<Vec<_>>()
+    };
+    assert_eq!(store.purge_audit(0, 0).await.expect("nothing"), 0);
+    assert_eq!(
+        store.purge_audit(3000, 0).await.expect("by age"),
+        3,
+        "older than 3000 go"
+    );
+    assert_eq!(kept(store.clone()).await, ["5000/0", "4000/0", "3000/0"]);
+    assert_eq!(store.purge_audit(0, 2).await.expect("by count"), 1);
+    assert_eq!(kept(store.clone()).await, ["5000/0", "4000/0"]);
+    assert_eq!(store.purge_audit(3000, 2).await.expect("again"), 0);
+}
+
 #[tokio::test]
 async fn embedded_store_conformance() {
     let dir = tempfile::tempdir().expect("tmp");
     let store: SharedStore =
         Arc::new(ecp::store::embedded::EmbeddedStore::open(dir.path()).expect("open"));
     conformance(store.clone()).await;
+    authority_conformance(store.clone()).await;
+    audit_retention_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
@@ -351,6 +580,8 @@ async fn redis_store_conformance() {
             .expect("connect"),
     );
     conformance(store.clone()).await;
+    authority_conformance(store.clone()).await;
+    audit_retention_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
@@ -518,6 +749,60 @@ async fn log_conformance(store: SharedStore) {
     assert_eq!(capped.data.len(), 20);
     assert_eq!(capped.data[0].message, "flood 29");
     assert_eq!(capped.data[19].message, "flood 10");
+    // A scan budget: a search reads at most that many stored lines, says
+    // where it stopped (also with no match), and following the cursors
+    // finds every match once, in either direction.
+    let hay: Vec<_> = (0..30)
+        .map(|i| {
+            let text = if [2, 5, 9].contains(&i) {
+                format!("needle {i}")
+            } else {
+                format!("hay {i}")
+            };
+            line(3, i, 3, &text)
+        })
+        .collect();
+    store
+        .append_logs("B", "a1", "emqx@n1", &hay, 100)
+        .await
+        .expect("append");
+    for (limit, newest_first) in [(100, true), (2, true), (100, false), (1, false)] {
+        let mut query = q(&|q| {
+            q.text = Some("needle".into());
+            q.scan_budget = Some(7);
+            q.limit = limit;
+            q.after = (!newest_first).then_some(0);
+        });
+        let mut found = Vec::new();
+        let mut pages = Vec::new();
+        loop {
+            let p = store.logs("B", &query).await.expect("search");
+            assert!(p.scanned <= 7, "{p:?}");
+            found.extend(p.data.iter().map(|l| l.message.clone()));
+            pages.push((p.data.len(), p.partial));
+            match p.next {
+                Some(n) if newest_first => query.before = Some(n),
+                Some(n) => query.after = Some(n),
+                None => break,
+            }
+            assert!(pages.len() < 40, "no progress: {pages:?}");
+        }
+        let mut want = vec!["needle 9", "needle 5", "needle 2"];
+        if !newest_first {
+            want.reverse();
+        }
+        assert_eq!(
+            found, want,
+            "limit {limit}, newest first {newest_first}: {pages:?}"
+        );
+        if newest_first {
+            assert_eq!(
+                pages[0],
+                (0, true),
+                "the newest 7 lines hold no match: empty, partial, with a cursor"
+            );
+        }
+    }
     // Deleting the cluster deletes its logs.
     store
         .create_cluster(
