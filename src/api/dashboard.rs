@@ -255,9 +255,19 @@ pub async fn site(
         ));
     }
     let need = need_of(&req);
-    let cluster = spend_capability(&state, &cap, need).await?;
+    let (cluster, holder) = spend_capability(&state, &cap, need).await?;
     let base = format!("{SITE_PREFIX}{cap}");
-    proxy(&state, &req, body, &cluster, tail, Face::Site, &base).await
+    proxy(
+        &state,
+        &req,
+        body,
+        &cluster,
+        tail,
+        Face::Site,
+        &base,
+        holder,
+    )
+    .await
 }
 
 fn need_of(req: &HttpRequest) -> Need {
@@ -285,7 +295,7 @@ async fn spend_capability(
     state: &AppState,
     cap: &str,
     need: Need,
-) -> Result<ClusterRecord, ApiError> {
+) -> Result<(ClusterRecord, Holder), ApiError> {
     let ended = || {
         ApiError::unauthorized(
             "this dashboard was closed or has lapsed; open it again from ECP's console (Enter Dashboard)",
@@ -338,7 +348,73 @@ async fn spend_capability(
         };
         store.put_token(&hash, &renewed).await?;
     }
-    Ok(cluster)
+    let holder = Holder {
+        user_id: user.user.id.clone(),
+        session: parent,
+        cluster_id: cluster.id.clone(),
+        need,
+    };
+    Ok((cluster, holder))
+}
+
+/// Whose rights an answer streams under: it ends when they lapse (logout,
+/// expiry, a membership removed) — also in the middle of a download.
+#[derive(Clone)]
+struct Holder {
+    user_id: String,
+    session: ecp_actors::store::TokenHash,
+    cluster_id: String,
+    need: Need,
+}
+
+impl Holder {
+    async fn still_allowed(&self, state: &AppState) -> bool {
+        let Ok(user) = crate::auth::user_of_session(state, &self.session).await else {
+            return false;
+        };
+        let Ok(Some(cluster)) = state.deps.store.cluster(&self.cluster_id).await else {
+            return false;
+        };
+        match state.deps.store.project(&cluster.project_id).await {
+            Ok(Some(p)) => user.access.require(&p, self.need).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// The body, cut off with an error as soon as its holder's rights end.
+fn held<S>(
+    body: S,
+    state: web::Data<AppState>,
+    holder: Holder,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, std::io::Error>>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, std::io::Error>> + 'static,
+{
+    let notices = state.revocations.subscribe();
+    futures_util::stream::unfold(
+        (Box::pin(body), notices, state, holder, false),
+        |(mut body, mut notices, state, holder, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                tokio::select! {
+                    biased;
+                    n = notices.recv() => {
+                        if n.concerns(&holder.user_id) && !holder.still_allowed(&state).await {
+                            tracing::info!(user_id = %holder.user_id, cluster_id = %holder.cluster_id, "dashboard answer cut: access ended");
+                            let e = std::io::Error::other("access to this dashboard ended");
+                            return Some((Err(e), (body, notices, state, holder, true)));
+                        }
+                    }
+                    item = body.next() => {
+                        return item.map(|i| (i, (body, notices, state, holder, false)));
+                    }
+                }
+            }
+        },
+    )
 }
 
 #[derive(Serialize, ToSchema)]
@@ -479,7 +555,8 @@ pub async fn proxy_api(
         }
         return Err(ApiError::unauthorized("log in first: no access token"));
     };
-    let user = crate::auth::user_of_session(&state, &crate::auth::hash_secret(token)).await?;
+    let session = crate::auth::hash_secret(token);
+    let user = crate::auth::user_of_session(&state, &session).await?;
     let cluster = state
         .deps
         .store
@@ -492,16 +569,23 @@ pub async fn proxy_api(
         .project(&cluster.project_id)
         .await?
         .ok_or_else(|| ApiError::not_found("cluster"))?;
+    let need = need_of(&req);
     user.access
-        .require(&project, need_of(&req))
+        .require(&project, need)
         .map_err(viewer_refused)?;
+    let holder = Holder {
+        user_id: user.user.id.clone(),
+        session,
+        cluster_id: cluster.id.clone(),
+        need,
+    };
     if !rest[cluster_id.len()..].starts_with('/') {
         return Ok(HttpResponse::PermanentRedirect()
             .insert_header(("location", format!("{PREFIX}{cluster_id}/")))
             .finish());
     }
     let base = format!("{}{cluster_id}", PREFIX.trim_end_matches('/'));
-    proxy(&state, &req, body, &cluster, tail, Face::Api, &base).await
+    proxy(&state, &req, body, &cluster, tail, Face::Api, &base, holder).await
 }
 
 /// A tunnel stream opened on this node (the one holding the session).
@@ -527,6 +611,7 @@ struct Upstream<S> {
 
 /// Sends the request to a session of the cluster's agents: here, or on
 /// the node that holds one.
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     state: &AppState,
     req: &HttpRequest,
@@ -535,7 +620,12 @@ async fn proxy(
     tail: String,
     face: Face,
     base: &str,
+    holder: Holder,
 ) -> Result<HttpResponse, ApiError> {
+    let data = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no app state"))?;
     let method = req.method().to_string();
     let head_only = method == "HEAD";
     let headers = request_headers(req);
@@ -548,10 +638,28 @@ async fn proxy(
             .open(method, tail, headers, body.to_vec())
             .map_err(tunnel_error)?;
         let up = upstream_of(stream).await?;
-        return Ok(dress(up, face, base, head_only));
+        return Ok(dress(up.held(data, holder), face, base, head_only));
     }
     let up = forward(state, &cluster.id, &method, &tail, headers, body).await?;
-    Ok(dress(up, face, base, head_only))
+    Ok(dress(up.held(data, holder), face, base, head_only))
+}
+
+impl<S> Upstream<S>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, std::io::Error>> + 'static,
+{
+    fn held(
+        self,
+        state: web::Data<AppState>,
+        holder: Holder,
+    ) -> Upstream<impl futures_util::Stream<Item = Result<web::Bytes, std::io::Error>>> {
+        Upstream {
+            status: self.status,
+            headers: self.headers,
+            length: self.length,
+            body: held(self.body, state, holder),
+        }
+    }
 }
 
 /// Waits for the agent's answer head (at most 30 s).

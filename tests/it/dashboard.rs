@@ -704,3 +704,97 @@ async fn a_second_host_name_serves_dashboards_and_nothing_else() {
         .expect("send");
     assert_eq!(r.status(), 401);
 }
+
+/// Rights are checked on every request, and an answer already streaming
+/// ends when they lapse: a viewer's download through the dashboard site is
+/// cut when the viewer's org membership is removed, an API client's when
+/// it logs out.
+#[tokio::test]
+async fn an_open_dashboard_download_ends_when_the_users_access_does() {
+    let server = ecp(&[]).await;
+    let api = server.api().await;
+    let sim = Sim::start("4.4.6", 1, "dashcut").await;
+    let (id, _agent) = v4_cluster(&api, &server.base, &sim).await;
+    let (s, v) = api
+        .post(
+            "/api/users",
+            json!({"username": "watcher", "password": "Passw0rd-x"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let uid = v["id"].as_str().expect("id").to_string();
+    for path in [
+        format!("/api/orgs/default/members/{uid}"),
+        format!("{P}/members/{uid}"),
+    ] {
+        let (s, _) = api
+            .call(reqwest::Method::PUT, &path, Some(json!({"role": "viewer"})))
+            .await;
+        assert_eq!(s, 204);
+    }
+    let viewer = Api::login(&server.base, "watcher", "Passw0rd-x").await;
+    const SIZE: u64 = 200 * 1024 * 1024;
+
+    /// Reads the first chunk, runs `cut`, then reads on: how much arrived,
+    /// and whether the body ended in an error.
+    async fn cut_after_first_chunk(
+        r: reqwest::Response,
+        cut: impl std::future::Future<Output = ()>,
+    ) -> (u64, bool) {
+        assert_eq!(r.status(), 200);
+        let mut body = r.bytes_stream();
+        let first = body.next().await.expect("a first chunk").expect("chunk");
+        let mut got = first.len() as u64;
+        cut.await;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) => got += c.len() as u64,
+                Err(_) => return (got, true),
+            }
+        }
+        (got, false)
+    }
+
+    let url = viewer.open_dashboard(&id).await;
+    let r = reqwest::get(format!("{url}__sim/blob?bytes={SIZE}"))
+        .await
+        .expect("send");
+    let (got, failed) = cut_after_first_chunk(r, async {
+        let (s, _) = api
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/orgs/default/members/{uid}"),
+                Some(json!({"role": null})),
+            )
+            .await;
+        assert_eq!(s, 204);
+    })
+    .await;
+    assert!(failed && got < SIZE, "the download went on: {got} bytes");
+    assert_eq!(
+        reqwest::get(format!("{url}api/v4/nodes"))
+            .await
+            .expect("send")
+            .status(),
+        404,
+        "and the next request is refused"
+    );
+
+    // An API client's download ends with its logout.
+    let client = Api::login(&server.base, "admin", ADMIN_PASSWORD).await;
+    let r = client
+        .http
+        .get(format!(
+            "{}/api/emqxee/dashboard/{id}/__sim/blob?bytes={SIZE}",
+            server.base
+        ))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .expect("send");
+    let (got, failed) = cut_after_first_chunk(r, async {
+        assert_eq!(client.post("/api/account/logout", json!({})).await.0, 204);
+    })
+    .await;
+    assert!(failed && got < SIZE, "the download went on: {got} bytes");
+}
