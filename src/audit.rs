@@ -3,10 +3,7 @@
 
 use crate::AppState;
 use actix_web::HttpRequest;
-use ecp_actors::model::{now_ms, AuditRecord};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
+use ecp_actors::model::AuditRecord;
 
 /// Who acted.
 pub enum Actor<'a> {
@@ -100,22 +97,13 @@ pub async fn record(
             username.chars().take(100).collect(),
         ),
     };
-    let at = now_ms();
-    let rec = AuditRecord {
-        id: at * 1000 + SEQ.fetch_add(1, Ordering::Relaxed) % 1000,
-        at,
-        actor_id,
-        actor_name,
-        action: action.to_string(),
-        object_type: object.kind.to_string(),
-        object_id: object.id.to_string(),
-        object_name: object.name.to_string(),
-        org_id: object.org_id.to_string(),
-        project_id: object.project_id.to_string(),
-        result: result.to_string(),
-        address: crate::client_ip::of_request(req, &state.trusted_proxies).to_string(),
-        details: details.to_string(),
-    };
+    let address = crate::client_ip::of_request(req, &state.trusted_proxies).to_string();
+    let mut rec = AuditRecord::new(&actor_id, &actor_name, action, result, &address, details);
+    rec.object_type = object.kind.to_string();
+    rec.object_id = object.id.to_string();
+    rec.object_name = object.name.to_string();
+    rec.org_id = object.org_id.to_string();
+    rec.project_id = object.project_id.to_string();
     if let Err(e) = state.deps.store.append_audit(&rec).await {
         tracing::error!(error = %e, action, "audit record not written");
     }

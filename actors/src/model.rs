@@ -279,6 +279,37 @@ pub struct AuditRecord {
     pub details: String,
 }
 
+impl AuditRecord {
+    /// A record made now, with a time-ordered id; no object yet.
+    pub fn new(
+        actor_id: &str,
+        actor_name: &str,
+        action: &str,
+        result: &str,
+        address: &str,
+        details: &str,
+    ) -> AuditRecord {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let at = now_ms();
+        AuditRecord {
+            id: at * 1000 + SEQ.fetch_add(1, Ordering::Relaxed) % 1000,
+            at,
+            actor_id: actor_id.to_string(),
+            actor_name: actor_name.to_string(),
+            action: action.to_string(),
+            object_type: String::new(),
+            object_id: String::new(),
+            object_name: String::new(),
+            org_id: String::new(),
+            project_id: String::new(),
+            result: result.to_string(),
+            address: address.to_string(),
+            details: details.to_string(),
+        }
+    }
+}
+
 /// Filters of `GET /api/audit/operations`; empty strings match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {

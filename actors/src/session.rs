@@ -4,12 +4,13 @@
 //! Every exit path runs `stopped`, which removes the session from the
 //! registry and tells the cluster actor.
 
+use crate::bucket::Bucket;
 use crate::cluster::{AgentGone, AgentReport, ClusterActor, SessionDown, SessionUp};
 use crate::coord::NodeMsg;
 use crate::directory::SessionEntry;
 use crate::model::now_ms;
 use crate::registry::{Registry, SessionClosed, SessionOpened};
-use crate::tunnel::Tunnel;
+use crate::tunnel::{Delivery, Tunnel};
 use crate::Deps;
 use actix::prelude::*;
 use actix_web::web::Bytes;
@@ -19,6 +20,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Frames a second an agent may send beyond what a tunnel stream's credit
+/// covers (heartbeats, reports, log batches, frames for no open stream),
+/// and the burst. A real agent sends a few; a flood closes the session.
+pub const FRAMES_PER_SEC: u32 = 200;
+pub const FRAME_BURST: u32 = 1_000;
+/// Reports a second (each may change the cluster's record and history),
+/// and the burst. A real agent reports on change, once a poll at most.
+pub const REPORTS_PER_SEC: u32 = 5;
+pub const REPORT_BURST: u32 = 20;
+/// Log batches being stored at once for one session (the agent waits for
+/// each acknowledgement); more is a broken protocol, not backpressure.
+pub const LOG_WINDOW: usize = 4;
 
 /// Session ids are unique across nodes (and below 2^53, so JSON keeps them exact).
 fn new_session_id() -> u64 {
@@ -84,6 +98,13 @@ pub struct SessionActor {
     tunnel: Arc<Tunnel>,
     /// Log batches are stored one after another, in arrival order.
     log_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Log batches received and not yet stored.
+    pending_logs: usize,
+    /// Budgets for frames that no tunnel credit covers, and for reports.
+    frames: Bucket,
+    reports: Bucket,
+    /// The agent's address, for the audit log.
+    peer: String,
 }
 
 /// Starts the session actor and its writer for an accepted WebSocket whose
@@ -91,8 +112,7 @@ pub struct SessionActor {
 pub fn start_session(
     deps: Arc<Deps>,
     registry: Addr<Registry>,
-    agent_id: String,
-    cluster_id: String,
+    (agent_id, cluster_id, peer): (String, String, String),
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) -> Addr<SessionActor> {
@@ -123,6 +143,10 @@ pub fn start_session(
             closing: false,
             tunnel,
             log_writes: Arc::new(tokio::sync::Mutex::new(())),
+            pending_logs: 0,
+            frames: Bucket::new(FRAMES_PER_SEC, FRAME_BURST),
+            reports: Bucket::new(REPORTS_PER_SEC, REPORT_BURST),
+            peer,
         }
     })
 }
@@ -243,16 +267,34 @@ impl SessionActor {
     }
 
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        if let Err(v) = ecp_protocol::limits::check_from_agent(&frame) {
+            return self.refuse(ctx, &format!("frame over a bound: {v}"));
+        }
         if !self.up {
             return self.on_hello(frame, ctx);
         }
         let frame = match frame {
             f @ (Frame::TunnelHead { .. } | Frame::TunnelData { .. } | Frame::TunnelEnd { .. }) => {
-                if !self.tunnel.on_frame(f) {
-                    self.bad_frame(ctx, CloseCode::Policy, "tunnel stream overran its window");
+                match self.tunnel.on_frame(f) {
+                    Delivery::Delivered => {}
+                    Delivery::Unknown => self.spend(ctx),
+                    Delivery::Overrun => self.refuse(ctx, "tunnel stream overran its window"),
                 }
                 return;
             }
+            other => other,
+        };
+        self.spend(ctx);
+        if matches!(frame, Frame::Report(_)) && self.reports.admit().is_err() {
+            self.refuse(
+                ctx,
+                &format!("more than {REPORTS_PER_SEC} reports a second (burst {REPORT_BURST})"),
+            );
+        }
+        if self.closing {
+            return;
+        }
+        let frame = match frame {
             Frame::LogBatch(batch) => return self.on_logs(batch, ctx),
             other => other,
         };
@@ -393,9 +435,60 @@ impl SessionActor {
         );
     }
 
+    /// Takes a frame from the session's budget; over it, the session ends.
+    fn spend(&mut self, ctx: &mut Context<Self>) {
+        if self.frames.admit().is_err() {
+            self.refuse(
+                ctx,
+                &format!("more than {FRAMES_PER_SEC} frames a second (burst {FRAME_BURST})"),
+            );
+        }
+    }
+
+    /// The agent broke a bound: close with the reason, count it, audit it.
+    /// Nothing of the offending frame was acted on.
+    fn refuse(&mut self, ctx: &mut Context<Self>, why: &str) {
+        if self.closing {
+            return;
+        }
+        let store = self.deps.store.clone();
+        let rec = crate::model::AuditRecord::new(
+            &format!("agent:{}", self.agent_id),
+            &format!("agent {}", &self.agent_id[..self.agent_id.len().min(8)]),
+            "agent.frame_refused",
+            "denied",
+            &self.peer,
+            why,
+        );
+        let cluster_id = self.cluster_id.clone();
+        actix_web::rt::spawn(async move {
+            let mut rec = rec;
+            if let Ok(Some(c)) = store.cluster(&cluster_id).await {
+                rec.object_type = "cluster".into();
+                rec.object_id = c.id;
+                rec.object_name = c.name;
+                rec.org_id = c.org_id;
+                rec.project_id = c.project_id;
+            }
+            if let Err(e) = store.append_audit(&rec).await {
+                tracing::error!(error = %e, "audit record not written");
+            }
+        });
+        self.bad_frame(ctx, CloseCode::Policy, why);
+    }
+
     /// Stores a batch of log lines (de-duplicated by file and offset) and
     /// acknowledges it; the agent sends the next batch only after the ack.
+    /// At most [`LOG_WINDOW`] batches are pending at once: never a growing
+    /// pile of spawned writes.
     fn on_logs(&mut self, batch: ecp_protocol::LogBatch, ctx: &mut Context<Self>) {
+        if self.pending_logs >= LOG_WINDOW {
+            return self.refuse(
+                ctx,
+                &format!("more than {LOG_WINDOW} log batches waiting for their acknowledgement"),
+            );
+        }
+        self.pending_logs += 1;
         let store = self.deps.store.clone();
         let cap = self.deps.session.log_cap_lines;
         let lock = self.log_writes.clone();
@@ -411,8 +504,10 @@ impl SessionActor {
                     .map(|stored| (batch.batch, stored))
             }
             .into_actor(self)
-            .map(move |res, act, ctx| match res {
-                Ok((batch, stored)) => {
+            .map(move |res, act, ctx| {
+                act.pending_logs -= 1;
+                match res {
+                                Ok((batch, stored)) => {
                     act.deps
                         .metrics
                         .log_lines
@@ -425,6 +520,7 @@ impl SessionActor {
                     tracing::warn!(agent_id = %act.agent_id, error = %e, "log batch not stored");
                     act.close(ctx, CloseCode::Again, "log storage unavailable");
                 }
+            }
             }),
         );
     }

@@ -9,6 +9,15 @@ use std::sync::Arc;
 
 pub type TokenHash = [u8; 32];
 
+/// De-duplication marks ((agent, log file) → offset) kept per cluster; the
+/// least recently moved go first. Agents send what they like: without a
+/// bound, made-up file fingerprints would grow the marks for ever.
+pub const LOG_MARKS_PER_CLUSTER: usize = 1024;
+
+/// History entries (transitions) kept per cluster; the oldest go first.
+/// Transitions follow agents' reports, so this too is bounded.
+pub const HISTORY_PER_CLUSTER: usize = 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("a cluster named {0:?} already exists in this project")]

@@ -28,6 +28,18 @@ pub enum TunnelEvent {
     End(Option<String>),
 }
 
+/// What became of a tunnel frame from the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Passed to its stream, within the stream's credit.
+    Delivered,
+    /// For no open stream (the client left, or the agent made it up):
+    /// dropped, and counted against the session's frame budget.
+    Unknown,
+    /// More than the stream's credit allows: the session must close.
+    Overrun,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TunnelError {
     #[error("the agent's session is closed")]
@@ -128,9 +140,8 @@ impl Tunnel {
         })
     }
 
-    /// A tunnel frame from the agent. Returns false when the agent broke
-    /// the flow-control contract (the session should then close).
-    pub(crate) fn on_frame(&self, frame: Frame) -> bool {
+    /// A tunnel frame from the agent, and what became of it.
+    pub(crate) fn on_frame(&self, frame: Frame) -> Delivery {
         let (stream, event) = match frame {
             Frame::TunnelHead {
                 stream,
@@ -139,13 +150,13 @@ impl Tunnel {
             } => (stream, TunnelEvent::Head { status, headers }),
             Frame::TunnelData { stream, data } => (stream, TunnelEvent::Data(data)),
             Frame::TunnelEnd { stream, error } => (stream, TunnelEvent::End(error)),
-            _ => return true,
+            _ => return Delivery::Unknown,
         };
         let end = matches!(event, TunnelEvent::End(_));
         let mut map = lock(&self.streams);
         let Some(open) = map.get_mut(&stream) else {
-            // The client left already; late frames are dropped.
-            return true;
+            // The client left already (late frames), or no such stream.
+            return Delivery::Unknown;
         };
         if matches!(event, TunnelEvent::Data(_)) {
             if open.credit == 0 {
@@ -153,23 +164,24 @@ impl Tunnel {
                     "the agent overran the stream's window".to_string(),
                 )));
                 map.remove(&stream);
-                return false;
+                return Delivery::Overrun;
             }
             open.credit -= 1;
         }
-        let ok = match open.tx.try_send(event) {
-            Ok(()) => true,
+        let delivered = match open.tx.try_send(event) {
+            Ok(()) => Delivery::Delivered,
             // The reader is gone: forget the stream.
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 map.remove(&stream);
-                return true;
+                return Delivery::Unknown;
             }
-            Err(mpsc::error::TrySendError::Full(_)) => false,
+            // More than Head + a window + End: the agent broke the protocol.
+            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Overrun,
         };
-        if end || !ok {
+        if end || delivered != Delivery::Delivered {
             map.remove(&stream);
         }
-        ok
+        delivered
     }
 
     /// The session ended: every open stream ends with an error.
@@ -265,22 +277,39 @@ mod tests {
         };
         assert_eq!((req.path.as_str(), req.window), ("/a%2Fb", TUNNEL_WINDOW));
         let id = req.stream;
-        assert!(t.on_frame(Frame::TunnelHead {
-            stream: id,
-            status: 200,
-            headers: vec![]
-        }));
-        for i in 0..TUNNEL_WINDOW {
-            assert!(t.on_frame(Frame::TunnelData {
+        assert_eq!(
+            t.on_frame(Frame::TunnelHead {
                 stream: id,
-                data: vec![i as u8]
-            }));
+                status: 200,
+                headers: vec![]
+            }),
+            Delivery::Delivered
+        );
+        for i in 0..TUNNEL_WINDOW {
+            assert_eq!(
+                t.on_frame(Frame::TunnelData {
+                    stream: id,
+                    data: vec![i as u8]
+                }),
+                Delivery::Delivered
+            );
         }
         // One more than the window breaks the contract.
-        assert!(!t.on_frame(Frame::TunnelData {
-            stream: id,
-            data: vec![0]
-        }));
+        assert_eq!(
+            t.on_frame(Frame::TunnelData {
+                stream: id,
+                data: vec![0]
+            }),
+            Delivery::Overrun
+        );
+        // A stream nobody opened is no stream.
+        assert_eq!(
+            t.on_frame(Frame::TunnelData {
+                stream: 999,
+                data: vec![0]
+            }),
+            Delivery::Unknown
+        );
         assert!(matches!(
             s.next().await,
             Some(TunnelEvent::Head { status: 200, .. })

@@ -339,12 +339,12 @@ pub async fn connect(
         .into());
     }
     let agent = agent_of(&state, &req).await?;
+    let peer = crate::client_ip::of_request(&req, &state.trusted_proxies).to_string();
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     ecp_actors::session::start_session(
         state.deps.clone(),
         state.registry.clone(),
-        agent.id,
-        agent.cluster_id,
+        (agent.id, agent.cluster_id, peer),
         ws,
         stream,
     );

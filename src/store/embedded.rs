@@ -39,6 +39,10 @@ const LOGS: TableDefinition<(&str, u64), Json> = TableDefinition::new("logs");
 const LOG_META: TableDefinition<&str, (u64, u64)> = TableDefinition::new("log_meta");
 /// "{cluster_id}/{agent_id}/{file}" → the offset after the last stored line
 const LOG_MARKS: TableDefinition<&str, u64> = TableDefinition::new("log_marks");
+/// When each mark was last moved: (cluster, touch) → mark key, and back.
+/// The least recently moved marks go beyond `LOG_MARKS_PER_CLUSTER`.
+const LOG_MARK_ORDER: TableDefinition<(&str, u64), &str> = TableDefinition::new("log_mark_order");
+const LOG_MARK_TOUCH: TableDefinition<&str, u64> = TableDefinition::new("log_mark_touch");
 
 /// redb's page cache (its default is 1 GiB).
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -151,6 +155,8 @@ impl EmbeddedStore {
             tx.open_table(LOGS).map_err(unavailable)?;
             tx.open_table(LOG_META).map_err(unavailable)?;
             tx.open_table(LOG_MARKS).map_err(unavailable)?;
+            tx.open_table(LOG_MARK_ORDER).map_err(unavailable)?;
+            tx.open_table(LOG_MARK_TOUCH).map_err(unavailable)?;
         }
         tx.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -322,12 +328,31 @@ fn delete_sessions_in(
     Ok(n)
 }
 
+/// Appends history entries, keeping each cluster's newest
+/// `HISTORY_PER_CLUSTER` (reports come from agents: a flapping one must
+/// not grow the history for ever).
 fn put_events(tx: &redb::WriteTransaction, events: &[ClusterEvent]) -> StoreResult<()> {
     let mut t = tx.open_table(EVENTS).map_err(unavailable)?;
     for (n, e) in events.iter().enumerate() {
         let key = format!("{}/{:020}/{:04}", e.cluster_id, e.revision, n);
         t.insert(key.as_str(), to_json(e)?.as_slice())
             .map_err(unavailable)?;
+    }
+    if let Some(e) = events.first() {
+        let prefix = format!("{}/", e.cluster_id);
+        let end = format!("{}0", e.cluster_id);
+        let keys: Vec<String> = t
+            .range(prefix.as_str()..end.as_str())
+            .map_err(unavailable)?
+            .filter_map(|r| r.ok())
+            .map(|(k, _)| k.value().to_string())
+            .collect();
+        for k in keys
+            .iter()
+            .take(keys.len().saturating_sub(HISTORY_PER_CLUSTER))
+        {
+            t.remove(k.as_str()).map_err(unavailable)?;
+        }
     }
     Ok(())
 }
@@ -547,9 +572,15 @@ impl Store for EmbeddedStore {
                 &format!("{id}/"),
             )?;
             let mut t = tx.open_table(LOG_MARKS).map_err(unavailable)?;
+            let mut touch = tx.open_table(LOG_MARK_TOUCH).map_err(unavailable)?;
             for k in marks {
                 t.remove(k.as_str()).map_err(unavailable)?;
+                touch.remove(k.as_str()).map_err(unavailable)?;
             }
+            tx.open_table(LOG_MARK_ORDER)
+                .map_err(unavailable)?
+                .retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)
+                .map_err(unavailable)?;
             Ok(())
         })
         .await
@@ -993,16 +1024,24 @@ impl Store for EmbeddedStore {
             let mut marks = tx.open_table(LOG_MARKS).map_err(unavailable)?;
             let mut logs = tx.open_table(LOGS).map_err(unavailable)?;
             let mut stored = 0;
+            // The batch's marks, read once and written once per file.
+            let mut moved: Vec<(String, u64, bool)> = Vec::new();
             for l in &lines {
                 let mark_key = format!("{cid}/{agent}/{}", l.file);
-                let mark = marks
-                    .get(mark_key.as_str())
-                    .map_err(unavailable)?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                if l.offset < mark {
+                let at = match moved.iter().position(|(k, _, _)| *k == mark_key) {
+                    Some(i) => i,
+                    None => {
+                        let found = marks.get(mark_key.as_str()).map_err(unavailable)?;
+                        let known = found.is_some();
+                        let mark = found.map(|v| v.value()).unwrap_or(0);
+                        moved.push((mark_key, mark, known));
+                        moved.len() - 1
+                    }
+                };
+                if l.offset < moved[at].1 {
                     continue; // stored before: a resend after a lost ack
                 }
+                moved[at].1 = l.offset + 1;
                 let rec = StoredLog {
                     seq: next,
                     time_us: l.time_us,
@@ -1013,9 +1052,6 @@ impl Store for EmbeddedStore {
                     raw: l.raw.clone(),
                 };
                 logs.insert((cid.as_str(), next), to_json(&rec)?.as_slice())
-                    .map_err(unavailable)?;
-                marks
-                    .insert(mark_key.as_str(), l.offset + 1)
                     .map_err(unavailable)?;
                 next += 1;
                 count += 1;
@@ -1035,6 +1071,38 @@ impl Store for EmbeddedStore {
                 for seq in old {
                     logs.remove((cid.as_str(), seq)).map_err(unavailable)?;
                     count -= 1;
+                }
+            }
+            // Marks, most recently moved last; beyond the cap the least
+            // recently moved go (a file that long untouched was reused).
+            let mut order = tx.open_table(LOG_MARK_ORDER).map_err(unavailable)?;
+            let mut touch = tx.open_table(LOG_MARK_TOUCH).map_err(unavailable)?;
+            let mut added = false;
+            for (i, (key, mark, known)) in moved.iter().enumerate() {
+                marks.insert(key.as_str(), *mark).map_err(unavailable)?;
+                let t = next * 16 + i as u64;
+                if let Some(old) = touch.insert(key.as_str(), t).map_err(unavailable)? {
+                    order
+                        .remove((cid.as_str(), old.value()))
+                        .map_err(unavailable)?;
+                }
+                order
+                    .insert((cid.as_str(), t), key.as_str())
+                    .map_err(unavailable)?;
+                added |= !known;
+            }
+            if added {
+                let all: Vec<(u64, String)> = order
+                    .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
+                    .map_err(unavailable)?
+                    .filter_map(|e| e.ok())
+                    .map(|(k, v)| (k.value().1, v.value().to_string()))
+                    .collect();
+                let excess = all.len().saturating_sub(LOG_MARKS_PER_CLUSTER);
+                for (t, key) in all.into_iter().take(excess) {
+                    order.remove((cid.as_str(), t)).map_err(unavailable)?;
+                    touch.remove(key.as_str()).map_err(unavailable)?;
+                    marks.remove(key.as_str()).map_err(unavailable)?;
                 }
             }
             meta.insert(cid.as_str(), (next, count))

@@ -66,6 +66,7 @@ redis.call('SET', 'ecp:cluster_rev:'..id, ARGV[5])
 redis.call('SADD', 'ecp:clusters', id)
 redis.call('SADD', 'ecp:project_clusters:'..project, id)
 redis.call('RPUSH', 'ecp:events:'..id, ARGV[6])
+redis.call('LTRIM', 'ecp:events:'..id, -1000, -1)
 return 'OK'
 "#;
 
@@ -90,6 +91,8 @@ end
 redis.call('SET', 'ecp:cluster:'..id, ARGV[3])
 redis.call('SET', 'ecp:cluster_rev:'..id, ARGV[4])
 for i = 7, #ARGV do redis.call('RPUSH', 'ecp:events:'..id, ARGV[i]) end
+-- HISTORY_PER_CLUSTER newest entries.
+redis.call('LTRIM', 'ecp:events:'..id, -1000, -1)
 return 'OK'
 "#;
 
@@ -106,25 +109,40 @@ redis.call('SREM', 'ecp:clusters', id)
 for _, a in ipairs(redis.call('SMEMBERS', 'ecp:cluster_agents:'..id)) do remove_agent(a, keep) end
 redis.call('DEL', 'ecp:cluster_agents:'..id)
 redis.call('SET', 'ecp:tombstone:'..id, '1')
-redis.call('DEL', 'ecp:logs:'..id, 'ecp:log_marks:'..id, 'ecp:log_seq:'..id)
+redis.call('DEL', 'ecp:logs:'..id, 'ecp:log_marks:'..id, 'ecp:log_seq:'..id, 'ecp:log_mark_order:'..id)
 return 'OK'
 "#;
 
-/// KEYS: stream, marks hash, seq counter. ARGV: cap, then (mark field,
-/// offset, line JSON) per line. A line at or before the agent's mark for its
-/// file was stored before and is skipped; the stream keeps `cap` entries.
+/// KEYS: stream, marks hash, seq counter, marks order (a sorted set of
+/// mark fields by when they last moved). ARGV: line cap, marks cap, then
+/// (mark field, offset, record) per line. Each mark is read and written once
+/// per batch; beyond the marks cap the least recently moved go.
 const APPEND_LOGS: &str = r#"
-local cap = tonumber(ARGV[1])
+local cap, markcap = tonumber(ARGV[1]), tonumber(ARGV[2])
 local stored = 0
-for i = 2, #ARGV, 3 do
+local marks, seen = {}, {}
+for i = 3, #ARGV, 3 do
   local field, off = ARGV[i], tonumber(ARGV[i+1])
-  local mark = tonumber(redis.call('HGET', KEYS[2], field) or '0')
-  if off >= mark then
+  if marks[field] == nil then
+    marks[field] = tonumber(redis.call('HGET', KEYS[2], field) or '0')
+    table.insert(seen, field)
+  end
+  if off >= marks[field] then
     local seq = redis.call('INCR', KEYS[3])
     redis.call('XADD', KEYS[1], 'MAXLEN', cap, '0-'..seq, 'd', ARGV[i+2])
-    redis.call('HSET', KEYS[2], field, string.format('%d', off + 1))
+    marks[field] = off + 1
     stored = stored + 1
   end
+end
+local now = tonumber(redis.call('GET', KEYS[3]) or '0')
+for n, field in ipairs(seen) do
+  redis.call('HSET', KEYS[2], field, string.format('%d', marks[field]))
+  redis.call('ZADD', KEYS[4], now * 16 + n, field)
+end
+local excess = redis.call('ZCARD', KEYS[4]) - markcap
+if excess > 0 then
+  local gone = redis.call('ZPOPMIN', KEYS[4], excess)
+  for j = 1, #gone, 2 do redis.call('HDEL', KEYS[2], gone[j]) end
 end
 return stored
 "#;
@@ -781,7 +799,9 @@ impl Store for RedisStore {
         inv.key(format!("{P}logs:{cluster_id}"))
             .key(format!("{P}log_marks:{cluster_id}"))
             .key(format!("{P}log_seq:{cluster_id}"))
-            .arg(cap.max(1));
+            .key(format!("{P}log_mark_order:{cluster_id}"))
+            .arg(cap.max(1))
+            .arg(LOG_MARKS_PER_CLUSTER);
         for l in lines {
             let rec = StoredLog {
                 seq: 0, // the stream entry's id
@@ -929,3 +949,13 @@ while popped < batch do
 end
 return {trimmed, popped}
 "#;
+
+#[cfg(test)]
+mod history_tests {
+    #[test]
+    fn the_scripts_keep_history_per_cluster_entries() {
+        let keep = format!("-{}, -1)", ecp_actors::store::HISTORY_PER_CLUSTER);
+        assert!(super::CREATE_CLUSTER.contains(&keep));
+        assert!(super::UPDATE_CLUSTER.contains(&keep));
+    }
+}

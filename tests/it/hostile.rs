@@ -291,3 +291,333 @@ async fn the_peer_secret_follows_no_redirect_and_rotates() {
         "forwarding goes on with the new secret"
     );
 }
+
+/// A hostile agent (the testkit client, speaking the protocol badly on
+/// purpose) tries oversized and amplified log batches, a tunnel answer that
+/// redirects out of the dashboard or carries a hundred-odd headers, and
+/// floods of frames and reports. Each attack ends its own session with the
+/// bound it broke (audited), nothing of it is stored, ECP's memory stays
+/// within a stated bound, and a second agent's reports keep arriving.
+#[tokio::test]
+async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
+    use ecp_protocol::limits::*;
+    use ecp_protocol::{Connections, Frame, Health, LogBatch, LogLine, NodeStatus, Report};
+    use ecp_testkit::{register, register_body, Session};
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(20);
+
+    let server = Server::start().await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let reg = |name: &'static str| {
+        let api = &api;
+        let base = server.base.clone();
+        async move {
+            let id = api.create_cluster(name).await["id"]
+                .as_str()
+                .expect("id")
+                .to_string();
+            let token = api.issue_token(&id).await;
+            let r = register(
+                &api.http,
+                &base,
+                &register_body(&token, name, &format!("emqx@{name}"), "4.4.6"),
+            )
+            .await
+            .expect("register");
+            (id, r)
+        }
+    };
+    let (bad_id, bad) = reg("hostile").await;
+    let (good_id, good) = reg("honest").await;
+
+    // The honest agent reports a changed connection count every 250 ms.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let honest = {
+        let (base, good) = (server.base.clone(), good.clone());
+        tokio::spawn(async move {
+            let mut s = Session::connect(&base, &good.token, &good.agent_id, None)
+                .await
+                .expect("honest session");
+            let mut n = 0u64;
+            loop {
+                n += 1;
+                let f = Frame::Report(Report {
+                    seq: n,
+                    observed_at_ms: 0,
+                    health: Health::Healthy,
+                    emqx: None,
+                    nodes: vec![NodeStatus {
+                        name: "emqx@honest".into(),
+                        running: true,
+                        version: Some("4.4.6".into()),
+                        role: None,
+                        connections: Some(n),
+                        uptime_secs: None,
+                    }],
+                    connections: Some(Connections {
+                        current: n,
+                        max: None,
+                    }),
+                });
+                s.send(&f).await.expect("honest report");
+                tokio::select! {
+                    _ = stop_rx.changed() => return n,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        })
+    };
+    events.wait_status(&good_id, "running", WAIT).await;
+    let rss_before = server.rss_kib();
+    let mut rss_max = rss_before;
+
+    let connect = || Session::connect(&server.base, &bad.token, &bad.agent_id, None);
+    let line = |file: u64, offset: u64, message: String| LogLine {
+        file,
+        offset,
+        time_us: 1,
+        level: 4,
+        raw: message.clone(),
+        message,
+        fields: String::new(),
+    };
+    let batch = |lines: Vec<LogLine>| {
+        Frame::LogBatch(LogBatch {
+            batch: 1,
+            node: "emqx@hostile".into(),
+            lines,
+        })
+    };
+    // Each attack: one session, its frames, the close reason the server gives.
+    let mut reasons = Vec::new();
+    let attacks: Vec<(&str, Vec<Frame>)> = vec![
+        (
+            "LogBatch.lines",
+            vec![batch(
+                (0..MAX_LOG_LINES as u64 + 1)
+                    .map(|i| line(1, i, String::new()))
+                    .collect(),
+            )],
+        ),
+        (
+            "log message bytes",
+            vec![batch(vec![line(
+                1,
+                0,
+                "x".repeat(MAX_LOG_MESSAGE_BYTES + 1),
+            )])],
+        ),
+        (
+            "LogBatch distinct files",
+            vec![batch(
+                (0..MAX_LOG_FILES_PER_BATCH as u64 + 1)
+                    .map(|f| line(f, 0, "m".into()))
+                    .collect(),
+            )],
+        ),
+        (
+            "LogBatch.node bytes",
+            vec![Frame::LogBatch(LogBatch {
+                batch: 1,
+                node: "n".repeat(MAX_NAME_BYTES + 1),
+                lines: vec![line(1, 0, "m".into())],
+            })],
+        ),
+        (
+            "Report.nodes",
+            vec![Frame::Report(Report {
+                seq: 1,
+                observed_at_ms: 0,
+                health: Health::Healthy,
+                emqx: None,
+                nodes: (0..MAX_REPORT_NODES + 1)
+                    .map(|i| NodeStatus {
+                        name: format!("emqx@n{i}"),
+                        running: true,
+                        version: None,
+                        role: None,
+                        connections: None,
+                        uptime_secs: None,
+                    })
+                    .collect(),
+                connections: None,
+            })],
+        ),
+        (
+            "frames a second",
+            (0..5_000u64)
+                .map(|seq| Frame::Heartbeat { seq, at_ms: 0 })
+                .collect(),
+        ),
+        (
+            "frames a second",
+            (0..5_000u32)
+                .map(|stream| Frame::TunnelData {
+                    stream: stream + 1_000_000,
+                    data: vec![0; 1024],
+                })
+                .collect(),
+        ),
+        (
+            "reports a second",
+            (0..50u64)
+                .map(|seq| {
+                    ecp_testkit::report(seq, Health::Healthy, &[("emqx@hostile", seq % 2 == 0)])
+                })
+                .collect(),
+        ),
+    ];
+    for (bound, frames) in attacks {
+        let mut s = connect().await.expect("hostile session");
+        for f in &frames {
+            if s.send(f).await.is_err() {
+                break; // closed under our feet: fine
+            }
+        }
+        let why = s.closed(WAIT).await.ok().flatten().unwrap_or_default();
+        assert!(
+            why.contains(bound),
+            "expected a close for {bound:?}, got {why:?}"
+        );
+        reasons.push(why);
+        rss_max = rss_max.max(server.rss_kib());
+    }
+    // A frame beyond 1 MiB.
+    let mut s = connect().await.expect("hostile session");
+    let _ = s.send_raw(vec![0u8; (1 << 20) + 1]).await;
+    let why = s.closed(WAIT).await.ok().flatten().unwrap_or_default();
+    assert!(why.starts_with("1009"), "{why}");
+
+    // Tunnel answers: ECP opens a stream for an API client; the agent
+    // answers with a redirect out of the dashboard (refused: 502, nothing
+    // passed on), then with too many headers (the session ends).
+    for (answer, bound) in [
+        (
+            vec![
+                (
+                    "location".to_string(),
+                    b"http://evil.example/steal".to_vec(),
+                ),
+                (
+                    "set-cookie".to_string(),
+                    b"ecp_session=planted; Path=/".to_vec(),
+                ),
+            ],
+            None,
+        ),
+        (
+            (0..MAX_TUNNEL_HEADERS + 1)
+                .map(|i| (format!("x-h{i}"), b"v".to_vec()))
+                .collect(),
+            Some("TunnelHead.headers"),
+        ),
+    ] {
+        let mut s = connect().await.expect("hostile session");
+        let http = reqwest::Client::new();
+        let request = tokio::spawn(
+            http.get(format!("{}/api/emqxee/dashboard/{bad_id}/", server.base))
+                .bearer_auth(api.token.clone())
+                .send(),
+        );
+        let stream = loop {
+            match s.next_frame(WAIT).await.expect("frame") {
+                Some(Frame::TunnelOpen(r)) => break r.stream,
+                Some(_) => continue,
+                None => panic!("closed before the tunnel opened"),
+            }
+        };
+        let status = if bound.is_none() { 302 } else { 200 };
+        let _ = s
+            .send(&Frame::TunnelHead {
+                stream,
+                status,
+                headers: answer,
+            })
+            .await;
+        let _ = s
+            .send(&Frame::TunnelEnd {
+                stream,
+                error: None,
+            })
+            .await;
+        let r = request.await.expect("join").expect("answer");
+        match bound {
+            None => {
+                assert_eq!(
+                    r.status(),
+                    502,
+                    "a redirect out of the dashboard is refused"
+                );
+                assert!(
+                    r.headers().get("location").is_none()
+                        && r.headers().get("set-cookie").is_none()
+                );
+                s.heartbeat().await.expect("the session itself goes on");
+            }
+            Some(bound) => {
+                assert_eq!(r.status(), 502);
+                let why = s.closed(WAIT).await.ok().flatten().unwrap_or_default();
+                assert!(why.contains(bound), "{why}");
+                reasons.push(why);
+            }
+        }
+    }
+    rss_max = rss_max.max(server.rss_kib());
+
+    // The honest agent's reports went on through all of it, and go on.
+    let (c, _) = events
+        .wait(&good_id, WAIT, |c| {
+            c["connections"]["current"].as_u64().is_some_and(|n| n > 2)
+        })
+        .await;
+    let seen = c["connections"]["current"].as_u64().unwrap_or(0);
+    events
+        .wait(&good_id, WAIT, |c| {
+            c["connections"]["current"].as_u64() > Some(seen)
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    let sent = honest.await.expect("honest");
+    println!(
+        "hostile sessions closed with: {reasons:#?}\nhonest reports sent meanwhile: {sent}; ECP RSS {rss_before} KiB before, {rss_max} KiB at most"
+    );
+    // Nothing the hostile agent sent was kept: no log line, no node list.
+    let (_, logs) = api.get(&format!("{P}/clusters/{bad_id}/logs")).await;
+    assert_eq!(logs["data"].as_array().map(Vec::len), Some(0), "{logs}");
+    let (_, c) = api.get(&format!("{P}/clusters/{bad_id}")).await;
+    assert!(
+        c["nodes"]["total"].as_u64().unwrap_or(0) <= 1,
+        "no oversized node list stored: {c}"
+    );
+    // Each refusal is in the audit log, with the bound it broke.
+    let (_, audit) = api
+        .get("/api/audit/operations?action=agent.frame_refused&size=100")
+        .await;
+    let details: Vec<String> = audit["data"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|r| r["details"].as_str().unwrap_or("").to_string())
+        .collect();
+    for bound in [
+        "LogBatch.lines",
+        "Report.nodes",
+        "frames a second",
+        "reports a second",
+        "TunnelHead.headers",
+    ] {
+        assert!(
+            details.iter().any(|d| d.contains(bound)),
+            "{bound} not audited: {details:?}"
+        );
+    }
+    assert!(audit["data"][0]["objectId"] == bad_id.as_str(), "{audit}");
+    // The stated bound: a hostile session costs ECP at most its 1 MiB frame
+    // buffer, its log window and its tunnel windows; 64 MiB covers all of
+    // them with room.
+    assert!(
+        rss_max < rss_before + 64 * 1024,
+        "ECP grew from {rss_before} KiB to {rss_max} KiB"
+    );
+}

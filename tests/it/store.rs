@@ -568,6 +568,7 @@ async fn embedded_store_conformance() {
     conformance(store.clone()).await;
     authority_conformance(store.clone()).await;
     audit_retention_conformance(store.clone()).await;
+    history_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
@@ -582,6 +583,7 @@ async fn redis_store_conformance() {
     conformance(store.clone()).await;
     authority_conformance(store.clone()).await;
     audit_retention_conformance(store.clone()).await;
+    history_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
@@ -595,6 +597,42 @@ fn line(file: u64, offset: u64, level: u8, text: &str) -> ecp_protocol::LogLine 
         fields: String::new(),
         raw: format!("[{level}] {text}"),
     }
+}
+
+/// A cluster's history keeps its newest `HISTORY_PER_CLUSTER` entries:
+/// transitions follow agents' reports, and a flapping agent must not grow
+/// it for ever.
+async fn history_conformance(store: SharedStore) {
+    let mut c = cluster("H", "ph", "flapping");
+    store
+        .create_cluster(&c, &event(&c, Status::Created))
+        .await
+        .expect("create");
+    let keep = ecp_actors::store::HISTORY_PER_CLUSTER;
+    for _ in 0..keep + 5 {
+        let old = c.revision;
+        c.revision += 1;
+        let to = if c.revision % 2 == 0 {
+            Status::Running
+        } else {
+            Status::Abnormal
+        };
+        store
+            .update_cluster(&c, old, &[event(&c, to)])
+            .await
+            .expect("update");
+    }
+    let h = store.events("H").await.expect("events");
+    assert_eq!(h.len(), keep);
+    assert_eq!(
+        h.last().map(|e| e.revision),
+        Some(c.revision),
+        "the newest kept"
+    );
+    assert_eq!(
+        h.first().map(|e| e.revision),
+        Some(c.revision - keep as u64 + 1)
+    );
 }
 
 async fn log_conformance(store: SharedStore) {
@@ -803,6 +841,38 @@ async fn log_conformance(store: SharedStore) {
             );
         }
     }
+    // De-duplication marks are bounded per cluster: an agent inventing file
+    // fingerprints pushes out the least recently moved marks, never grows
+    // them for ever. A recent file stays de-duplicated; the oldest, once
+    // pushed out, would be stored again.
+    let cap = ecp_actors::store::LOG_MARKS_PER_CLUSTER as u64;
+    for chunk in (0..cap + 8).collect::<Vec<_>>().chunks(8) {
+        let batch: Vec<_> = chunk.iter().map(|f| line(10_000 + f, 0, 1, "m")).collect();
+        assert_eq!(
+            store
+                .append_logs("M", "a1", "n", &batch, 100_000)
+                .await
+                .expect("append"),
+            chunk.len()
+        );
+    }
+    let resend = |f: u64| vec![line(10_000 + f, 0, 1, "m")];
+    assert_eq!(
+        store
+            .append_logs("M", "a1", "n", &resend(cap + 7), 100_000)
+            .await
+            .expect("recent"),
+        0,
+        "a recent file's mark is kept"
+    );
+    assert_eq!(
+        store
+            .append_logs("M", "a1", "n", &resend(0), 100_000)
+            .await
+            .expect("oldest"),
+        1,
+        "the least recently moved mark went"
+    );
     // Deleting the cluster deletes its logs.
     store
         .create_cluster(
