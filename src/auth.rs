@@ -7,29 +7,16 @@ use crate::AppState;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use ecp_actors::model::{now_ms, TokenKind, UserRecord};
 use ecp_actors::store::TokenHash;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::pin::Pin;
 
 /// Prefixes make a leaked secret recognisable (and greppable in logs).
 pub const REGISTRATION_PREFIX: &str = "ecpr_";
-pub const AGENT_PREFIX: &str = "ecpa_";
+pub use ecp_actors::secret::AGENT_PREFIX;
 pub const SESSION_PREFIX: &str = "ecps_";
 pub const DASHBOARD_PREFIX: &str = "ecpd_";
 
-/// A new secret (32 random bytes, hex) with its prefix, and its hash.
-pub fn new_secret(prefix: &str) -> (String, TokenHash) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = format!("{prefix}{}", hex::encode(bytes));
-    let hash = hash_secret(&token);
-    (token, hash)
-}
-
-pub fn hash_secret(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
-}
+pub use ecp_actors::secret::{hash_secret, new_secret};
 
 pub const SESSION_COOKIE: &str = "ecp_session";
 pub const CSRF_HEADER: &str = "x-ecp-csrf";

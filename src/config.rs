@@ -201,6 +201,9 @@ pub struct AgentConfig {
     /// Outbound queue lengths per session (frames).
     pub control_queue: usize,
     pub bulk_queue: usize,
+    /// Agents get a fresh credential at every session and then this often;
+    /// the old one stops working once the agent stored the new one.
+    pub credential_rotate_secs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,6 +267,7 @@ impl Default for AgentConfig {
             delete_timeout_secs: 10,
             control_queue: 64,
             bulk_queue: 256,
+            credential_rotate_secs: 3600,
         }
     }
 }

@@ -96,9 +96,15 @@ impl From<StoreError> for ApiError {
                 format!("a cluster named {name:?} already exists in this project"),
             ),
             StoreError::NotFound => ApiError::not_found("record"),
-            StoreError::NodeTaken { cluster_id } => ApiError::conflict(
+            // The registration route words these for its caller's tenant;
+            // anywhere else they name no cluster.
+            StoreError::NodeTaken { .. } => ApiError::conflict(
                 "NODE_ALREADY_MANAGED",
-                format!("this EMQX node is already managed by cluster {cluster_id}"),
+                "this EMQX node is already managed by another cluster",
+            ),
+            StoreError::InstanceTaken { .. } => ApiError::conflict(
+                "AGENT_REGISTERED_ELSEWHERE",
+                "this agent is registered with another cluster",
             ),
             StoreError::Exists => ApiError::conflict("EXISTS", "already exists"),
             StoreError::RevisionConflict { .. } => {

@@ -11,6 +11,7 @@ pub mod machine;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod secret;
 pub mod session;
 pub mod store;
 pub mod tunnel;

@@ -10,6 +10,7 @@ use crate::coord::NodeMsg;
 use crate::directory::SessionEntry;
 use crate::model::now_ms;
 use crate::registry::{Registry, SessionClosed, SessionOpened};
+use crate::store::TokenHash;
 use crate::tunnel::{Delivery, Tunnel};
 use crate::Deps;
 use actix::prelude::*;
@@ -51,6 +52,9 @@ pub struct SessionConfig {
     pub bulk_queue: usize,
     /// Log lines kept per cluster; older ones are dropped first.
     pub log_cap_lines: u64,
+    /// A fresh credential every this long during a session (and one at the
+    /// start of every session), for agents of protocol 2 and later.
+    pub credential_rotate: Duration,
 }
 
 impl Default for SessionConfig {
@@ -64,6 +68,7 @@ impl Default for SessionConfig {
             control_queue: 64,
             bulk_queue: 256,
             log_cap_lines: 1_000_000,
+            credential_rotate: Duration::from_secs(3600),
         }
     }
 }
@@ -105,6 +110,10 @@ pub struct SessionActor {
     reports: Bucket,
     /// The agent's address, for the audit log.
     peer: String,
+    /// The protocol the agent speaks (from its Hello).
+    protocol: u16,
+    /// A credential handed to the agent and not yet acknowledged.
+    pending_credential: Option<TokenHash>,
 }
 
 /// Starts the session actor and its writer for an accepted WebSocket whose
@@ -147,6 +156,8 @@ pub fn start_session(
             frames: Bucket::new(FRAMES_PER_SEC, FRAME_BURST),
             reports: Bucket::new(REPORTS_PER_SEC, REPORT_BURST),
             peer,
+            protocol: 0,
+            pending_credential: None,
         }
     })
 }
@@ -296,6 +307,7 @@ impl SessionActor {
         }
         let frame = match frame {
             Frame::LogBatch(batch) => return self.on_logs(batch, ctx),
+            Frame::CredentialAck => return self.on_credential_ack(ctx),
             other => other,
         };
         let Some(cluster) = self.cluster.clone() else {
@@ -378,6 +390,7 @@ impl SessionActor {
         if agent.agent_id != self.agent_id {
             return self.close(ctx, CloseCode::Policy, "Hello names another agent");
         }
+        self.protocol = protocol;
         let entry = SessionEntry {
             session_id: self.session_id,
             cluster_id: self.cluster_id.clone(),
@@ -431,6 +444,68 @@ impl SessionActor {
                     };
                     act.send_frame(&welcome, ctx);
                     tracing::info!(agent_id = %act.agent_id, cluster_id = %act.cluster_id, session_id = act.session_id, "agent session up");
+                    if act.protocol >= ecp_protocol::CREDENTIAL_ROTATION_SINCE {
+                        // A fresh credential now and now and then: a copy
+                        // taken from the agent's disk dies soon.
+                        act.rotate_credential(ctx);
+                        let every = act.deps.session.credential_rotate.max(Duration::from_secs(1));
+                        ctx.run_interval(every, |act, ctx| act.rotate_credential(ctx));
+                    }
+                }),
+        );
+    }
+
+    /// Hands the agent a fresh credential (stored first, with an expiry
+    /// that only the acknowledgement lifts). One at a time.
+    fn rotate_credential(&mut self, ctx: &mut Context<Self>) {
+        if self.pending_credential.is_some() || self.closing {
+            return;
+        }
+        let (token, hash) = crate::secret::new_secret(crate::secret::AGENT_PREFIX);
+        let now = now_ms();
+        let rec = crate::model::TokenRecord {
+            kind: crate::model::TokenKind::Agent {
+                cluster_id: self.cluster_id.clone(),
+                agent_id: self.agent_id.clone(),
+            },
+            created_at: now,
+            // Unacknowledged, it lapses on its own.
+            expires_at: Some(now + 3_600_000),
+        };
+        self.pending_credential = Some(hash);
+        let store = self.deps.store.clone();
+        ctx.spawn(
+            async move { store.put_token(&hash, &rec).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(()) => act.send_frame(&Frame::Credential { token }, ctx),
+                    Err(e) => {
+                        tracing::warn!(agent_id = %act.agent_id, error = %e, "credential not rotated");
+                        act.pending_credential = None;
+                    }
+                }),
+        );
+    }
+
+    /// The agent stored its new credential: it becomes the only one.
+    fn on_credential_ack(&mut self, ctx: &mut Context<Self>) {
+        let Some(hash) = self.pending_credential else {
+            return self.refuse(ctx, "CredentialAck without a credential to acknowledge");
+        };
+        let store = self.deps.store.clone();
+        let agent_id = self.agent_id.clone();
+        ctx.spawn(
+            async move { store.adopt_agent_credential(&agent_id, &hash).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.pending_credential = None;
+                    match res {
+                        Ok(()) => tracing::info!(agent_id = %act.agent_id, "agent credential rotated"),
+                        Err(e) => {
+                            tracing::warn!(agent_id = %act.agent_id, error = %e, "credential rotation not completed");
+                            act.close(ctx, CloseCode::Again, "credential rotation failed; reconnect");
+                        }
+                    }
                 }),
         );
     }

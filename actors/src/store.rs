@@ -28,6 +28,8 @@ pub enum StoreError {
     NotFound,
     #[error("node is already managed by cluster {cluster_id}")]
     NodeTaken { cluster_id: String },
+    #[error("this agent instance is registered with cluster {cluster_id}")]
+    InstanceTaken { cluster_id: String },
     #[error("already exists")]
     Exists,
     #[error("store unavailable: {0}")]
@@ -133,6 +135,15 @@ pub trait Store: Send + Sync + 'static {
     async fn update_agent(&self, agent: &AgentRecord) -> StoreResult<()>;
     /// Removes an agent, its credential and its node binding.
     async fn remove_agent(&self, id: &str) -> StoreResult<()>;
+    /// Credential rotation: makes `credential` — already stored with
+    /// `put_token` as this agent's, with an expiry — the agent's only
+    /// credential, without expiry; the one it replaces stops working, in the
+    /// same step. `NotFound` if the agent or that token is gone.
+    async fn adopt_agent_credential(
+        &self,
+        agent_id: &str,
+        credential: &TokenHash,
+    ) -> StoreResult<()>;
 
     async fn delete_org(&self, id: &str) -> StoreResult<()>;
     async fn delete_project(&self, id: &str) -> StoreResult<()>;
@@ -180,6 +191,32 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64>;
 }
 
+/// The registration decision, from what the store holds: the agent bound
+/// to the registering EMQX node (`by_node_key`) and the agent of the same
+/// agent instance (`by_instance`, its `nodeId`). Both back ends read these
+/// and apply the answer atomically: the agent to replace (a retry of the
+/// same instance, or the same EMQX node registering again), or a refusal —
+/// the node belongs to another cluster, or the instance is registered with
+/// another cluster (it must unregister there first; taking it over would
+/// let one cluster's token remove another cluster's agent).
+pub fn plan_registration(
+    cluster_id: &str,
+    by_node_key: Option<&AgentRecord>,
+    by_instance: Option<&AgentRecord>,
+) -> StoreResult<Option<AgentRecord>> {
+    if let Some(other) = by_node_key.filter(|a| a.cluster_id != cluster_id) {
+        return Err(StoreError::NodeTaken {
+            cluster_id: other.cluster_id.clone(),
+        });
+    }
+    if let Some(other) = by_instance.filter(|a| a.cluster_id != cluster_id) {
+        return Err(StoreError::InstanceTaken {
+            cluster_id: other.cluster_id.clone(),
+        });
+    }
+    Ok(by_instance.or(by_node_key).cloned())
+}
+
 /// Pages matches of an audit query out of newest-first records.
 pub fn page_audit(
     newest_first: impl Iterator<Item = AuditRecord>,
@@ -197,3 +234,59 @@ pub fn page_audit(
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, cluster: &str) -> AgentRecord {
+        AgentRecord {
+            id: id.into(),
+            cluster_id: cluster.into(),
+            node_id: format!("inst-{id}"),
+            node_key: format!("emqx@{id}|m"),
+            node_name: format!("emqx@{id}"),
+            hostname: String::new(),
+            machine_id: String::new(),
+            agent_version: "1".into(),
+            dashboard_url: String::new(),
+            log_collection: LogCollection {
+                enabled: false,
+                dir: String::new(),
+            },
+            emqx_reachable: true,
+            created_at: 0,
+            last_seen: 0,
+        }
+    }
+
+    #[test]
+    fn registration_decisions() {
+        let (mine, theirs) = (agent("a", "c1"), agent("b", "c2"));
+        assert_eq!(plan_registration("c1", None, None).ok(), Some(None), "new");
+        assert_eq!(
+            plan_registration("c1", None, Some(&mine))
+                .ok()
+                .flatten()
+                .map(|a| a.id),
+            Some("a".into()),
+            "a retry of the same instance"
+        );
+        assert_eq!(
+            plan_registration("c1", Some(&mine), None)
+                .ok()
+                .flatten()
+                .map(|a| a.id),
+            Some("a".into()),
+            "the same node again, a new instance"
+        );
+        assert!(matches!(
+            plan_registration("c1", Some(&theirs), None),
+            Err(StoreError::NodeTaken { cluster_id }) if cluster_id == "c2"
+        ));
+        assert!(matches!(
+            plan_registration("c1", None, Some(&theirs)),
+            Err(StoreError::InstanceTaken { cluster_id }) if cluster_id == "c2"
+        ));
+    }
+}

@@ -219,7 +219,7 @@ async fn session(
     let end = connected(
         home,
         s,
-        pid,
+        (pid, cred),
         &settings,
         (http, tunnel_http),
         &control,
@@ -281,7 +281,7 @@ async fn send(control: &mpsc::Sender<Message>, frame: &Frame) -> Result<(), Stri
 async fn connected(
     home: &Home,
     s: &Settings,
-    pid: u32,
+    (pid, cred): (u32, &Credential),
     settings: &ecp_protocol::Settings,
     (http, tunnel_http): (reqwest::Client, reqwest::Client),
     control: &mpsc::Sender<Message>,
@@ -390,6 +390,20 @@ async fn connected(
                             let _ = home.drop_credential();
                             let _ = send(control, &Frame::UnregisterAck).await;
                             return SessionEnd::Dropped(reason);
+                        }
+                        Ok(Frame::Credential { token }) => {
+                            // Stored durably before the acknowledgement: after
+                            // it, only the new credential works.
+                            let fresh = Credential { token, ..cred.clone() };
+                            match home.save_credential(&fresh) {
+                                Ok(()) => {
+                                    if let Err(e) = send(control, &Frame::CredentialAck).await {
+                                        return SessionEnd::Lost(e);
+                                    }
+                                    tracing::info!("credential rotated");
+                                }
+                                Err(e) => tracing::warn!(error = %e, "cannot store the new credential; keeping the old one"),
+                            }
                         }
                         Ok(Frame::LogAck { batch }) => {
                             if let Some(l) = logs.as_ref() {

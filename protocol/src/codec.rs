@@ -153,6 +153,10 @@ mod tests {
                 }],
             }),
             Frame::LogAck { batch: 3 },
+            Frame::Credential {
+                token: "ecpa_x".into(),
+            },
+            Frame::CredentialAck,
         ];
         for f in frames {
             let bytes = encode(&f).expect("encode");
@@ -214,7 +218,18 @@ mod tests {
     #[test]
     fn version_rule() {
         assert!(server_accepts(PROTOCOL_VERSION));
+        assert!(server_accepts(MIN_PROTOCOL_VERSION));
+        assert!(server_accepts(1), "agents of protocol 1 are still served");
         assert!(!server_accepts(PROTOCOL_VERSION + 1));
         assert!(!server_accepts(0));
+    }
+
+    #[test]
+    fn a_protocol_1_decoder_fails_cleanly_on_a_new_variant() {
+        // What an agent of protocol 1 does with a Credential frame: its
+        // decoder knows no variant 15 and reports an error (it logs it and
+        // goes on); the server sends it only to protocol >= 2 anyway.
+        let bytes = encode(&Frame::Credential { token: "t".into() }).expect("encode");
+        assert_eq!(bytes[0], 15, "appended after LogAck (14)");
     }
 }

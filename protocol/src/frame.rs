@@ -45,6 +45,14 @@ pub enum Frame {
     LogBatch(LogBatch),
     /// Server → agent: batch `batch` is stored; the agent may move its cursor.
     LogAck { batch: u64 },
+    // ---- protocol 2: credential rotation ----
+    /// Server → agent (protocol ≥ 2): a fresh credential for this agent.
+    /// The agent stores it durably, then answers [`Frame::CredentialAck`];
+    /// from then on the old one no longer works. Sent on every session and
+    /// periodically during long ones, so a copy taken from disk dies soon.
+    Credential { token: String },
+    /// Agent → server: the credential of the last `Credential` is stored.
+    CredentialAck,
 }
 
 /// EMQX's eight log levels (RFC 5424 order); `LogLine::level` indexes it.
@@ -145,6 +153,8 @@ impl Frame {
             Frame::TunnelCancel { .. } => "tunnel_cancel",
             Frame::LogBatch(_) => "log_batch",
             Frame::LogAck { .. } => "log_ack",
+            Frame::Credential { .. } => "credential",
+            Frame::CredentialAck => "credential_ack",
         }
     }
 }

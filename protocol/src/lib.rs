@@ -20,8 +20,8 @@ pub use codec::{decode, encode, CodecError, MAX_FRAME_BYTES};
 pub use frame::*;
 pub use version::check_emqx_version;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (2: credential rotation).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest protocol version a server of this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
@@ -29,3 +29,6 @@ pub const MIN_PROTOCOL_VERSION: u16 = 1;
 pub fn server_accepts(version: u16) -> bool {
     (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
 }
+
+/// The first protocol version whose agents take [`Frame::Credential`].
+pub const CREDENTIAL_ROTATION_SINCE: u16 = 2;

@@ -240,14 +240,20 @@ async fn do_register(
     let registered = match store.register_agent(&agent, &hash, &cred).await {
         Ok(r) => r,
         Err(StoreError::NodeTaken { cluster_id: other }) => {
-            let name = store
-                .cluster(&other)
-                .await?
-                .map(|c| c.name)
-                .unwrap_or_else(|| other.clone());
+            let at = elsewhere(state, &cluster, &other).await?;
             return Err(ApiError::conflict(
                 "NODE_ALREADY_MANAGED",
-                format!("EMQX node {} is already managed by cluster \"{name}\" ({other}); unregister it there first", agent.node_name),
+                format!(
+                    "EMQX node {} is already managed by {at}; unregister it there first",
+                    agent.node_name
+                ),
+            ));
+        }
+        Err(StoreError::InstanceTaken { cluster_id: other }) => {
+            let at = elsewhere(state, &cluster, &other).await?;
+            return Err(ApiError::conflict(
+                "AGENT_REGISTERED_ELSEWHERE",
+                format!("this agent is registered with {at}; run `emqxee-agent unregister` first"),
             ));
         }
         Err(e) => return Err(e.into()),
@@ -292,6 +298,19 @@ async fn do_register(
         report_interval_secs: s.report_interval_secs,
     });
     Ok((response, ids))
+}
+
+/// Names the other cluster a refusal is about only to a caller of the same
+/// project; anyone else learns just that it is another cluster.
+async fn elsewhere(
+    state: &AppState,
+    mine: &ClusterRecord,
+    other: &str,
+) -> Result<String, ApiError> {
+    Ok(match state.deps.store.cluster(other).await? {
+        Some(c) if c.project_id == mine.project_id => format!("cluster \"{}\" ({other})", c.name),
+        _ => "another cluster".to_string(),
+    })
 }
 
 /// The agent behind a credential, or the right refusal (401, or 410 for a deleted cluster).

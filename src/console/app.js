@@ -595,10 +595,23 @@ async function openNodes(id) {
   let agents = [];
   try { agents = await api("GET", `${P}/clusters/${encodeURIComponent(id)}/agents`); } catch (ex) { openInfo(t("viewNodes"), ex.message); return; }
   const yn = (v) => (v === true ? t("yes") : v === false ? t("no") : t("unknown"));
+  const err = h("p.error", { role: "alert" });
+  // Revoke: a stolen credential stops working at once (two clicks).
+  const revoke = (a) => {
+    const b = h("button.danger", { "data-action": "revoke", "data-agent-id": a.agentId, onclick: async () => {
+      if (!b.dataset.armed) { b.dataset.armed = "1"; b.textContent = t("revokeConfirm"); return; }
+      try {
+        await api("DELETE", `${P}/clusters/${encodeURIComponent(id)}/agents/${encodeURIComponent(a.agentId)}`);
+        b.closest("tr").remove();
+        announce(t("revoked"));
+      } catch (ex) { err.textContent = ex.message; }
+    } }, t("revoke"));
+    return b;
+  };
   const body = agents.length
-    ? h("table.list", {}, h("thead", {}, h("tr", {}, ...["nodes", "hostname", "agent", "connected", "emqxReachable", "lastSeen"].map((k) => h("th", {}, t(k))))),
-      h("tbody", {}, ...agents.map((a) => h("tr", {}, h("td", {}, a.nodeName), h("td", {}, a.hostname), h("td", {}, `${a.agentId.slice(0, 8)} (${a.agentVersion})`),
-        h("td", {}, yn(a.connected)), h("td", {}, yn(a.emqxReachable)), h("td", {}, when(a.lastSeen))))))
+    ? h("table.list", {}, h("thead", {}, h("tr", {}, ...["nodes", "hostname", "agent", "connected", "emqxReachable", "lastSeen", "actions"].map((k) => h("th", {}, t(k))))),
+      h("tbody", {}, ...agents.map((a) => h("tr", { "data-agent-id": a.agentId }, h("td", {}, a.nodeName), h("td", {}, a.hostname), h("td", {}, `${a.agentId.slice(0, 8)} (${a.agentVersion})`),
+        h("td", {}, yn(a.connected)), h("td", {}, yn(a.emqxReachable)), h("td", {}, when(a.lastSeen)), h("td", {}, revoke(a))))))
     : h("p", {}, t("noAgents"));
   const nodes = c.nodeList || [];
   const emqxNodes = nodes.length
@@ -606,7 +619,7 @@ async function openNodes(id) {
       h("tbody", {}, ...nodes.map((n) => h("tr", {}, h("td", {}, n.name), h("td", {}, n.running ? t("status.running") : t("nodeStopped")),
         h("td", {}, n.version || t("unknown")), h("td", {}, n.connections ?? t("unknown"))))))
     : null;
-  dialog(t("nodesTitle", c.name), h("div", {}, emqxNodes, body), [closeBtn()], "nodes-dialog");
+  dialog(t("nodesTitle", c.name), h("div", {}, emqxNodes, body, err), [closeBtn()], "nodes-dialog");
 }
 
 function openEdit(id) {

@@ -781,13 +781,6 @@ impl Store for EmbeddedStore {
                     None => None,
                 }
             };
-            if let Some(other) = &by_key {
-                if other.cluster_id != agent.cluster_id {
-                    return Err(StoreError::NodeTaken {
-                        cluster_id: other.cluster_id.clone(),
-                    });
-                }
-            }
             // Same agent instance (retry) or same node re-registering?
             let by_node_id: Option<AgentRecord> = {
                 let ids = tx.open_table(NODE_IDS).map_err(unavailable)?;
@@ -801,9 +794,8 @@ impl Store for EmbeddedStore {
                 }
             };
             drop(agents);
-            let previous = by_node_id
-                .filter(|a| a.cluster_id == agent.cluster_id)
-                .or(by_key);
+            let previous =
+                plan_registration(&agent.cluster_id, by_key.as_ref(), by_node_id.as_ref())?;
             let mut revoked = None;
             let reused = previous.is_some();
             if let Some(prev) = &previous {
@@ -907,6 +899,49 @@ impl Store for EmbeddedStore {
     async fn remove_agent(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |tx| remove_agent_in(tx, &id, None)).await
+    }
+
+    async fn adopt_agent_credential(
+        &self,
+        agent_id: &str,
+        credential: &TokenHash,
+    ) -> StoreResult<()> {
+        let (id, hash) = (agent_id.to_string(), *credential);
+        self.write(move |tx| {
+            if tx
+                .open_table(AGENTS)
+                .map_err(unavailable)?
+                .get(id.as_str())
+                .map_err(unavailable)?
+                .is_none()
+            {
+                return Err(StoreError::NotFound);
+            }
+            let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
+            let rec: Option<TokenRecord> = match tokens.get(hash.as_slice()).map_err(unavailable)? {
+                Some(v) => Some(from_json(v.value())?),
+                None => None,
+            };
+            let mut rec = match rec {
+                Some(r) if matches!(&r.kind, TokenKind::Agent { agent_id, .. } if *agent_id == id) => r,
+                _ => return Err(StoreError::NotFound),
+            };
+            rec.expires_at = None;
+            tokens
+                .insert(hash.as_slice(), to_json(&rec)?.as_slice())
+                .map_err(unavailable)?;
+            let old = tx
+                .open_table(AGENT_CREDS)
+                .map_err(unavailable)?
+                .insert(id.as_str(), hash.as_slice())
+                .map_err(unavailable)?
+                .map(|v| v.value().to_vec());
+            if let Some(old) = old.filter(|o| o.as_slice() != hash.as_slice()) {
+                tokens.remove(old.as_slice()).map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_org(&self, id: &str) -> StoreResult<()> {

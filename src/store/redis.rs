@@ -276,6 +276,20 @@ redis.call('SET', 'ecp:token:'..ARGV[10], ARGV[11])
 return 'OK:'..prev_cred
 "#;
 
+/// ARGV: agent, credential hash (hex), its record without expiry.
+const ADOPT_CREDENTIAL: &str = r#"
+if redis.call('EXISTS', 'ecp:agent:'..ARGV[1]) == 0 then return 'NOT_FOUND' end
+local cur = redis.call('GET', 'ecp:token:'..ARGV[2])
+if not cur then return 'NOT_FOUND' end
+local t = cjson.decode(cur)
+if type(t.kind) ~= 'table' or t.kind.agentId ~= ARGV[1] then return 'NOT_FOUND' end
+local old = redis.call('GET', 'ecp:agent_cred:'..ARGV[1])
+if old and old ~= ARGV[2] then redis.call('DEL', 'ecp:token:'..old) end
+redis.call('SET', 'ecp:token:'..ARGV[2], ARGV[3])
+redis.call('SET', 'ecp:agent_cred:'..ARGV[1], ARGV[2])
+return 'OK'
+"#;
+
 const REMOVE_AGENT_BODY: &str = r#"
 remove_agent(ARGV[1], 0)
 return 'OK'
@@ -616,21 +630,12 @@ impl Store for RedisStore {
                 Some(id) => self.agent(id).await?,
                 None => None,
             };
-            if let Some(other) = &by_key {
-                if other.cluster_id != agent.cluster_id {
-                    return Err(StoreError::NodeTaken {
-                        cluster_id: other.cluster_id.clone(),
-                    });
-                }
-            }
             let by_instance: Option<AgentRecord> = match &by_node_id {
                 Some(id) => self.agent(id).await?,
                 None => None,
             };
-            let previous = by_instance
-                .clone()
-                .filter(|a| a.cluster_id == agent.cluster_id)
-                .or(by_key.clone());
+            let previous =
+                plan_registration(&agent.cluster_id, by_key.as_ref(), by_instance.as_ref())?;
             let mut a = agent.clone();
             if let Some(prev) = &previous {
                 a.id = prev.id.clone();
@@ -709,6 +714,30 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn adopt_agent_credential(
+        &self,
+        agent_id: &str,
+        credential: &TokenHash,
+    ) -> StoreResult<()> {
+        let key = format!("{P}token:{}", hex::encode(credential));
+        let cur: Option<String> = self.c().get(&key).await.map_err(unavailable)?;
+        let Some(mut rec) = cur.map(|c| from_json::<TokenRecord>(&c)).transpose()? else {
+            return Err(StoreError::NotFound);
+        };
+        rec.expires_at = None;
+        let r: String = script(ADOPT_CREDENTIAL)
+            .arg(agent_id)
+            .arg(hex::encode(credential))
+            .arg(to_json(&rec)?)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        match r.as_str() {
+            "OK" => Ok(()),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     async fn delete_org(&self, id: &str) -> StoreResult<()> {

@@ -184,8 +184,22 @@ impl Session {
         })
     }
 
-    /// Opens, sends Hello and waits for Welcome.
+    /// Opens, sends Hello and waits for Welcome. Speaks protocol 1: no
+    /// credential rotation, so tests and benchmarks can reconnect with the
+    /// credential they registered with (the server still serves protocol 1;
+    /// rotation is tested with the real agent).
     pub async fn connect(
+        base: &str,
+        credential: &str,
+        agent_id: &str,
+        local_ip: Option<IpAddr>,
+    ) -> Result<Session, ConnectError> {
+        Session::connect_speaking(1, base, credential, agent_id, local_ip).await
+    }
+
+    /// As `connect`, with the protocol version said in Hello.
+    pub async fn connect_speaking(
+        protocol: u16,
         base: &str,
         credential: &str,
         agent_id: &str,
@@ -193,7 +207,7 @@ impl Session {
     ) -> Result<Session, ConnectError> {
         let mut s = Session::open(base, credential, agent_id, local_ip).await?;
         s.send(&Frame::Hello {
-            protocol: ecp_protocol::PROTOCOL_VERSION,
+            protocol,
             agent: AgentHello {
                 agent_id: agent_id.to_string(),
                 agent_version: "testkit".into(),
