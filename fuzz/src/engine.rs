@@ -12,6 +12,7 @@
 //! same seed and target give the same inputs in the same order.
 
 use std::collections::HashSet;
+use std::io::{Seek, SeekFrom, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -151,15 +152,21 @@ pub fn with_quiet_panics<R>(f: impl FnOnce() -> R) -> R {
 }
 
 const CORPUS_CAP: usize = 4096;
+/// `run` reports progress after every this many inputs.
+pub const PROGRESS_EVERY: u64 = 65_536;
 
 /// Fuzzes one target. `progress` is called with the number of inputs run
-/// every 65,536 inputs.
+/// every [`PROGRESS_EVERY`] inputs.
 pub fn run(t: &Target, o: &Options, mut progress: impl FnMut(u64)) -> Stats {
     with_quiet_panics(|| {
         let mut rng = Rng::new(o.seed ^ fnv(t.name.as_bytes()));
         let seeds = (t.seeds)();
         let mut corpus: Vec<Vec<u8>> = seeds.clone();
         let mut classes: HashSet<u64> = HashSet::new();
+        let mut trace_file = o
+            .trace
+            .as_ref()
+            .and_then(|(_, path)| std::fs::File::create(path).ok());
         let start = Instant::now();
         let mut n = 0u64;
         let mut crash = None;
@@ -169,9 +176,13 @@ pub fn run(t: &Target, o: &Options, mut progress: impl FnMut(u64)) -> Stats {
                 Some(s) => s.clone(),
                 None => next_input(&mut rng, t, &corpus),
             };
-            if let Some((from, path)) = &o.trace {
+            if let (Some((from, _)), Some(f)) = (&o.trace, trace_file.as_mut()) {
                 if n >= *from {
-                    let _ = std::fs::write(path, &input);
+                    // Rewritten in place: a few syscalls, no open/close.
+                    let _ = f
+                        .seek(SeekFrom::Start(0))
+                        .and_then(|_| f.write_all(&input))
+                        .and_then(|_| f.set_len(input.len() as u64));
                 }
             }
             match execute(t.check, &input) {
@@ -196,7 +207,7 @@ pub fn run(t: &Target, o: &Options, mut progress: impl FnMut(u64)) -> Stats {
                 }
             }
             n += 1;
-            if n % 65_536 == 0 {
+            if n % PROGRESS_EVERY == 0 {
                 progress(n);
             }
             if n % 1024 == 0 && o.time.is_some_and(|limit| start.elapsed() >= limit) {

@@ -11,7 +11,7 @@
 //! the parent then runs it again from its last progress mark with every
 //! input written to a file first, and that file is the crashing input.
 
-use ecp_fuzz::engine::{self, fnv, Options};
+use ecp_fuzz::engine::{self, fnv, Options, PROGRESS_EVERY};
 use ecp_fuzz::targets::{by_name, ALL};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -148,9 +148,15 @@ fn supervise(args: &Args, name: &str) -> bool {
         return false;
     };
     let child = |trace_from: Option<u64>| {
+        // The abort came before the next progress mark: a traced run
+        // needs to go no further than that.
+        let inputs = match trace_from {
+            Some(from) => args.inputs.min(from + PROGRESS_EVERY),
+            None => args.inputs,
+        };
         let mut c = Command::new(&exe);
         c.args(["--worker", "--target", name])
-            .args(["--inputs", &args.inputs.to_string()])
+            .args(["--inputs", &inputs.to_string()])
             .args(["--seed", &args.seed.to_string()])
             .arg("--crash-dir")
             .arg(&args.crash_dir)
