@@ -7,6 +7,28 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
+/// Most nodes one report carries (EMQX clusters are far smaller).
+pub const MAX_NODES: usize = 512;
+/// Longest name, version, role, edition or cluster name a report carries
+/// (Erlang node and cluster names are atoms: at most 255 characters).
+pub const MAX_TEXT: usize = 255;
+/// Longest message in a health verdict.
+pub const MAX_MESSAGE: usize = 512;
+
+/// `s` cut to at most `max` bytes, on a char boundary.
+fn clip(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// A text field of an EMQX answer, bounded.
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(|s| clip(s, MAX_TEXT))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     V4,
@@ -23,10 +45,15 @@ pub enum EmqxError {
 impl EmqxError {
     pub fn health(&self) -> Health {
         match self {
-            EmqxError::Unreachable(m) => Health::EmqxUnreachable { message: m.clone() },
-            EmqxError::AuthFailed(m) => Health::EmqxAuthFailed { message: m.clone() },
+            // Messages can quote EMQX: bounded, so a report always fits a frame.
+            EmqxError::Unreachable(m) => Health::EmqxUnreachable {
+                message: clip(m, MAX_MESSAGE),
+            },
+            EmqxError::AuthFailed(m) => Health::EmqxAuthFailed {
+                message: clip(m, MAX_MESSAGE),
+            },
             EmqxError::Malformed(m) => Health::AgentError {
-                message: format!("unexpected EMQX response: {m}"),
+                message: clip(&format!("unexpected EMQX response: {m}"), MAX_MESSAGE),
             },
         }
     }
@@ -185,8 +212,7 @@ impl Emqx {
             if !status.is_success() {
                 return Err(status_error(status, &body));
             }
-            return serde_json::from_str(&body)
-                .map_err(|e| EmqxError::Malformed(format!("{path}: {e}")));
+            return v5_json(path, &body);
         }
         Err(EmqxError::AuthFailed("token refused after re-login".into()))
     }
@@ -204,17 +230,7 @@ impl Emqx {
         if !status.is_success() {
             return Err(status_error(status, &body));
         }
-        let v: Value = serde_json::from_str(&body)
-            .map_err(|e| EmqxError::Malformed(format!("{path}: {e}")))?;
-        // Errors come on HTTP 200 with a non-zero code.
-        match v.get("code").and_then(Value::as_i64) {
-            Some(0) => Ok(v["data"].clone()),
-            _ => Err(EmqxError::Malformed(format!(
-                "{path}: code {} {}",
-                v["code"],
-                v["message"].as_str().unwrap_or_default()
-            ))),
-        }
+        v4_data(path, &body)
     }
 
     /// Polls the cluster. Errors become the observation's health.
@@ -257,6 +273,26 @@ impl Emqx {
             obs.local_node = Some(n);
         }
         Ok(obs)
+    }
+}
+
+/// The JSON of a v5 answer (HTTP 2xx; v5 answers are bare values).
+pub fn v5_json(path: &str, body: &str) -> Result<Value, EmqxError> {
+    serde_json::from_str(body).map_err(|e| EmqxError::Malformed(format!("{path}: {e}")))
+}
+
+/// The `data` of a v4 answer (HTTP 2xx): `{"code": 0, "data": …}`; errors
+/// come on HTTP 200 with a non-zero code (or none).
+pub fn v4_data(path: &str, body: &str) -> Result<Value, EmqxError> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| EmqxError::Malformed(format!("{path}: {e}")))?;
+    match v.get("code").and_then(Value::as_i64) {
+        Some(0) => Ok(v["data"].clone()),
+        _ => Err(EmqxError::Malformed(format!(
+            "{path}: code {} {}",
+            clip(&v["code"].to_string(), 40),
+            clip(v["message"].as_str().unwrap_or_default(), 200)
+        ))),
     }
 }
 
@@ -308,17 +344,17 @@ pub fn parse_v5(
     if list.is_empty() {
         return Err(EmqxError::Malformed("/api/v5/nodes is empty".into()));
     }
+    too_many(list.len())?;
     let mut out = Vec::new();
     for n in list {
-        let name = n["node"]
-            .as_str()
-            .ok_or_else(|| EmqxError::Malformed("node without a name".into()))?;
+        let name =
+            text(&n["node"]).ok_or_else(|| EmqxError::Malformed("node without a name".into()))?;
         let running = n["node_status"].as_str() == Some("running");
         out.push(NodeStatus {
-            name: name.to_string(),
+            name,
             running,
-            version: n["version"].as_str().map(str::to_string),
-            role: n["role"].as_str().map(str::to_string),
+            version: text(&n["version"]),
+            role: text(&n["role"]),
             connections: u64_of(&n["connections"]),
             uptime_secs: u64_of(&n["uptime"]).map(|ms| ms / 1000),
         });
@@ -327,12 +363,12 @@ pub fn parse_v5(
         .iter()
         .find(|n| n["node_status"] == "running")
         .unwrap_or(&list[0]);
-    let version = first["version"].as_str().unwrap_or_default().to_string();
-    let edition = first["edition"].as_str().unwrap_or_default().to_string();
+    let version = text(&first["version"]).unwrap_or_default();
+    let edition = text(&first["edition"]).unwrap_or_default();
     let summary = EmqxSummary {
         version: version.clone(),
         edition,
-        cluster_name: cluster["name"].as_str().unwrap_or_default().to_string(),
+        cluster_name: text(&cluster["name"]).unwrap_or_default(),
     };
     let connections = Connections {
         current: u64_of(&stats["connections.count"])
@@ -346,8 +382,19 @@ pub fn parse_v5(
         emqx: Some(summary),
         nodes: out,
         connections: Some(connections),
-        local_node: cluster["self"].as_str().map(str::to_string),
+        local_node: text(&cluster["self"]),
     })
+}
+
+/// More nodes than a report carries: an error rather than a report that
+/// cannot be sent.
+fn too_many(n: usize) -> Result<(), EmqxError> {
+    if n > MAX_NODES {
+        return Err(EmqxError::Malformed(format!(
+            "{n} nodes; at most {MAX_NODES} are supported"
+        )));
+    }
+    Ok(())
 }
 
 /// The node whose host part (`emqx@HOST`) names this machine.
@@ -398,21 +445,24 @@ pub fn parse_v4(
     let list = nodes
         .as_array()
         .ok_or_else(|| EmqxError::Malformed("/api/v4/nodes data is not an array".into()))?;
+    too_many(list.len())?;
     let mut running = Vec::new();
+    let mut names = BTreeSet::new();
     for n in list {
-        let name = n["node"]
-            .as_str()
-            .ok_or_else(|| EmqxError::Malformed("node without a name".into()))?;
+        let name =
+            text(&n["node"]).ok_or_else(|| EmqxError::Malformed("node without a name".into()))?;
         if n["node_status"].as_str() == Some("Running") {
-            running.push((name.to_string(), n));
+            running.push((name.clone(), n));
         }
-        seen.insert(name.to_string());
+        names.insert(name);
     }
+    // Every node seen so far is reported: that set is bounded too.
+    too_many(seen.union(&names).count())?;
+    seen.extend(names);
     let version = list
         .first()
-        .and_then(|n| n["version"].as_str())
-        .unwrap_or_default()
-        .to_string();
+        .and_then(|n| text(&n["version"]))
+        .unwrap_or_default();
     let sysdescr = brokers
         .as_array()
         .and_then(|b| b.first())
@@ -427,9 +477,10 @@ pub fn parse_v4(
     for name in seen.iter() {
         let live = running.iter().find(|(n, _)| n == name);
         out.push(NodeStatus {
-            name: name.clone(),
+            // Names remembered by an older agent were not cut yet.
+            name: clip(name, MAX_TEXT),
             running: live.is_some(),
-            version: live.and_then(|(_, v)| v["version"].as_str().map(str::to_string)),
+            version: live.and_then(|(_, v)| text(&v["version"])),
             role: None,
             connections: live.and_then(|(_, v)| u64_of(&v["connections"])),
             uptime_secs: live.and_then(|(_, v)| v["uptime"].as_str().map(uptime_secs)),
@@ -440,7 +491,7 @@ pub fn parse_v4(
         .map(|a| {
             a.iter()
                 .filter_map(|s| u64_of(&s["stats"]["connections.count"]))
-                .sum()
+                .fold(0u64, u64::saturating_add)
         })
         .unwrap_or(0);
     let health = verdict(&version, &out);
@@ -467,16 +518,14 @@ pub fn uptime_secs(text: &str) -> u64 {
             let mut it = part.split_whitespace();
             let n: u64 = it.next()?.parse().ok()?;
             let unit = it.next()?;
-            Some(
-                n * match unit.trim_end_matches('s') {
-                    "day" => 86_400,
-                    "hour" => 3_600,
-                    "minute" => 60,
-                    _ => 1,
-                },
-            )
+            Some(n.saturating_mul(match unit.trim_end_matches('s') {
+                "day" => 86_400,
+                "hour" => 3_600,
+                "minute" => 60,
+                _ => 1,
+            }))
         })
-        .sum()
+        .fold(0u64, u64::saturating_add)
 }
 
 #[cfg(test)]
@@ -569,6 +618,65 @@ mod tests {
             }
         );
         assert_eq!(o.nodes.len(), 2);
+    }
+
+    /// Found by the fuzzer (emqx-v4, short pass): `connections.count`
+    /// values summed with `+` overflowed (a panic in debug builds).
+    #[test]
+    fn huge_counts_and_uptimes_saturate() {
+        let stats = json!([{"stats": {"connections.count": u64::MAX}}, {"stats": {"connections.count": 1}}]);
+        let nodes = json!([{"node": "emqx@a", "node_status": "Running", "version": "4.4.6",
+            "uptime": "18446744073709551615 days, 1 seconds"}]);
+        let o = parse_v4(&nodes, &json!([]), &stats, None, &mut BTreeSet::new()).expect("parse");
+        assert_eq!(o.connections.map(|c| c.current), Some(u64::MAX));
+        assert_eq!(o.nodes[0].uptime_secs, Some(u64::MAX));
+        assert_eq!(uptime_secs("213503982334602 days, 2 days"), u64::MAX);
+    }
+
+    /// Found by the fuzzer (emqx-v5 and emqx-v4, short pass): texts from
+    /// EMQX went into reports uncut, so a long enough answer made a report
+    /// larger than a frame, which the agent cannot send (it lost its session
+    /// on every poll). Names, versions and messages are now bounded, and so
+    /// is the number of nodes.
+    #[test]
+    fn reports_from_any_answer_fit_a_frame() {
+        let long = "n".repeat(300_000);
+        let nodes = json!([{"node": long, "node_status": "running", "version": long, "role": long, "edition": long}]);
+        let o = parse_v5(
+            &nodes,
+            &json!({}),
+            &json!({"name": long, "self": long}),
+            None,
+        )
+        .expect("parse");
+        assert_eq!(o.nodes[0].name.len(), MAX_TEXT);
+        assert_eq!(o.local_node.map(|n| n.len()), Some(MAX_TEXT));
+        let many: Vec<Value> = (0..=MAX_NODES)
+            .map(|i| json!({"node": format!("emqx@{i}"), "node_status": "running"}))
+            .collect();
+        assert!(parse_v5(&json!(many), &json!({}), &json!({}), None).is_err());
+        let mut seen: BTreeSet<String> = (0..MAX_NODES).map(|i| format!("emqx@old{i}")).collect();
+        let e = parse_v4(
+            &json!([{"node": "emqx@new"}]),
+            &json!([]),
+            &json!([]),
+            None,
+            &mut seen,
+        )
+        .expect_err("one more node than a report carries");
+        assert!(!seen.contains("emqx@new"), "seen is left as it was");
+        let e4 = v4_data(
+            "/api/v4/nodes",
+            &json!({"code": 1, "message": long}).to_string(),
+        )
+        .expect_err("an error answer");
+        for e in [e, e4] {
+            let h = e.health();
+            let Health::AgentError { message } = &h else {
+                panic!("{h:?}");
+            };
+            assert!(message.len() <= MAX_MESSAGE);
+        }
     }
 
     #[test]

@@ -17,7 +17,15 @@ use tokio::task::JoinHandle;
 const MAX_BATCH_LINES: usize = 2000;
 /// Keeps a batch frame well under the 1 MiB frame limit.
 const MAX_BATCH_BYTES: usize = 300 * 1024;
-const MAX_LINE: usize = 64 * 1024;
+/// Longest message a line keeps (the protocol's bound).
+pub const MAX_LINE: usize = ecp_protocol::limits::MAX_LOG_MESSAGE_BYTES;
+/// Longest fields text a line keeps; longer ones are left out (the
+/// protocol's bound; cutting JSON would break it).
+pub const MAX_FIELDS: usize = ecp_protocol::limits::MAX_LOG_FIELDS_BYTES;
+/// Longest `raw` a line keeps (the protocol's bound).
+pub const MAX_RAW_TEXT: usize = ecp_protocol::limits::MAX_LOG_MESSAGE_BYTES;
+/// Longest piece of a file read as one line when no line end comes.
+pub const MAX_RAW: usize = 4 * MAX_LINE;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,13 +42,12 @@ pub fn level_index(name: &str) -> Option<u8> {
     ecp_protocol::log_level(n)
 }
 
-/// The cursor just after the last of `lines`.
-fn after(cur: &Cursor, lines: &[LogLine]) -> Cursor {
-    let mut next = cur.clone();
-    if let Some(last) = lines.last() {
-        next.offset = last.offset + last.raw.len() as u64 + 1;
+/// `cur` moved to `offset` (just after the last line read).
+fn at(cur: &Cursor, offset: u64) -> Cursor {
+    Cursor {
+        offset,
+        ..cur.clone()
     }
-    next
 }
 
 // ------------------------------------------------------------------ parsing
@@ -176,10 +183,30 @@ pub fn parse_line(line: &str) -> (u64, u8, String, String) {
     (time, level, rest.to_string(), String::new())
 }
 
-/// Cut to the protocol's bound for messages and raw lines, so a huge EMQX
-/// line never costs the agent its session.
-fn clip(s: &str) -> String {
-    let max = ecp_protocol::limits::MAX_LOG_MESSAGE_BYTES;
+/// One line of a log file (its bytes without the `\n`) as shipped.
+pub fn to_line(raw_bytes: &[u8], file: u64, offset: u64) -> LogLine {
+    let text = String::from_utf8_lossy(raw_bytes);
+    let (time_us, level, message, fields) = parse_line(text.trim_end_matches('\r'));
+    LogLine {
+        file,
+        offset,
+        time_us,
+        level,
+        message: clip(&message, MAX_LINE),
+        // Cutting JSON would break it: over the protocol's bound, the
+        // fields are left to the raw line.
+        fields: if fields.len() <= MAX_FIELDS {
+            fields
+        } else {
+            String::new()
+        },
+        // Not UTF-8 bytes become U+FFFD (3 bytes): the cap keeps a batch
+        // within a frame whatever the file holds.
+        raw: clip(&text, MAX_RAW_TEXT),
+    }
+}
+
+fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
@@ -297,20 +324,18 @@ pub fn read_batch(dir: &Path, cur: &Cursor) -> (Vec<LogLine>, Cursor) {
             cur.fp = fp;
             cur.offset = 0;
         }
-        let lines = read_lines(&path, &cur);
+        let (lines, end) = read_lines(&path, &cur);
         if !lines.is_empty() {
-            let next = after(&cur, &lines);
-            return (lines, next);
+            return (lines, at(&cur, end));
         }
         // At the end of this file: has EMQX moved on?
         match successor(dir, cur.file) {
             Some(k) => {
                 // EMQX finished this file before starting the next: read it
                 // once more to its end before leaving it.
-                let tail = read_lines(&path, &cur);
+                let (tail, end) = read_lines(&path, &cur);
                 if !tail.is_empty() {
-                    let next = after(&cur, &tail);
-                    return (tail, next);
+                    return (tail, at(&cur, end));
                 }
                 cur = Cursor {
                     file: k,
@@ -325,17 +350,20 @@ pub fn read_batch(dir: &Path, cur: &Cursor) -> (Vec<LogLine>, Cursor) {
     (Vec::new(), cur)
 }
 
-fn read_lines(path: &Path, cur: &Cursor) -> Vec<LogLine> {
+/// Reads lines from the cursor on: the lines, and the offset just after
+/// the last one. Offsets count the file's bytes (a line's `raw` differs in
+/// length when its bytes are not UTF-8 or pass `MAX_RAW`).
+fn read_lines(path: &Path, cur: &Cursor) -> (Vec<LogLine>, u64) {
+    let mut out = Vec::new();
+    let mut pos = cur.offset;
     let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
+        return (out, pos);
     };
     if f.seek(SeekFrom::Start(cur.offset)).is_err() {
-        return Vec::new();
+        return (out, pos);
     }
     let mut buf = vec![0u8; 256 * 1024];
-    let mut out = Vec::new();
     let mut bytes = 0usize;
-    let mut pos = cur.offset;
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let n = match f.read(&mut buf) {
@@ -344,45 +372,27 @@ fn read_lines(path: &Path, cur: &Cursor) -> Vec<LogLine> {
         };
         carry.extend_from_slice(&buf[..n]);
         let mut start = 0;
-        while let Some(i) = carry[start..].iter().position(|b| *b == b'\n') {
-            let raw_bytes = &carry[start..start + i];
-            let raw = String::from_utf8_lossy(raw_bytes);
-            let raw = raw.trim_end_matches('\r');
-            let (time_us, level, message, fields) = parse_line(raw);
-            let line = LogLine {
-                file: cur.fp,
-                offset: pos,
-                time_us,
-                level,
-                message: clip(&message),
-                // Cutting JSON would break it: over the bound, the fields
-                // are left to the raw line.
-                fields: if fields.len() <= ecp_protocol::limits::MAX_LOG_FIELDS_BYTES {
-                    fields
-                } else {
-                    String::new()
-                },
-                raw: String::new(),
+        loop {
+            let (len, next) = match carry[start..].iter().position(|b| *b == b'\n') {
+                Some(i) => (i, i + 1),
+                // A "line" without end: ship it cut, so the tailer never stalls.
+                None if carry.len() - start > MAX_RAW => (MAX_RAW, MAX_RAW),
+                None => break,
             };
-            bytes += line.message.len() + line.fields.len() + raw_bytes.len() + 64;
-            // Offsets come from the bytes read, not from `raw`, which is cut.
-            out.push(LogLine {
-                raw: clip(&String::from_utf8_lossy(raw_bytes)),
-                ..line
-            });
-            pos += i as u64 + 1;
-            start += i + 1;
+            let line = to_line(&carry[start..start + len], cur.fp, pos);
+            // What the line weighs in the frame (a batch stays below
+            // MAX_BATCH_BYTES plus one line of at most 384 KiB: < 1 MiB).
+            bytes += line.message.len() + line.fields.len() + line.raw.len() + 64;
+            out.push(line);
+            pos += next as u64;
+            start += next;
             if out.len() >= MAX_BATCH_LINES || bytes >= MAX_BATCH_BYTES {
-                return out;
+                return (out, pos);
             }
         }
         carry.drain(..start);
-        if carry.len() > MAX_LINE * 4 {
-            // A "line" without end: ship it cut, so the tailer never stalls.
-            break;
-        }
     }
-    out
+    (out, pos)
 }
 
 // ------------------------------------------------------------------ shipping
@@ -625,5 +635,79 @@ mod tests {
         );
         assert_eq!(c.file, 1);
         assert_ne!(lines[0].file, 0);
+    }
+
+    /// Found while writing the fuzz property "a line keeps its text": the
+    /// cursor moved by `raw.len()`, which is longer than the line's bytes
+    /// when they are not UTF-8 (each bad byte becomes a 3-byte U+FFFD), so
+    /// the next read began inside the next line.
+    #[test]
+    fn a_line_that_is_not_utf8_does_not_move_the_cursor_too_far() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let mut text = b"2024-01-01T00:00:00.000001Z [info] msg: b1\n".to_vec();
+        let second = text.len() as u64;
+        text.extend_from_slice(b"2024-01-01T00:00:00.000002Z [info] msg: b\xff\xfe\n");
+        std::fs::write(log_file(d, 1), &text).expect("write");
+        let (lines, c) = read_batch(d, &Cursor::default());
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[1].raw,
+            "2024-01-01T00:00:00.000002Z [info] msg: b\u{fffd}\u{fffd}"
+        );
+        assert_eq!(lines[1].offset, second);
+        assert_eq!(c.offset, text.len() as u64, "the cursor is at the end");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(log_file(d, 1))
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, b"2024-01-01T00:00:00.000003Z [info] msg: c3\n")
+            })
+            .expect("append");
+        let (lines, _) = read_batch(d, &c);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].message, "c3", "the next line is read whole");
+    }
+
+    /// Found while writing the fuzz property "texts are bounded": `raw` was
+    /// not cut, so a long line of bytes that are not UTF-8 made a batch
+    /// larger than a frame (never sent, never acked: shipping stopped); and
+    /// a line longer than 256 KiB without its end was never shipped.
+    #[test]
+    fn huge_lines_are_cut_and_every_batch_fits_a_frame() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let mut text = b"2024-01-01T00:00:00.000001Z [info] msg: first\n".to_vec();
+        text.extend(std::iter::repeat_n(0xffu8, 600 * 1024));
+        text.push(b'\n');
+        text.extend_from_slice(b"2024-01-01T00:00:00.000002Z [info] msg: after\n");
+        text.extend(std::iter::repeat_n(b'x', 700 * 1024)); // no end yet
+        std::fs::write(log_file(d, 1), &text).expect("write");
+        let mut c = Cursor::default();
+        let mut all = Vec::new();
+        for _ in 0..10 {
+            let (lines, next) = read_batch(d, &c);
+            if lines.is_empty() {
+                break;
+            }
+            let frame = Frame::LogBatch(LogBatch {
+                batch: 1,
+                node: "emqx@n1".into(),
+                lines: lines.clone(),
+            });
+            assert!(ecp_protocol::encode(&frame).is_ok(), "a batch fits a frame");
+            assert!(lines.iter().all(|l| l.raw.len() <= MAX_RAW_TEXT));
+            all.extend(lines);
+            c = next;
+        }
+        assert_eq!(all[0].message, "first");
+        assert!(all.iter().any(|l| l.message == "after"));
+        // The unfinished 700 KiB line is shipped in cut pieces up to its
+        // last partial piece (≤ MAX_RAW), which waits for more.
+        assert_eq!(c.offset, text.len() as u64 - (700 * 1024 % MAX_RAW) as u64);
+        // Offsets are byte-exact: each line starts where the last ended.
+        for w in all.windows(2) {
+            assert!(w[1].offset > w[0].offset);
+        }
     }
 }

@@ -1,0 +1,8 @@
+//! The agent's library half: the modules whose parsers take input from
+//! outside (EMQX answers, EMQX log files), exposed so that the fuzz runner
+//! (`fuzz/`, crate `ecp-fuzz`) can call them. The binary (`main.rs`) uses
+//! them from here.
+
+pub mod emqx;
+pub mod home;
+pub mod logship;

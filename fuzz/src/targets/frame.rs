@@ -1,0 +1,475 @@
+//! `ecp_protocol::decode`: what every agent WebSocket message goes through.
+
+use crate::engine::{fnv, Outcome, Rng, Target};
+use ecp_protocol::*;
+
+pub const TARGET: Target = Target {
+    name: "frame",
+    about: "ecp_protocol::decode: no panic; memory within budget; what decodes re-encodes (no longer) and decodes the same",
+    seeds,
+    dict: DICT,
+    structured: Some(structured),
+    max_len: 4096,
+    check,
+};
+
+/// Heap a decode may hold at its peak: the limit's worth of claimed
+/// strings/bytes, serde's capped preallocation of up to 1 MiB for each of
+/// the (at most two) sequences in a frame, and in-memory size per input
+/// byte for elements really present (a minimal 7-byte `LogLine` is a
+/// 104-byte struct, and a growing `Vec` holds twice that while it moves).
+pub fn alloc_budget(input_len: usize) -> usize {
+    3 * MAX_FRAME_BYTES + 64 * input_len
+}
+
+fn check(input: &[u8]) -> Outcome {
+    let before = crate::ALLOC.current_usage();
+    crate::ALLOC.reset_peak_usage();
+    let decoded = decode(input);
+    let peak = crate::ALLOC.peak_usage().saturating_sub(before);
+    if peak > alloc_budget(input.len()) {
+        return Err(format!(
+            "decoding {} bytes took {peak} bytes of heap (budget {})",
+            input.len(),
+            alloc_budget(input.len())
+        ));
+    }
+    match decoded {
+        Ok(frame) => {
+            let again =
+                encode(&frame).map_err(|e| format!("decoded frame does not re-encode: {e}"))?;
+            if again.len() > input.len() {
+                return Err(format!(
+                    "re-encoding takes {} bytes, the input was {}",
+                    again.len(),
+                    input.len()
+                ));
+            }
+            let back =
+                decode(&again).map_err(|e| format!("re-encoded frame does not decode: {e}"))?;
+            if back != frame {
+                return Err(format!(
+                    "round trip changed the frame: {frame:?} → {back:?}"
+                ));
+            }
+            Ok(fnv(frame.kind().as_bytes()) ^ shape(&frame))
+        }
+        // The error's words without its numbers: one class per kind of failure.
+        Err(e) => {
+            let text = e.to_string();
+            let words: String = text
+                .chars()
+                .filter(|c| c.is_ascii_alphabetic() || *c == ' ')
+                .take(48)
+                .collect();
+            Ok(fnv(words.as_bytes()) | 1)
+        }
+    }
+}
+
+/// A few bits of a decoded frame's shape (how many items, which options).
+fn shape(f: &Frame) -> u64 {
+    let small = |n: usize| n.min(3) as u64;
+    match f {
+        Frame::Report(r) => {
+            small(r.nodes.len())
+                | u64::from(r.emqx.is_some()) << 2
+                | u64::from(r.connections.is_some()) << 3
+                | (health_index(&r.health) << 4)
+        }
+        Frame::TunnelOpen(t) => small(t.headers.len()) | small(t.body.len()) << 2,
+        Frame::TunnelHead { headers, .. } => small(headers.len()),
+        Frame::TunnelEnd { error, .. } => u64::from(error.is_some()),
+        Frame::LogBatch(b) => small(b.lines.len()),
+        _ => 0,
+    }
+}
+
+fn health_index(h: &Health) -> u64 {
+    match h {
+        Health::Healthy => 0,
+        Health::NodesStopped { .. } => 1,
+        Health::EmqxUnreachable { .. } => 2,
+        Health::EmqxAuthFailed { .. } => 3,
+        Health::UnsupportedVersion { .. } => 4,
+        Health::AgentError { .. } => 5,
+    }
+}
+
+/// bincode 2 varint markers (251 = u16, 252 = u32, 253 = u64, 254 = u128
+/// follow) with edge values, and variant indexes past the last one.
+const DICT: &[&[u8]] = &[
+    &[251, 0xff, 0xff],
+    &[251, 0, 0],
+    &[251, 250, 0],
+    &[252, 0xff, 0xff, 0xff, 0xff],
+    &[252, 0, 0, 0x10, 0],
+    &[252, 1, 0, 0x10, 0],
+    &[253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+    &[253, 0, 0, 0, 0, 0, 0, 0, 0x80],
+    &[
+        254, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0,
+    ],
+    &[255],
+    &[15],
+    &[16],
+    &[0],
+    &[1],
+    &[2],
+];
+
+pub fn seeds() -> Vec<Vec<u8>> {
+    sample_frames()
+        .iter()
+        .filter_map(|f| encode(f).ok())
+        .collect()
+}
+
+/// One frame of every variant, with the shapes agents really send.
+pub fn sample_frames() -> Vec<Frame> {
+    vec![
+        Frame::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent: AgentHello {
+                agent_id: "6f1c0d4e-agent".into(),
+                agent_version: "0.1.0".into(),
+                node_name: "emqx@node1.emqxcl".into(),
+            },
+        },
+        Frame::Welcome {
+            settings: Settings {
+                cluster_id: "c-01".into(),
+                heartbeat_interval_secs: 10,
+                report_interval_secs: 10,
+                ping_interval_secs: 15,
+            },
+        },
+        Frame::Heartbeat {
+            seq: 1,
+            at_ms: 1_700_000_000_000,
+        },
+        Frame::Report(Report {
+            seq: 7,
+            observed_at_ms: 1_700_000_000_000,
+            health: Health::NodesStopped {
+                nodes: vec!["emqx@10.0.0.2".into()],
+            },
+            emqx: Some(EmqxSummary {
+                version: "5.6.0".into(),
+                edition: "Enterprise".into(),
+                cluster_name: "emqxcl".into(),
+            }),
+            nodes: vec![
+                NodeStatus {
+                    name: "emqx@10.0.0.1".into(),
+                    running: true,
+                    version: Some("5.6.0".into()),
+                    role: Some("core".into()),
+                    connections: Some(12),
+                    uptime_secs: Some(5120),
+                },
+                NodeStatus {
+                    name: "emqx@10.0.0.2".into(),
+                    running: false,
+                    version: None,
+                    role: Some("core".into()),
+                    connections: None,
+                    uptime_secs: None,
+                },
+            ],
+            connections: Some(Connections {
+                current: 12,
+                max: Some(10_000),
+            }),
+        }),
+        Frame::Report(Report {
+            seq: 1,
+            observed_at_ms: 0,
+            health: Health::AgentError {
+                message: "unexpected EMQX response: /api/v5/nodes is empty".into(),
+            },
+            emqx: None,
+            nodes: vec![],
+            connections: None,
+        }),
+        Frame::Report(Report {
+            seq: 2,
+            observed_at_ms: 1,
+            health: Health::UnsupportedVersion {
+                found: "5.5.1".into(),
+                required: "5.6.0 or later".into(),
+            },
+            emqx: None,
+            nodes: vec![],
+            connections: None,
+        }),
+        Frame::Reconnect {
+            after_ms: 250,
+            reason: "draining".into(),
+        },
+        Frame::Unregister {
+            reason: "cluster was deleted".into(),
+        },
+        Frame::UnregisterAck,
+        Frame::TunnelOpen(TunnelRequest {
+            stream: 7,
+            method: "GET".into(),
+            path: "/api/v4/routes/a%2Fb?x=1".into(),
+            headers: vec![("accept".into(), b"*/*".to_vec())],
+            body: vec![],
+            window: TUNNEL_WINDOW,
+        }),
+        Frame::TunnelHead {
+            stream: 7,
+            status: 200,
+            headers: vec![("content-type".into(), b"text/html".to_vec())],
+        },
+        Frame::TunnelData {
+            stream: 7,
+            data: b"<html>".to_vec(),
+        },
+        Frame::TunnelEnd {
+            stream: 7,
+            error: Some("reset".into()),
+        },
+        Frame::TunnelCredit {
+            stream: 7,
+            frames: 4,
+        },
+        Frame::TunnelCancel { stream: 7 },
+        Frame::LogBatch(LogBatch {
+            batch: 3,
+            node: "emqx@n1".into(),
+            lines: vec![LogLine {
+                file: 99,
+                offset: 1024,
+                time_us: 1_700_000_000_000_000,
+                level: 3,
+                message: "hello".into(),
+                fields: r#"{"clientid":"c1"}"#.into(),
+                raw: "2024-03-20T11:08:39.568980+01:00 [warning] msg: hello, clientid: c1".into(),
+            }],
+        }),
+        Frame::LogAck { batch: 3 },
+        Frame::Credential {
+            token: "ecpa_3a9f".into(),
+        },
+        Frame::CredentialAck,
+    ]
+}
+
+/// A fresh random frame of any variant, encoded.
+fn structured(rng: &mut Rng, _base: &[u8]) -> Option<Vec<u8>> {
+    encode(&random_frame(rng)).ok()
+}
+
+/// The same, for other targets that take frames.
+pub fn structured_frame(rng: &mut Rng, base: &[u8]) -> Option<Vec<u8>> {
+    structured(rng, base)
+}
+
+fn num(rng: &mut Rng) -> u64 {
+    match rng.below(4) {
+        0 => *rng.pick(&[
+            0,
+            1,
+            250,
+            251,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ]),
+        1 => rng.next_u64(),
+        _ => rng.skewed(20) as u64,
+    }
+}
+
+fn text(rng: &mut Rng) -> String {
+    match rng.below(8) {
+        0 => String::new(),
+        1 => "é𝄞\u{0}\u{fffd}".repeat(1 + rng.below(4)),
+        2 => "x".repeat(rng.skewed(12)),
+        _ => rng
+            .pick(&[
+                "emqx@node1",
+                "5.6.0",
+                "GET",
+                "/api/v5/nodes",
+                "core",
+                "draining",
+                "c1",
+            ])
+            .to_string(),
+    }
+}
+
+fn bytes(rng: &mut Rng) -> Vec<u8> {
+    (0..rng.skewed(8)).map(|_| rng.byte()).collect()
+}
+
+fn opt<T>(rng: &mut Rng, f: impl FnOnce(&mut Rng) -> T) -> Option<T> {
+    if rng.one_in(2) {
+        Some(f(rng))
+    } else {
+        None
+    }
+}
+
+fn some<T>(rng: &mut Rng, mut f: impl FnMut(&mut Rng) -> T) -> Vec<T> {
+    (0..rng.skewed(3)).map(|_| f(rng)).collect()
+}
+
+fn random_frame(rng: &mut Rng) -> Frame {
+    let n32 = |rng: &mut Rng| num(rng) as u32;
+    match rng.below(17) {
+        0 => Frame::Hello {
+            protocol: num(rng) as u16,
+            agent: AgentHello {
+                agent_id: text(rng),
+                agent_version: text(rng),
+                node_name: text(rng),
+            },
+        },
+        1 => Frame::Welcome {
+            settings: Settings {
+                cluster_id: text(rng),
+                heartbeat_interval_secs: n32(rng),
+                report_interval_secs: n32(rng),
+                ping_interval_secs: n32(rng),
+            },
+        },
+        2 => Frame::Heartbeat {
+            seq: num(rng),
+            at_ms: num(rng),
+        },
+        3 => Frame::Report(Report {
+            seq: num(rng),
+            observed_at_ms: num(rng),
+            health: match rng.below(6) {
+                0 => Health::Healthy,
+                1 => Health::NodesStopped {
+                    nodes: some(rng, text),
+                },
+                2 => Health::EmqxUnreachable { message: text(rng) },
+                3 => Health::EmqxAuthFailed { message: text(rng) },
+                4 => Health::UnsupportedVersion {
+                    found: text(rng),
+                    required: text(rng),
+                },
+                _ => Health::AgentError { message: text(rng) },
+            },
+            emqx: opt(rng, |rng| EmqxSummary {
+                version: text(rng),
+                edition: text(rng),
+                cluster_name: text(rng),
+            }),
+            nodes: some(rng, |rng| NodeStatus {
+                name: text(rng),
+                running: rng.one_in(2),
+                version: opt(rng, text),
+                role: opt(rng, text),
+                connections: opt(rng, num),
+                uptime_secs: opt(rng, num),
+            }),
+            connections: opt(rng, |rng| Connections {
+                current: num(rng),
+                max: opt(rng, num),
+            }),
+        }),
+        4 => Frame::Reconnect {
+            after_ms: num(rng),
+            reason: text(rng),
+        },
+        5 => Frame::Unregister { reason: text(rng) },
+        6 => Frame::UnregisterAck,
+        7 => Frame::TunnelOpen(TunnelRequest {
+            stream: n32(rng),
+            method: text(rng),
+            path: text(rng),
+            headers: some(rng, |rng| (text(rng), bytes(rng))),
+            body: bytes(rng),
+            window: n32(rng),
+        }),
+        8 => Frame::TunnelHead {
+            stream: n32(rng),
+            status: num(rng) as u16,
+            headers: some(rng, |rng| (text(rng), bytes(rng))),
+        },
+        9 => Frame::TunnelData {
+            stream: n32(rng),
+            data: bytes(rng),
+        },
+        10 => Frame::TunnelEnd {
+            stream: n32(rng),
+            error: opt(rng, text),
+        },
+        11 => Frame::TunnelCredit {
+            stream: n32(rng),
+            frames: n32(rng),
+        },
+        12 => Frame::TunnelCancel { stream: n32(rng) },
+        13 => Frame::LogBatch(LogBatch {
+            batch: num(rng),
+            node: text(rng),
+            lines: some(rng, |rng| LogLine {
+                file: num(rng),
+                offset: num(rng),
+                time_us: num(rng),
+                level: num(rng) as u8,
+                message: text(rng),
+                fields: text(rng),
+                raw: text(rng),
+            }),
+        }),
+        14 => Frame::LogAck { batch: num(rng) },
+        15 => Frame::Credential { token: text(rng) },
+        _ => Frame::CredentialAck,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exhaustive on purpose: a new `Frame` variant stops this compiling
+    /// until it has a seed here and a case in `random_frame`.
+    fn index(f: &Frame) -> usize {
+        match f {
+            Frame::Hello { .. } => 0,
+            Frame::Welcome { .. } => 1,
+            Frame::Heartbeat { .. } => 2,
+            Frame::Report(_) => 3,
+            Frame::Reconnect { .. } => 4,
+            Frame::Unregister { .. } => 5,
+            Frame::UnregisterAck => 6,
+            Frame::TunnelOpen(_) => 7,
+            Frame::TunnelHead { .. } => 8,
+            Frame::TunnelData { .. } => 9,
+            Frame::TunnelEnd { .. } => 10,
+            Frame::TunnelCredit { .. } => 11,
+            Frame::TunnelCancel { .. } => 12,
+            Frame::LogBatch(_) => 13,
+            Frame::LogAck { .. } => 14,
+            Frame::Credential { .. } => 15,
+            Frame::CredentialAck => 16,
+        }
+    }
+    const VARIANTS: usize = 17;
+
+    #[test]
+    fn every_variant_has_a_seed_and_is_generated() {
+        let mut seeded = [false; VARIANTS];
+        for f in sample_frames() {
+            seeded[index(&f)] = true;
+        }
+        assert!(seeded.iter().all(|s| *s), "{seeded:?}");
+        let mut generated = [false; VARIANTS];
+        let mut rng = Rng::new(1);
+        for _ in 0..2000 {
+            generated[index(&random_frame(&mut rng))] = true;
+        }
+        assert!(generated.iter().all(|s| *s), "{generated:?}");
+        assert_eq!(seeds().len(), sample_frames().len(), "every seed encodes");
+    }
+}
