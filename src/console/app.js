@@ -598,7 +598,7 @@ async function openNodes(id) {
   const err = h("p.error", { role: "alert" });
   // Revoke: a stolen credential stops working at once (two clicks).
   const revoke = (a) => {
-    const b = h("button.danger", { "data-action": "revoke", "data-agent-id": a.agentId, onclick: async () => {
+    const b = h("button.danger", { type: "button", "data-action": "revoke", "data-agent-id": a.agentId, onclick: async () => {
       if (!b.dataset.armed) { b.dataset.armed = "1"; b.textContent = t("revokeConfirm"); return; }
       try {
         await api("DELETE", `${P}/clusters/${encodeURIComponent(id)}/agents/${encodeURIComponent(a.agentId)}`);

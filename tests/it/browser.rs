@@ -869,3 +869,55 @@ function read(f) { try { return "read: " + f.contentDocument.body.textContent; }
          <iframe id=\"sink\" name=\"sink\"></iframe><script>const CONSOLE = {console:?}; const P = {p:?}; const VICTIM = {victim:?};{script}</script></body></html>"
     )
 }
+
+/// A stolen agent credential is revoked from the console: View nodes,
+/// Revoke (twice, to confirm). The row goes, the agent is told and drops
+/// its credential, the credential no longer opens a session.
+#[tokio::test]
+async fn an_operator_revokes_an_agent_from_the_console() {
+    let server = Server::start_with(&[("ECP_AGENT_REPORT_INTERVAL_SECS", "1")]).await;
+    let api = server.api().await;
+    let sim = Sim::start("4.4.6", 1, "revoke").await;
+    let (id, _, agent) = adopted(&api, &server.base, &sim, "revocable", &[]).await;
+    let cred = agent.credential().expect("credential");
+    let agent_id = cred["agentId"].as_str().expect("agent").to_string();
+
+    let b = Browser::start().await;
+    login(&b, &server.base).await;
+    b.click(&format!("{} [data-action=nodes]", card("revocable")))
+        .await;
+    let button = format!("#nodes-dialog [data-action=revoke][data-agent-id=\"{agent_id}\"]");
+    b.click(&button).await;
+    b.wait_for(
+        "the button asks to confirm",
+        "return document.querySelector(arguments[0])?.textContent.includes('?')",
+        json!([button]),
+    )
+    .await;
+    b.screenshot("13-revoke-agent").await;
+    b.click(&button).await;
+    b.wait_for(
+        "the row is gone",
+        "return !document.querySelector(arguments[0])",
+        json!([format!("#nodes-dialog tr[data-agent-id=\"{agent_id}\"]")]),
+    )
+    .await;
+    let (_, agents) = api.get(&format!("{P}/clusters/{id}/agents")).await;
+    assert_eq!(agents.as_array().map(Vec::len), Some(0), "{agents}");
+    // The agent heard it and dropped its credential.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while agent.credential().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent kept its credential"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = cred["token"].as_str().expect("token");
+    assert!(matches!(
+        ecp_testkit::Session::open(&server.base, token, &agent_id, None).await,
+        Err(ecp_testkit::ConnectError::Status(401 | 410))
+    ));
+    let (_, audit) = api.get("/api/audit/operations?action=agent.revoke").await;
+    assert_eq!(audit["data"][0]["objectId"], agent_id.as_str(), "{audit}");
+}

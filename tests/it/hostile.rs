@@ -621,3 +621,187 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
         "ECP grew from {rss_before} KiB to {rss_max} KiB"
     );
 }
+
+/// Agent credentials (item 6): the real agent gets a fresh credential on
+/// every session and acknowledges it once stored; the one before stops
+/// working at once, so a copy taken from its disk dies with the next
+/// reconnect. The cluster runs on throughout.
+#[tokio::test]
+async fn agent_credentials_rotate_on_every_session_and_old_copies_die() {
+    use ecp_testkit::{ConnectError, Session};
+    use std::time::Duration;
+    let server = Server::start_with(&[("ECP_AGENT_REPORT_INTERVAL_SECS", "1")]).await;
+    let api = server.api().await;
+    let sim = Sim::start("4.4.6", 1, "rotate").await;
+    let mut events = api.events().await;
+    let id = api.create_cluster("rotating").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let token = api.issue_token(&id).await;
+    let agent = Agent::new();
+    // Registered but not started: the credential as `register` wrote it.
+    let args = seed_args(&server.base, &token, &sim.url, "public");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = agent.cmd(&args).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let cred = || agent.credential().expect("credential");
+    let first = cred();
+    let agent_id = first["agentId"].as_str().expect("agent").to_string();
+    let token_of = |c: &serde_json::Value| c["token"].as_str().expect("token").to_string();
+    let refused = |t: String| {
+        let (base, agent_id) = (server.base.clone(), agent_id.clone());
+        async move {
+            matches!(
+                Session::open(&base, &t, &agent_id, None).await,
+                Err(ConnectError::Status(401))
+            )
+        }
+    };
+    // Waits until the credential on disk is another than `before`.
+    let rotated = |before: String| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = token_of(&cred());
+            if now != before {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the credential was not rotated"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(agent.cmd(&["start"]).await.status.success());
+    events
+        .wait_status(&id, "running", Duration::from_secs(20))
+        .await;
+    let second = rotated(token_of(&first)).await;
+    // The ack reaches the server right after the file is written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !refused(token_of(&first)).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registered credential still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A restart is a new session: another rotation, the copy taken before
+    // it dies too.
+    assert!(agent.cmd(&["restart"]).await.status.success());
+    let third = rotated(second.clone()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !refused(second.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stolen copy still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(third, second);
+    events
+        .wait_status(&id, "running", Duration::from_secs(20))
+        .await;
+    let (_, c) = api.get(&format!("{P}/clusters/{id}")).await;
+    assert_eq!(c["status"], "running", "{c}");
+    assert!(
+        !server.log_text().contains(&third),
+        "a credential reached the log"
+    );
+}
+
+/// A registration that would take over another cluster's agent (its
+/// `nodeId`) is refused, and a refusal names the other cluster only to a
+/// caller of the same project.
+#[tokio::test]
+async fn registrations_cannot_take_over_another_clusters_agent_nor_learn_its_name() {
+    use ecp_testkit::{register, register_body};
+    let server = Server::start().await;
+    let api = server.api().await;
+    let (s, p2) = api
+        .post("/api/orgs/default/projects", json!({"name": "tenant two"}))
+        .await;
+    assert_eq!(s, 201, "{p2}");
+    let p2 = format!(
+        "/api/orgs/default/projects/{}",
+        p2["id"].as_str().expect("id")
+    );
+    let token_in = |project: String, name: &'static str| {
+        let api = &api;
+        async move {
+            let (_, c) = api
+                .post(&format!("{project}/clusters"), json!({"name": name}))
+                .await;
+            let id = c["id"].as_str().expect("id").to_string();
+            let (_, t) = api
+                .post(
+                    &format!("{project}/clusters/{id}/registration-tokens"),
+                    json!({}),
+                )
+                .await;
+            (id, t["token"].as_str().expect("token").to_string())
+        }
+    };
+    let (a, ta) = token_in(P.to_string(), "secret name a").await;
+    let (_b, tb) = token_in(P.to_string(), "same project b").await;
+    let (_c, tc) = token_in(p2.clone(), "other tenant c").await;
+    let first = register(
+        &api.http,
+        &server.base,
+        &register_body(&ta, "inst-1", "emqx@n1", "5.6.0"),
+    )
+    .await
+    .expect("register");
+    // The same EMQX node (node name + machine) registered by another agent
+    // instance.
+    let same_node = |token: &str, inst: &str| {
+        let mut b = register_body(token, inst, "emqx@n1", "5.6.0");
+        b["machineId"] = json!("machine-inst-1");
+        b
+    };
+    // From another project: managed, but by whom is not said.
+    let e = register(&api.http, &server.base, &same_node(&tc, "inst-9"))
+        .await
+        .expect_err("409");
+    assert_eq!(
+        (e.0, e.1["code"].as_str()),
+        (409, Some("NODE_ALREADY_MANAGED"))
+    );
+    let m = e.1["message"].as_str().unwrap_or_default();
+    assert!(!m.contains("secret name a") && !m.contains(&a), "{m}");
+    // Within the project it is named.
+    let e = register(&api.http, &server.base, &same_node(&tb, "inst-8"))
+        .await
+        .expect_err("409");
+    assert!(
+        e.1["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("secret name a"),
+        "{}",
+        e.1
+    );
+    // The same agent instance (nodeId) on another node, with another
+    // cluster's token: refused, and cluster A keeps its agent.
+    for t in [&tb, &tc] {
+        let e = register(
+            &api.http,
+            &server.base,
+            &register_body(t, "inst-1", "emqx@other", "5.6.0"),
+        )
+        .await
+        .expect_err("409");
+        assert_eq!(
+            (e.0, e.1["code"].as_str()),
+            (409, Some("AGENT_REGISTERED_ELSEWHERE")),
+            "{}",
+            e.1
+        );
+    }
+    let (_, agents) = api.get(&format!("{P}/clusters/{a}/agents")).await;
+    assert_eq!(agents[0]["agentId"], first.agent_id.as_str(), "{agents}");
+    ecp_testkit::Session::connect(&server.base, &first.token, &first.agent_id, None)
+        .await
+        .expect("cluster A's agent still connects");
+}
