@@ -279,10 +279,7 @@ return 'OK:'..prev_cred
 /// ARGV: agent, credential hash (hex), its record without expiry.
 const ADOPT_CREDENTIAL: &str = r#"
 if redis.call('EXISTS', 'ecp:agent:'..ARGV[1]) == 0 then return 'NOT_FOUND' end
-local cur = redis.call('GET', 'ecp:token:'..ARGV[2])
-if not cur then return 'NOT_FOUND' end
-local t = cjson.decode(cur)
-if type(t.kind) ~= 'table' or t.kind.agentId ~= ARGV[1] then return 'NOT_FOUND' end
+if redis.call('EXISTS', 'ecp:token:'..ARGV[2]) == 0 then return 'NOT_FOUND' end
 local old = redis.call('GET', 'ecp:agent_cred:'..ARGV[1])
 if old and old ~= ARGV[2] then redis.call('DEL', 'ecp:token:'..old) end
 redis.call('SET', 'ecp:token:'..ARGV[2], ARGV[3])
@@ -723,8 +720,13 @@ impl Store for RedisStore {
     ) -> StoreResult<()> {
         let key = format!("{P}token:{}", hex::encode(credential));
         let cur: Option<String> = self.c().get(&key).await.map_err(unavailable)?;
-        let Some(mut rec) = cur.map(|c| from_json::<TokenRecord>(&c)).transpose()? else {
-            return Err(StoreError::NotFound);
+        // The token must be this agent's (a hash never changes owner, so
+        // reading before the script is safe); the script checks it exists.
+        let mut rec = match cur.map(|c| from_json::<TokenRecord>(&c)).transpose()? {
+            Some(r) if matches!(&r.kind, TokenKind::Agent { agent_id: a, .. } if a == agent_id) => {
+                r
+            }
+            _ => return Err(StoreError::NotFound),
         };
         rec.expires_at = None;
         let r: String = script(ADOPT_CREDENTIAL)

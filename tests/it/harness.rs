@@ -418,7 +418,8 @@ pub async fn running_cluster(
     let reg = ecp_testkit::register(
         &api.http,
         &server.base,
-        &ecp_testkit::register_body(&token, "n1", node, "5.6.0"),
+        // One agent instance per node (an instance belongs to one cluster).
+        &ecp_testkit::register_body(&token, &format!("inst-{node}"), node, "5.6.0"),
     )
     .await
     .expect("register");

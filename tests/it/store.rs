@@ -569,6 +569,7 @@ async fn embedded_store_conformance() {
     authority_conformance(store.clone()).await;
     audit_retention_conformance(store.clone()).await;
     history_conformance(store.clone()).await;
+    credential_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
@@ -584,6 +585,7 @@ async fn redis_store_conformance() {
     authority_conformance(store.clone()).await;
     audit_retention_conformance(store.clone()).await;
     history_conformance(store.clone()).await;
+    credential_conformance(store.clone()).await;
     log_conformance(store).await;
 }
 
@@ -597,6 +599,66 @@ fn line(file: u64, offset: u64, level: u8, text: &str) -> ecp_protocol::LogLine 
         fields: String::new(),
         raw: format!("[{level}] {text}"),
     }
+}
+
+/// Credential rotation: a fresh credential stored with an expiry becomes
+/// the agent's only one, without expiry; the one before stops working.
+async fn credential_conformance(store: SharedStore) {
+    let c = cluster("R", "pr", "rotating");
+    store
+        .create_cluster(&c, &event(&c, Status::Created))
+        .await
+        .expect("create");
+    let rec = |agent: &str, expires_at| TokenRecord {
+        kind: TokenKind::Agent {
+            cluster_id: "R".into(),
+            agent_id: agent.into(),
+        },
+        created_at: 1,
+        expires_at,
+    };
+    let (old, new, other) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    let a = agent("ra", "R", "inst-ra", "emqx@ra|m");
+    store
+        .register_agent(&a, &old, &rec("ra", None))
+        .await
+        .expect("register");
+    store
+        .put_token(&new, &rec("ra", Some(u64::MAX / 2)))
+        .await
+        .expect("put");
+    store
+        .put_token(&other, &rec("someone-else", Some(u64::MAX / 2)))
+        .await
+        .expect("put");
+    assert!(
+        matches!(
+            store.adopt_agent_credential("ra", &other).await,
+            Err(StoreError::NotFound)
+        ),
+        "another agent's token is not adopted"
+    );
+    assert!(matches!(
+        store.adopt_agent_credential("ra", &[9u8; 32]).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .adopt_agent_credential("ra", &new)
+        .await
+        .expect("adopt");
+    assert!(
+        store.token(&old, 2).await.expect("old").is_none(),
+        "the old credential stopped working"
+    );
+    let now = store
+        .token(&new, 2)
+        .await
+        .expect("new")
+        .expect("the new one works");
+    assert_eq!(now.expires_at, None);
+    // Removing the agent takes the adopted credential along.
+    store.remove_agent("ra").await.expect("remove");
+    assert!(store.token(&new, 2).await.expect("gone").is_none());
 }
 
 /// A cluster's history keeps its newest `HISTORY_PER_CLUSTER` entries:

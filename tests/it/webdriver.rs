@@ -91,6 +91,17 @@ impl Browser {
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        self.try_cmd(method, path.to_string(), body)
+            .await
+            .unwrap_or_else(|v| panic!("webdriver {path}: {v}"))
+    }
+
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: String,
+        body: Value,
+    ) -> Result<Value, Value> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
@@ -100,8 +111,11 @@ impl Browser {
         let r = req.send().await.expect("webdriver");
         let status = r.status();
         let v: Value = r.json().await.expect("webdriver json");
-        assert!(status.is_success(), "webdriver {path}: {v}");
-        v["value"].clone()
+        if status.is_success() {
+            Ok(v["value"].clone())
+        } else {
+            Err(v)
+        }
     }
 
     pub async fn goto(&self, url: &str) {
@@ -154,14 +168,48 @@ impl Browser {
         e[ELEMENT].as_str().expect("element id").to_string()
     }
 
+    /// A real click (a user gesture). Live updates may re-render the page
+    /// between finding the element and clicking it: then it is found again.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            json!({}),
-        )
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.wait_for(
+                css,
+                "return document.querySelector(arguments[0]) ? true : false",
+                json!([css]),
+            )
+            .await;
+            let found = self
+                .try_cmd(
+                    reqwest::Method::POST,
+                    "/element".into(),
+                    json!({"using": "css selector", "value": css}),
+                )
+                .await;
+            let clicked = match found {
+                Ok(e) => {
+                    let id = e[ELEMENT].as_str().unwrap_or_default().to_string();
+                    self.try_cmd(
+                        reqwest::Method::POST,
+                        format!("/element/{id}/click"),
+                        json!({}),
+                    )
+                    .await
+                }
+                Err(v) => Err(v),
+            };
+            match clicked {
+                Ok(_) => return,
+                Err(v) => {
+                    let error = v["value"]["error"].as_str().unwrap_or_default();
+                    assert!(
+                        matches!(error, "no such element" | "stale element reference")
+                            && tokio::time::Instant::now() < deadline,
+                        "webdriver click {css}: {v}"
+                    );
+                }
+            }
+        }
     }
 
     pub async fn clear(&self, css: &str) {
