@@ -219,6 +219,13 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// Whether this is a credential of agent `agent_id`.
+    pub fn is_credential_of(&self, agent_id: &str) -> bool {
+        matches!(&self.kind, TokenKind::Agent { agent_id: a, .. } if a == agent_id)
+    }
+}
+
+impl TokenRecord {
     pub fn expired(&self, now: Millis) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }

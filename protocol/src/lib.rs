@@ -11,6 +11,7 @@
 //! [`MIN_PROTOCOL_VERSION`] and newer.
 
 pub mod codec;
+pub mod examples;
 mod frame;
 pub mod limits;
 pub mod path;

@@ -84,7 +84,7 @@ fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError
 #[utoipa::path(post, path = "/api/clusters/agents/emqxee/register", tag = "agents", request_body = RegisterRequest,
     responses((status = 200, body = RegisterResponse),
         (status = 401, description = "bad, expired or revoked token", body = crate::error::ErrorBody),
-        (status = 409, description = "node already managed by another cluster", body = crate::error::ErrorBody),
+        (status = 409, description = "NODE_ALREADY_MANAGED: the EMQX node belongs to another cluster; AGENT_REGISTERED_ELSEWHERE: this agent instance (nodeId) is registered with another cluster (the other cluster is named only within the same project)", body = crate::error::ErrorBody),
         (status = 410, description = "cluster was deleted", body = crate::error::ErrorBody),
         (status = 422, description = "unsupported EMQX version", body = crate::error::ErrorBody),
         (status = 429, description = "admission limit; see Retry-After", body = crate::error::ErrorBody)))]

@@ -324,17 +324,7 @@ async fn spend_capability(
     if &user.user.id != user_id {
         return Err(ended());
     }
-    let cluster = store
-        .cluster(cluster_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("cluster"))?;
-    let project = store
-        .project(&cluster.project_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("cluster"))?;
-    user.access
-        .require(&project, need)
-        .map_err(viewer_refused)?;
+    let cluster = cluster_for(state, &user, cluster_id, need).await?;
     let idle_ms = state.config.tokens.dashboard_idle_secs * 1000;
     if rec.expires_at.is_some_and(|e| e < now + idle_ms / 2) {
         let parent_expiry = store
@@ -369,17 +359,36 @@ struct Holder {
 
 impl Holder {
     async fn still_allowed(&self, state: &AppState) -> bool {
-        let Ok(user) = crate::auth::user_of_session(state, &self.session).await else {
-            return false;
-        };
-        let Ok(Some(cluster)) = state.deps.store.cluster(&self.cluster_id).await else {
-            return false;
-        };
-        match state.deps.store.project(&cluster.project_id).await {
-            Ok(Some(p)) => user.access.require(&p, self.need).is_ok(),
-            _ => false,
+        match crate::auth::user_of_session(state, &self.session).await {
+            Ok(user) => cluster_for(state, &user, &self.cluster_id, self.need)
+                .await
+                .is_ok(),
+            Err(_) => false,
         }
     }
+}
+
+/// The cluster, if `user` may do `need` on it now: 404 when it is gone or
+/// not theirs to see, 403 for a viewer's change.
+async fn cluster_for(
+    state: &AppState,
+    user: &AuthUser,
+    cluster_id: &str,
+    need: Need,
+) -> Result<ClusterRecord, ApiError> {
+    let store = &state.deps.store;
+    let cluster = store
+        .cluster(cluster_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cluster"))?;
+    let project = store
+        .project(&cluster.project_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cluster"))?;
+    user.access
+        .require(&project, need)
+        .map_err(viewer_refused)?;
+    Ok(cluster)
 }
 
 /// The body, cut off with an error as soon as its holder's rights end.
@@ -557,22 +566,8 @@ pub async fn proxy_api(
     };
     let session = crate::auth::hash_secret(token);
     let user = crate::auth::user_of_session(&state, &session).await?;
-    let cluster = state
-        .deps
-        .store
-        .cluster(&cluster_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("cluster"))?;
-    let project = state
-        .deps
-        .store
-        .project(&cluster.project_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("cluster"))?;
     let need = need_of(&req);
-    user.access
-        .require(&project, need)
-        .map_err(viewer_refused)?;
+    let cluster = cluster_for(&state, &user, &cluster_id, need).await?;
     let holder = Holder {
         user_id: user.user.id.clone(),
         session,

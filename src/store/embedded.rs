@@ -923,7 +923,7 @@ impl Store for EmbeddedStore {
                 None => None,
             };
             let mut rec = match rec {
-                Some(r) if matches!(&r.kind, TokenKind::Agent { agent_id, .. } if *agent_id == id) => r,
+                Some(r) if r.is_credential_of(&id) => r,
                 _ => return Err(StoreError::NotFound),
             };
             rec.expires_at = None;

@@ -723,9 +723,7 @@ impl Store for RedisStore {
         // The token must be this agent's (a hash never changes owner, so
         // reading before the script is safe); the script checks it exists.
         let mut rec = match cur.map(|c| from_json::<TokenRecord>(&c)).transpose()? {
-            Some(r) if matches!(&r.kind, TokenKind::Agent { agent_id: a, .. } if a == agent_id) => {
-                r
-            }
+            Some(r) if r.is_credential_of(agent_id) => r,
             _ => return Err(StoreError::NotFound),
         };
         rec.expires_at = None;

@@ -28,6 +28,28 @@ async fn v4_cluster(api: &Api, agent_base: &str, sim: &Sim) -> (String, Agent) {
     (id, agent)
 }
 
+/// A user "watcher", viewer of the default org and project, logged in.
+async fn viewer_of_default(api: &Api, base: &str) -> (String, Api) {
+    let (s, v) = api
+        .post(
+            "/api/users",
+            json!({"username": "watcher", "password": "Passw0rd-x"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let uid = v["id"].as_str().expect("id").to_string();
+    for path in [
+        format!("/api/orgs/default/members/{uid}"),
+        format!("{P}/members/{uid}"),
+    ] {
+        let (s, _) = api
+            .call(reqwest::Method::PUT, &path, Some(json!({"role": "viewer"})))
+            .await;
+        assert_eq!(s, 204);
+    }
+    (uid, Api::login(base, "watcher", "Passw0rd-x").await)
+}
+
 async fn get(http: &reqwest::Client, url: &str, token: &str) -> (u16, String) {
     let r = http.get(url).bearer_auth(token).send().await.expect("send");
     (r.status().as_u16(), r.text().await.unwrap_or_default())
@@ -432,24 +454,7 @@ async fn a_50_mb_download_streams_while_reports_keep_flowing_and_roles_are_enfor
     );
 
     // A viewer may look but not change; another project's cluster is 404.
-    let (s, v) = api
-        .post(
-            "/api/users",
-            json!({"username": "watcher", "password": "Passw0rd-x"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let uid = v["id"].as_str().expect("id").to_string();
-    for path in [
-        format!("/api/orgs/default/members/{uid}"),
-        format!("{P}/members/{uid}"),
-    ] {
-        let (s, _) = api
-            .call(reqwest::Method::PUT, &path, Some(json!({"role": "viewer"})))
-            .await;
-        assert_eq!(s, 204);
-    }
-    let viewer = Api::login(&server.base, "watcher", "Passw0rd-x").await;
+    let (_, viewer) = viewer_of_default(&api, &server.base).await;
     let (s, _) = get(&viewer.http, &format!("{base}/api/v4/nodes"), &viewer.token).await;
     assert_eq!(s, 200, "a viewer reads");
     let r = viewer
@@ -715,24 +720,7 @@ async fn an_open_dashboard_download_ends_when_the_users_access_does() {
     let api = server.api().await;
     let sim = Sim::start("4.4.6", 1, "dashcut").await;
     let (id, _agent) = v4_cluster(&api, &server.base, &sim).await;
-    let (s, v) = api
-        .post(
-            "/api/users",
-            json!({"username": "watcher", "password": "Passw0rd-x"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let uid = v["id"].as_str().expect("id").to_string();
-    for path in [
-        format!("/api/orgs/default/members/{uid}"),
-        format!("{P}/members/{uid}"),
-    ] {
-        let (s, _) = api
-            .call(reqwest::Method::PUT, &path, Some(json!({"role": "viewer"})))
-            .await;
-        assert_eq!(s, 204);
-    }
-    let viewer = Api::login(&server.base, "watcher", "Passw0rd-x").await;
+    let (uid, viewer) = viewer_of_default(&api, &server.base).await;
     const SIZE: u64 = 200 * 1024 * 1024;
 
     /// Reads the first chunk, runs `cut`, then reads on: how much arrived,
