@@ -120,7 +120,8 @@ async fn split_sites(
         let res = api::dashboard::site_not_found().await;
         return Ok(req.into_response(res).map_into_right_body());
     }
-    if !site && auth::session_cookie_count(req.request()) > 1 {
+    // Only the API reads the session cookie; pages and assets load anyway.
+    if !site && req.path().starts_with("/api/") && auth::session_cookie_count(req.request()) > 1 {
         // A second session cookie was planted beside ours (cookies ignore
         // ports): trust neither, and clear them all; the user logs in again.
         let host = req.connection_info().host().to_string();
