@@ -214,10 +214,7 @@ mod tests {
             );
             assert_eq!(after_close(Some(c.code())), c.after_close());
         }
-        assert_eq!(
-            CloseCode::Draining.after_close(),
-            AfterClose::ReconnectNow
-        );
+        assert_eq!(CloseCode::Draining.after_close(), AfterClose::ReconnectNow);
     }
 
     #[test]

@@ -182,7 +182,13 @@ mod tests {
 
     #[test]
     fn required_fields_are_required() {
-        for missing in ["registrationToken", "nodeId", "agentVersion", "emqx", "dashboardUrl"] {
+        for missing in [
+            "registrationToken",
+            "nodeId",
+            "agentVersion",
+            "emqx",
+            "dashboardUrl",
+        ] {
             let mut v = serde_json::to_value(request()).expect("json");
             v.as_object_mut().expect("object").remove(missing);
             assert!(
@@ -215,13 +221,19 @@ mod tests {
             json!({"token": "ecpa_x", "clusterId": "c", "agentId": "a",
                    "heartbeatIntervalSecs": 10, "reportIntervalSecs": 5})
         );
-        assert_eq!(serde_json::from_value::<RegisterResponse>(v).expect("parse"), r);
+        assert_eq!(
+            serde_json::from_value::<RegisterResponse>(v).expect("parse"),
+            r
+        );
     }
 
     #[test]
     fn debug_never_shows_a_secret() {
         let shown = format!("{:?}", request());
-        assert!(!shown.contains("ecpr_secret") && shown.contains("inst-1"), "{shown}");
+        assert!(
+            !shown.contains("ecpr_secret") && shown.contains("inst-1"),
+            "{shown}"
+        );
         let r = RegisterResponse {
             token: "ecpa_secret".into(),
             cluster_id: "c".into(),
