@@ -9,60 +9,8 @@ use ecp_actors::cluster::{AgentGone, AgentRegistered};
 use ecp_actors::coord::NodeMsg;
 use ecp_actors::model::*;
 use ecp_actors::store::StoreError;
-use serde::{Deserialize, Serialize};
+use ecp_protocol::register::{RegisterRequest, RegisterResponse};
 use std::sync::atomic::Ordering;
-use utoipa::ToSchema;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RegisterEmqx {
-    pub version: String,
-    #[serde(default)]
-    pub edition: String,
-    #[serde(default)]
-    pub cluster_name: String,
-    #[serde(default)]
-    pub nodes: Vec<String>,
-    pub local_node: String,
-}
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(default)]
-pub struct RegisterLogCollection {
-    pub enabled: bool,
-    pub dir: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RegisterRequest {
-    pub registration_token: String,
-    /// The agent's own stable instance id: makes the call idempotent.
-    pub node_id: String,
-    pub agent_version: String,
-    #[serde(default)]
-    pub hostname: String,
-    /// The host's machine id (binary installs); empty in Kubernetes.
-    #[serde(default)]
-    pub machine_id: String,
-    pub emqx: RegisterEmqx,
-    pub dashboard_url: String,
-    #[serde(default)]
-    pub api_url: String,
-    #[serde(default)]
-    pub log_collection: RegisterLogCollection,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RegisterResponse {
-    /// The agent's credential for connect/unregister (shown once).
-    pub token: String,
-    pub cluster_id: String,
-    pub agent_id: String,
-    pub heartbeat_interval_secs: u32,
-    pub report_interval_secs: u32,
-}
 
 fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError> {
     if required && v.trim().is_empty() {
@@ -78,6 +26,23 @@ fn field(what: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError
         ));
     }
     Ok(())
+}
+
+/// Every text of a register body: its length (the `maxLength` the OpenAPI
+/// shows, from `ecp_protocol::register`), no control characters, and
+/// required ones not blank.
+fn check_fields(b: &RegisterRequest) -> Result<(), ApiError> {
+    field("nodeId", &b.node_id, 128, true)?;
+    field("agentVersion", &b.agent_version, 64, true)?;
+    field("hostname", &b.hostname, 255, false)?;
+    field("machineId", &b.machine_id, 128, false)?;
+    field("emqx.localNode", &b.emqx.local_node, 255, true)?;
+    field("emqx.version", &b.emqx.version, 64, true)?;
+    field("emqx.edition", &b.emqx.edition, 64, false)?;
+    field("emqx.clusterName", &b.emqx.cluster_name, 255, false)?;
+    field("dashboardUrl", &b.dashboard_url, 500, true)?;
+    field("apiUrl", &b.api_url, 500, false)?;
+    field("logCollection.dir", &b.log_collection.dir, 500, false)
 }
 
 /// Redeem a registration token. Idempotent per `nodeId`.
@@ -188,17 +153,7 @@ async fn do_register(
         Some(c) if c.status != Status::Deleting => c,
         _ => return Err(ApiError::gone("cluster was deleted")),
     };
-    field("nodeId", &b.node_id, 128, true)?;
-    field("agentVersion", &b.agent_version, 64, true)?;
-    field("hostname", &b.hostname, 255, false)?;
-    field("machineId", &b.machine_id, 128, false)?;
-    field("emqx.localNode", &b.emqx.local_node, 255, true)?;
-    field("emqx.version", &b.emqx.version, 64, true)?;
-    field("emqx.edition", &b.emqx.edition, 64, false)?;
-    field("emqx.clusterName", &b.emqx.cluster_name, 255, false)?;
-    field("dashboardUrl", &b.dashboard_url, 500, true)?;
-    field("apiUrl", &b.api_url, 500, false)?;
-    field("logCollection.dir", &b.log_collection.dir, 500, false)?;
+    check_fields(&b)?;
     validate::emqx_version(&b.emqx.version)
         .map_err(|m| ApiError::unprocessable("UNSUPPORTED_VERSION", m))?;
 
@@ -417,4 +372,70 @@ pub async fn unregister(
     )
     .await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecp_protocol::register::{RegisterEmqx, RegisterLogCollection};
+    use utoipa::OpenApi;
+
+    fn body() -> RegisterRequest {
+        RegisterRequest {
+            registration_token: "ecpr_x".into(),
+            node_id: "inst-1".into(),
+            agent_version: "0.1.0".into(),
+            hostname: "h".into(),
+            machine_id: "m".into(),
+            emqx: RegisterEmqx {
+                version: "5.6.0".into(),
+                edition: "Enterprise".into(),
+                cluster_name: "c".into(),
+                nodes: vec!["emqx@a".into()],
+                local_node: "emqx@a".into(),
+            },
+            dashboard_url: "http://127.0.0.1:18083".into(),
+            api_url: String::new(),
+            log_collection: RegisterLogCollection::default(),
+        }
+    }
+
+    type Field = fn(&mut RegisterRequest) -> &mut String;
+
+    #[test]
+    fn the_openapi_shows_the_bounds_the_server_checks() {
+        let doc = serde_json::to_value(crate::api::ApiDoc::openapi()).expect("json");
+        let schemas = &doc["components"]["schemas"];
+        let fields: [(&str, &str, Field); 11] = [
+            ("RegisterRequest", "nodeId", |b| &mut b.node_id),
+            ("RegisterRequest", "agentVersion", |b| &mut b.agent_version),
+            ("RegisterRequest", "hostname", |b| &mut b.hostname),
+            ("RegisterRequest", "machineId", |b| &mut b.machine_id),
+            ("RegisterRequest", "dashboardUrl", |b| &mut b.dashboard_url),
+            ("RegisterRequest", "apiUrl", |b| &mut b.api_url),
+            ("RegisterEmqx", "localNode", |b| &mut b.emqx.local_node),
+            ("RegisterEmqx", "version", |b| &mut b.emqx.version),
+            ("RegisterEmqx", "edition", |b| &mut b.emqx.edition),
+            ("RegisterEmqx", "clusterName", |b| &mut b.emqx.cluster_name),
+            ("RegisterLogCollection", "dir", |b| {
+                &mut b.log_collection.dir
+            }),
+        ];
+        assert!(check_fields(&body()).is_ok());
+        for (schema, name, field) in fields {
+            let shown = &schemas[schema]["properties"][name];
+            let max = shown["maxLength"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{schema}.{name} has no maxLength: {shown}"))
+                as usize;
+            let mut b = body();
+            *field(&mut b) = "x".repeat(max);
+            assert!(check_fields(&b).is_ok(), "{name} at its maxLength");
+            *field(&mut b) = "x".repeat(max + 1);
+            assert!(check_fields(&b).is_err(), "{name} over its maxLength");
+            *field(&mut b) = " ".into();
+            let required = shown["minLength"] == 1;
+            assert_eq!(check_fields(&b).is_err(), required, "{name} blank");
+        }
+    }
 }
