@@ -400,6 +400,14 @@ async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::Ser
         let _ = state.registry.send(ecp_actors::registry::ReleaseAll).await;
     }
     tracing::info!(left = state.deps.dir.session_count(), "drained; stopping");
+    // Agents that did not move yet are closed as draining: they reconnect
+    // (to another node) at once rather than after a lost connection's backoff.
+    for s in state.deps.dir.all_sessions() {
+        let _ = s.addr.try_send(ecp_actors::session::Shutdown {
+            code: ecp_protocol::CloseCode::Draining,
+            reason: "node draining: connect to another".into(),
+        });
+    }
     handle.stop(true).await;
 }
 

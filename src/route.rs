@@ -67,9 +67,13 @@ pub fn dispatch(deps: Arc<Deps>, msg: NodeMsg) {
                 let _ = s.addr.try_send(Deliver(frame));
             }
         }
-        NodeMsg::Shutdown { agent_id, reason } => {
+        NodeMsg::Shutdown {
+            agent_id,
+            code,
+            reason,
+        } => {
             if let Some(s) = deps.dir.session(&agent_id) {
-                let _ = s.addr.try_send(Shutdown { reason });
+                let _ = s.addr.try_send(Shutdown { code, reason });
             }
         }
         other => {

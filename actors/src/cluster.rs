@@ -193,6 +193,7 @@ impl ClusterActor {
                 Effect::Gone => {
                     for (_, s) in self.deps.dir.sessions_of(&self.record.id) {
                         let _ = s.addr.try_send(crate::session::Shutdown {
+                            code: ecp_protocol::CloseCode::ClusterDeleted,
                             reason: "cluster was deleted".into(),
                         });
                     }
@@ -202,6 +203,7 @@ impl ClusterActor {
                         if self.deps.dir.session(&agent).is_none() {
                             self.to_remote_session(&agent, |agent_id| NodeMsg::Shutdown {
                                 agent_id,
+                                code: ecp_protocol::CloseCode::ClusterDeleted,
                                 reason: "cluster was deleted".into(),
                             });
                         }
@@ -496,6 +498,7 @@ impl Handler<AgentGone> for ClusterActor {
         if m.removed {
             if let Some(s) = self.deps.dir.session(&m.agent_id) {
                 let _ = s.addr.try_send(crate::session::Shutdown {
+                    code: ecp_protocol::CloseCode::Revoked,
                     reason: "agent was unregistered".into(),
                 });
             }

@@ -6,7 +6,7 @@
 use crate::model::{ClusterChange, Millis};
 use crate::store::StoreResult;
 use async_trait::async_trait;
-use ecp_protocol::{Frame, Report};
+use ecp_protocol::{CloseCode, Frame, Report};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -60,6 +60,14 @@ pub enum NodeMsg {
     },
     Shutdown {
         agent_id: String,
+        /// A node of an older build sends none, one of a newer build may
+        /// send a code this build does not know: both close as `TryAgain`
+        /// (reconnecting is always safe).
+        #[serde(
+            default = "close_code_try_again",
+            deserialize_with = "close_code_or_try_again"
+        )]
+        code: CloseCode,
         reason: String,
     },
 }
@@ -77,6 +85,15 @@ impl NodeMsg {
             NodeMsg::Deliver { .. } | NodeMsg::Shutdown { .. } => None,
         }
     }
+}
+
+fn close_code_try_again() -> CloseCode {
+    CloseCode::TryAgain
+}
+
+fn close_code_or_try_again<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CloseCode, D::Error> {
+    let n = u16::deserialize(d)?;
+    Ok(CloseCode::from_u16(n).unwrap_or(CloseCode::TryAgain))
 }
 
 #[async_trait]
@@ -133,5 +150,35 @@ impl Coordinator for LocalCoordinator {
     }
     async fn send(&self, _: &str, _: &NodeMsg) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shutdown_code(v: serde_json::Value) -> CloseCode {
+        match serde_json::from_value(v).expect("a node message") {
+            NodeMsg::Shutdown { code, .. } => code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shutdown_codes_cross_nodes_of_other_builds() {
+        let msg = NodeMsg::Shutdown {
+            agent_id: "a".into(),
+            code: CloseCode::ClusterDeleted,
+            reason: "cluster was deleted".into(),
+        };
+        let v = serde_json::to_value(&msg).expect("json");
+        assert_eq!(v["code"], 4001);
+        assert_eq!(shutdown_code(v), CloseCode::ClusterDeleted);
+        // An older node sends no code; a newer one may send one unknown here.
+        let old = json!({"type": "shutdown", "agent_id": "a", "reason": "cluster was deleted"});
+        assert_eq!(shutdown_code(old), CloseCode::TryAgain);
+        let newer = json!({"type": "shutdown", "agent_id": "a", "code": 4999, "reason": "x"});
+        assert_eq!(shutdown_code(newer), CloseCode::TryAgain);
     }
 }

@@ -272,6 +272,7 @@ impl Handler<SessionOpened> for Registry {
         }
         if let Some(old) = self.deps.dir.put_session(&m.agent_id, m.entry) {
             let _ = old.addr.try_send(Shutdown {
+                code: ecp_protocol::CloseCode::Superseded,
                 reason: "replaced by a newer session".into(),
             });
         }

@@ -15,8 +15,8 @@ use crate::tunnel::{Delivery, Tunnel};
 use crate::Deps;
 use actix::prelude::*;
 use actix_web::web::Bytes;
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
-use ecp_protocol::{Frame, Settings, MAX_FRAME_BYTES};
+use actix_ws::{AggregatedMessage, CloseReason, ProtocolError};
+use ecp_protocol::{CloseCode, Frame, Settings, MAX_FRAME_BYTES};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,9 +196,9 @@ impl SessionActor {
     fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, why: &str) {
         if !self.closing {
             self.closing = true;
-            tracing::info!(agent_id = %self.agent_id, session_id = self.session_id, reason = why, "closing agent session");
+            tracing::info!(agent_id = %self.agent_id, session_id = self.session_id, code = code.code(), reason = why, "closing agent session");
             let _ = self.control.try_send(Out::Close(Some(CloseReason {
-                code,
+                code: actix_ws::CloseCode::Other(code.code()),
                 description: Some(why.to_string()),
             })));
         }
@@ -225,7 +225,7 @@ impl SessionActor {
                 .fetch_add(1, Ordering::Relaxed);
             self.close(
                 ctx,
-                CloseCode::Policy,
+                CloseCode::TooSlow,
                 "agent too slow: outbound queue full",
             );
         } else {
@@ -279,7 +279,11 @@ impl SessionActor {
 
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         if let Err(v) = ecp_protocol::limits::check_from_agent(&frame) {
-            return self.refuse(ctx, &format!("frame over a bound: {v}"));
+            return self.refuse(
+                ctx,
+                CloseCode::OverBound,
+                &format!("frame over a bound: {v}"),
+            );
         }
         if !self.up {
             return self.on_hello(frame, ctx);
@@ -289,7 +293,11 @@ impl SessionActor {
                 match self.tunnel.on_frame(f) {
                     Delivery::Delivered => {}
                     Delivery::Unknown => self.spend(ctx),
-                    Delivery::Overrun => self.refuse(ctx, "tunnel stream overran its window"),
+                    Delivery::Overrun => self.refuse(
+                        ctx,
+                        CloseCode::OverBound,
+                        "tunnel stream overran its window",
+                    ),
                 }
                 return;
             }
@@ -299,6 +307,7 @@ impl SessionActor {
         if matches!(frame, Frame::Report(_)) && self.reports.admit().is_err() {
             self.refuse(
                 ctx,
+                CloseCode::OverBound,
                 &format!("more than {REPORTS_PER_SEC} reports a second (burst {REPORT_BURST})"),
             );
         }
@@ -324,7 +333,7 @@ impl SessionActor {
                 // `wait` keeps reports in order and pushes back on a busy cluster actor.
                 ctx.wait(cluster.send(msg).into_actor(self).map(|res, act, ctx| {
                     if res.is_err() {
-                        act.close(ctx, CloseCode::Again, "cluster actor restarting");
+                        act.close(ctx, CloseCode::TryAgain, "cluster actor restarting");
                     }
                 }));
             }
@@ -334,12 +343,12 @@ impl SessionActor {
                     removed: false,
                 };
                 ctx.wait(cluster.send(msg).into_actor(self).map(|_, act, ctx| {
-                    act.close(ctx, CloseCode::Normal, "unregistered");
+                    act.close(ctx, CloseCode::Unregistered, "unregistered");
                 }));
             }
             other => {
                 let why = format!("unexpected {} frame from agent", other.kind());
-                self.bad_frame(ctx, CloseCode::Protocol, &why);
+                self.bad_frame(ctx, CloseCode::BadFrame, &why);
             }
         }
     }
@@ -365,11 +374,11 @@ impl SessionActor {
                     removed: false,
                 };
                 self.send_to_owner(Some(msg), ctx);
-                self.close(ctx, CloseCode::Normal, "unregistered");
+                self.close(ctx, CloseCode::Unregistered, "unregistered");
             }
             other => {
                 let why = format!("unexpected {} frame from agent", other.kind());
-                self.bad_frame(ctx, CloseCode::Protocol, &why);
+                self.bad_frame(ctx, CloseCode::BadFrame, &why);
             }
         }
     }
@@ -377,7 +386,7 @@ impl SessionActor {
     fn on_hello(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         let Frame::Hello { protocol, agent } = frame else {
             let why = format!("expected Hello, got {}", frame.kind());
-            return self.bad_frame(ctx, CloseCode::Protocol, &why);
+            return self.bad_frame(ctx, CloseCode::BadFrame, &why);
         };
         if !ecp_protocol::server_accepts(protocol) {
             let why = format!(
@@ -385,10 +394,10 @@ impl SessionActor {
                 ecp_protocol::MIN_PROTOCOL_VERSION,
                 ecp_protocol::PROTOCOL_VERSION
             );
-            return self.close(ctx, CloseCode::Policy, &why);
+            return self.close(ctx, CloseCode::UnsupportedProtocol, &why);
         }
         if agent.agent_id != self.agent_id {
-            return self.close(ctx, CloseCode::Policy, "Hello names another agent");
+            return self.close(ctx, CloseCode::BadFrame, "Hello names another agent");
         }
         self.protocol = protocol;
         let entry = SessionEntry {
@@ -417,16 +426,17 @@ impl SessionActor {
                     let remote = cluster.is_none() && act.deps.coord.distributed();
                     async move {
                         match cluster {
-                            Some(c) => c.send(up).await.ok().and_then(|r| r.ok()).is_some(),
-                            None => remote,
+                            Some(c) => up_refused(c.send(up).await.map(|r| r.map(|_| ()))),
+                            None if remote => None,
+                            None => up_refused(Err(MailboxError::Closed)),
                         }
                     }
                     .into_actor(act)
                 })
-                .map(|ok, act, ctx| {
-                    if !ok {
+                .map(|refused, act, ctx| {
+                    if let Some((code, why)) = refused {
                         act.cluster = None;
-                        return act.close(ctx, CloseCode::Policy, "cluster was deleted");
+                        return act.close(ctx, code, why);
                     }
                     act.up = true;
                     if act.cluster.is_none() {
@@ -490,7 +500,11 @@ impl SessionActor {
     /// The agent stored its new credential: it becomes the only one.
     fn on_credential_ack(&mut self, ctx: &mut Context<Self>) {
         let Some(hash) = self.pending_credential else {
-            return self.refuse(ctx, "CredentialAck without a credential to acknowledge");
+            return self.refuse(
+                ctx,
+                CloseCode::BadFrame,
+                "CredentialAck without a credential to acknowledge",
+            );
         };
         let store = self.deps.store.clone();
         let agent_id = self.agent_id.clone();
@@ -503,7 +517,7 @@ impl SessionActor {
                         Ok(()) => tracing::info!(agent_id = %act.agent_id, "agent credential rotated"),
                         Err(e) => {
                             tracing::warn!(agent_id = %act.agent_id, error = %e, "credential rotation not completed");
-                            act.close(ctx, CloseCode::Again, "credential rotation failed; reconnect");
+                            act.close(ctx, CloseCode::TryAgain, "credential rotation failed; reconnect");
                         }
                     }
                 }),
@@ -515,6 +529,7 @@ impl SessionActor {
         if self.frames.admit().is_err() {
             self.refuse(
                 ctx,
+                CloseCode::OverBound,
                 &format!("more than {FRAMES_PER_SEC} frames a second (burst {FRAME_BURST})"),
             );
         }
@@ -522,7 +537,7 @@ impl SessionActor {
 
     /// The agent broke a bound: close with the reason, count it, audit it.
     /// Nothing of the offending frame was acted on.
-    fn refuse(&mut self, ctx: &mut Context<Self>, why: &str) {
+    fn refuse(&mut self, ctx: &mut Context<Self>, code: CloseCode, why: &str) {
         if self.closing {
             return;
         }
@@ -549,7 +564,7 @@ impl SessionActor {
                 tracing::error!(error = %e, "audit record not written");
             }
         });
-        self.bad_frame(ctx, CloseCode::Policy, why);
+        self.bad_frame(ctx, code, why);
     }
 
     /// Stores a batch of log lines (de-duplicated by file and offset) and
@@ -560,6 +575,7 @@ impl SessionActor {
         if self.pending_logs >= LOG_WINDOW {
             return self.refuse(
                 ctx,
+                CloseCode::OverBound,
                 &format!("more than {LOG_WINDOW} log batches waiting for their acknowledgement"),
             );
         }
@@ -593,7 +609,7 @@ impl SessionActor {
                 Err(e) => {
                     // No ack: the agent keeps its cursor and sends the batch again.
                     tracing::warn!(agent_id = %act.agent_id, error = %e, "log batch not stored");
-                    act.close(ctx, CloseCode::Again, "log storage unavailable");
+                    act.close(ctx, CloseCode::TryAgain, "log storage unavailable");
                 }
             }
             }),
@@ -607,6 +623,26 @@ impl SessionActor {
     }
 }
 
+/// Why a session cannot go up when the cluster's actor did not take it, or
+/// `None` when it did. Only an actor saying its cluster is being deleted
+/// means deleted (the agent drops its credential); no actor here, one
+/// restarting or a store error pass (the agent reconnects, and a cluster
+/// that really is gone refuses its credential at connect).
+fn up_refused(
+    res: Result<Result<(), crate::cluster::ClusterError>, MailboxError>,
+) -> Option<(CloseCode, &'static str)> {
+    match res {
+        Ok(Ok(())) => None,
+        Ok(Err(crate::cluster::ClusterError::Deleting)) => {
+            Some((CloseCode::ClusterDeleted, "cluster was deleted"))
+        }
+        Ok(Err(_)) | Err(_) => Some((
+            CloseCode::TryAgain,
+            "cluster unavailable for a moment; reconnect",
+        )),
+    }
+}
+
 impl Actor for SessionActor {
     type Context = Context<Self>;
 
@@ -616,14 +652,14 @@ impl Actor for SessionActor {
         let cfg = self.deps.session.clone();
         ctx.run_later(cfg.handshake_timeout, |act, ctx| {
             if !act.up {
-                act.close(ctx, CloseCode::Policy, "no Hello received in time");
+                act.close(ctx, CloseCode::Timeout, "no Hello received in time");
             }
         });
         let ping = Duration::from_secs(u64::from(cfg.ping_interval_secs.max(1)));
         ctx.run_interval(ping, move |act, ctx| {
             let idle = now_ms().saturating_sub(act.last_seen.load(Ordering::Relaxed));
             if idle > cfg.idle_timeout.as_millis() as u64 {
-                act.close(ctx, CloseCode::Away, "no traffic from agent: timed out");
+                act.close(ctx, CloseCode::Timeout, "no traffic from agent: timed out");
             } else if act.control.try_send(Out::Ping).is_err() {
                 act.deps
                     .metrics
@@ -631,7 +667,7 @@ impl Actor for SessionActor {
                     .fetch_add(1, Ordering::Relaxed);
                 act.close(
                     ctx,
-                    CloseCode::Policy,
+                    CloseCode::TooSlow,
                     "agent too slow: outbound queue full",
                 );
             }
@@ -693,21 +729,19 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
                 match ecp_protocol::decode(&bytes) {
                     Ok(frame) => self.on_frame(frame, ctx),
                     Err(ecp_protocol::CodecError::TooLarge { .. }) => {
-                        self.bad_frame(ctx, CloseCode::Size, "frame exceeds 1 MiB")
+                        self.bad_frame(ctx, CloseCode::OverBound, "frame exceeds 1 MiB")
                     }
-                    Err(e) => self.bad_frame(ctx, CloseCode::Invalid, &e.to_string()),
+                    Err(e) => self.bad_frame(ctx, CloseCode::BadFrame, &e.to_string()),
                 }
             }
-            Ok(AggregatedMessage::Text(_)) => self.bad_frame(
-                ctx,
-                CloseCode::Unsupported,
-                "text messages are not accepted",
-            ),
+            Ok(AggregatedMessage::Text(_)) => {
+                self.bad_frame(ctx, CloseCode::BadFrame, "text messages are not accepted")
+            }
             Ok(AggregatedMessage::Ping(b)) => {
                 if self.control.try_send(Out::Pong(b)).is_err() {
                     self.close(
                         ctx,
-                        CloseCode::Policy,
+                        CloseCode::TooSlow,
                         "agent too slow: outbound queue full",
                     );
                 }
@@ -718,7 +752,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
                 ctx.stop();
             }
             Err(ProtocolError::Overflow) => {
-                self.bad_frame(ctx, CloseCode::Size, "frame exceeds 1 MiB")
+                self.bad_frame(ctx, CloseCode::OverBound, "frame exceeds 1 MiB")
             }
             Err(ProtocolError::Io(e)) => {
                 // The agent went away mid-frame: a disconnect, not a bad frame.
@@ -728,7 +762,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             }
             Err(e) => {
                 tracing::debug!(agent_id = %self.agent_id, error = %e, "websocket error");
-                self.bad_frame(ctx, CloseCode::Protocol, &e.to_string());
+                self.bad_frame(ctx, CloseCode::BadFrame, &e.to_string());
             }
         }
     }
@@ -752,16 +786,48 @@ impl Handler<Deliver> for SessionActor {
     }
 }
 
-/// Close the session with a reason.
+/// Close the session with a code (what the agent acts on) and a reason
+/// (for people).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown {
+    pub code: CloseCode,
     pub reason: String,
 }
 
 impl Handler<Shutdown> for SessionActor {
     type Result = ();
     fn handle(&mut self, m: Shutdown, ctx: &mut Context<Self>) {
-        self.close(ctx, CloseCode::Normal, &m.reason);
+        self.close(ctx, m.code, &m.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterError;
+    use crate::store::StoreError;
+
+    #[test]
+    fn only_a_deleting_cluster_refuses_a_session_as_deleted() {
+        assert_eq!(up_refused(Ok(Ok(()))), None);
+        let (code, why) = up_refused(Ok(Err(ClusterError::Deleting))).expect("refused");
+        assert_eq!(code, CloseCode::ClusterDeleted);
+        assert!(why.contains("deleted"), "protocol 1 agents read the text");
+        for passing in [
+            Err(MailboxError::Closed),
+            Err(MailboxError::Timeout),
+            Ok(Err(ClusterError::Unavailable)),
+            Ok(Err(ClusterError::Store(StoreError::Unavailable(
+                "down".into(),
+            )))),
+        ] {
+            let (code, why) = up_refused(passing).expect("refused");
+            assert_eq!(code, CloseCode::TryAgain);
+            assert!(
+                !why.contains("deleted") && !why.contains("unregistered"),
+                "an old agent would drop its credential: {why}"
+            );
+        }
     }
 }

@@ -235,6 +235,7 @@ async fn do_register(
     if registered.reused {
         if let Some(s) = state.deps.dir.session(&registered.agent.id) {
             let _ = s.addr.try_send(ecp_actors::session::Shutdown {
+                code: ecp_protocol::CloseCode::Reregistered,
                 reason: "credential replaced by a new registration".into(),
             });
         }
