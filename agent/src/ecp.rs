@@ -1,5 +1,6 @@
 //! Talking to ECP over HTTP: reachability, register, unregister.
 
+use ecp_protocol::register::{RegisterRequest, RegisterResponse};
 use serde_json::Value;
 
 pub fn describe(e: &reqwest::Error) -> String {
@@ -40,18 +41,19 @@ pub async fn check(http: &reqwest::Client, root: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub struct Registered {
-    pub token: String,
-    pub cluster_id: String,
-    pub agent_id: String,
+/// An error answer's `{code, message}`; only the message is shown.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
 }
 
 /// `POST /api/clusters/agents/emqxee/register`; refusals become one sentence.
 pub async fn register(
     http: &reqwest::Client,
     root: &str,
-    body: &Value,
-) -> Result<Registered, String> {
+    body: &RegisterRequest,
+) -> Result<RegisterResponse, String> {
     let r = http
         .post(format!("{root}/api/clusters/agents/emqxee/register"))
         .json(body)
@@ -59,14 +61,17 @@ pub async fn register(
         .await
         .map_err(|e| format!("cannot reach ECP at {root}: {}", describe(&e)))?;
     let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    let message = v["message"].as_str().unwrap_or("no details").to_string();
+    let bytes = r.bytes().await.unwrap_or_default();
+    if status == 200 {
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| format!("ECP answered the registration with an unexpected body: {e}"));
+    }
+    let message = serde_json::from_slice::<ErrorBody>(&bytes)
+        .ok()
+        .map(|b| b.message)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "no details".into());
     match status {
-        200 => Ok(Registered {
-            token: v["token"].as_str().unwrap_or_default().to_string(),
-            cluster_id: v["clusterId"].as_str().unwrap_or_default().to_string(),
-            agent_id: v["agentId"].as_str().unwrap_or_default().to_string(),
-        }),
         401 => Err(format!("ECP refused the registration token: {message}")),
         409 => Err(format!("ECP refused: {message}")),
         410 => Err("ECP refused: the cluster this token belongs to was deleted".into()),

@@ -14,6 +14,7 @@ mod tunnel;
 use emqxee_agent::{emqx, home, logship};
 
 use clap::{Args, Parser, Subcommand};
+use ecp_protocol::register::{RegisterEmqx, RegisterLogCollection, RegisterRequest};
 use home::{Credential, Home, Settings};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -260,18 +261,26 @@ async fn register(home: &Home, a: RegisterArgs) -> Result<(), String> {
         .or_else(|| nodes.first().cloned())
         .unwrap_or_default();
     let machine_id = home::machine_id();
-    let body = serde_json::json!({
-        "registrationToken": a.registration_token,
-        "nodeId": home.node_id()?,
-        "agentVersion": env!("CARGO_PKG_VERSION"),
-        "hostname": home::hostname(),
-        "machineId": machine_id,
-        "emqx": {"version": emqx_info.version, "edition": emqx_info.edition, "clusterName": emqx_info.cluster_name,
-                 "nodes": nodes, "localNode": local},
-        "dashboardUrl": a.emqx_dashboard_url,
-        "apiUrl": a.emqx_api_url,
-        "logCollection": {"enabled": a.enable_log, "dir": a.log_dir},
-    });
+    let body = RegisterRequest {
+        registration_token: a.registration_token,
+        node_id: home.node_id()?,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        hostname: home::hostname(),
+        machine_id,
+        emqx: RegisterEmqx {
+            version: emqx_info.version.clone(),
+            edition: emqx_info.edition.clone(),
+            cluster_name: emqx_info.cluster_name,
+            nodes: nodes.clone(),
+            local_node: local,
+        },
+        dashboard_url: a.emqx_dashboard_url.clone(),
+        api_url: a.emqx_api_url.clone(),
+        log_collection: RegisterLogCollection {
+            enabled: a.enable_log,
+            dir: a.log_dir.clone(),
+        },
+    };
     let reg = ecp::register(&http, &root, &body)
         .await
         .map_err(|e| format!("register failed: {e}"))?;

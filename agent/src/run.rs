@@ -4,13 +4,14 @@ use crate::emqx::{Emqx, Observation};
 use crate::home::{Credential, Home, Settings, Status};
 use crate::tls;
 use crate::tunnel::Tunnels;
-use ecp_protocol::{AgentHello, Frame, Report};
+use ecp_protocol::{AfterClose, AgentHello, CloseCode, Frame, Report};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 pub struct RunOptions {
@@ -198,13 +199,7 @@ async fn session(
             }
             Err(e) => return SessionEnd::Lost(e.to_string()),
         },
-        Ok(Some(Ok(Message::Close(f)))) => {
-            let why = f.map(|f| f.reason.to_string()).unwrap_or_default();
-            if why.contains("deleted") {
-                return SessionEnd::Dropped(why);
-            }
-            return SessionEnd::Lost(format!("ECP closed the session: {why}"));
-        }
+        Ok(Some(Ok(Message::Close(f)))) => return on_close(f),
         Ok(other) => return SessionEnd::Lost(format!("no Welcome: {other:?}")),
         Err(_) => return SessionEnd::Lost("no Welcome within 10 s".into()),
     };
@@ -416,17 +411,33 @@ async fn connected(
                         Ok(other) => tracing::debug!(kind = other.kind(), "ignored frame"),
                         Err(e) => tracing::warn!(error = %e, "bad frame from ECP"),
                     },
-                    Some(Ok(Message::Close(f))) => {
-                        let why = f.map(|f| f.reason.to_string()).unwrap_or_default();
-                        if why.contains("deleted") || why.contains("unregistered") {
-                            return SessionEnd::Dropped(why);
-                        }
-                        return SessionEnd::Lost(format!("ECP closed the session: {why}"));
-                    }
+                    Some(Ok(Message::Close(f))) => return on_close(f),
                     Some(Ok(_)) => {}
                 }
             }
         }
+    }
+}
+
+/// What ECP's close frame means: decided by its code alone (the text is
+/// for people). Only a code that says this agent was removed drops the
+/// credential; any other, one this build does not know, or none at all,
+/// reconnects with backoff (a credential that really is gone is refused at
+/// connect, 401/410, which drops it then).
+fn on_close(frame: Option<CloseFrame>) -> SessionEnd {
+    let number = frame.as_ref().map(|f| u16::from(f.code));
+    let why = match (&frame, number.and_then(CloseCode::from_u16)) {
+        (None, _) => "no close code".to_string(),
+        (Some(f), Some(c)) => format!("{c}: {}", f.reason),
+        (Some(f), None) => format!("code {}: {}", u16::from(f.code), f.reason),
+    };
+    match ecp_protocol::close::after_close(number) {
+        AfterClose::DropCredential => SessionEnd::Dropped(why),
+        AfterClose::ReconnectNow => {
+            tracing::info!(reason = %why, "ECP closed the session: moving");
+            SessionEnd::Moved(Duration::from_millis(rand::random_range(0..=1_000)))
+        }
+        AfterClose::Reconnect => SessionEnd::Lost(format!("ECP closed the session ({why})")),
     }
 }
 
@@ -456,5 +467,59 @@ mod tests {
         let spread: std::collections::BTreeSet<u128> =
             (0..50).map(|_| backoff(6).as_millis()).collect();
         assert!(spread.len() > 10, "full jitter spreads retries");
+    }
+
+    fn close(code: u16, text: &str) -> Option<CloseFrame> {
+        Some(CloseFrame {
+            code: code.into(),
+            reason: text.into(),
+        })
+    }
+
+    #[test]
+    fn only_a_known_removal_code_drops_the_credential() {
+        for c in [
+            CloseCode::Revoked,
+            CloseCode::ClusterDeleted,
+            CloseCode::Unregistered,
+        ] {
+            assert!(
+                matches!(on_close(close(c.code(), "")), SessionEnd::Dropped(_)),
+                "{c:?}"
+            );
+        }
+        for c in CloseCode::ALL {
+            let end = on_close(close(c.code(), "cluster was deleted"));
+            match c.after_close() {
+                AfterClose::DropCredential => assert!(matches!(end, SessionEnd::Dropped(_))),
+                AfterClose::ReconnectNow => assert!(matches!(end, SessionEnd::Moved(_))),
+                AfterClose::Reconnect => assert!(matches!(end, SessionEnd::Lost(_)), "{c:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_code_from_a_newer_server_reconnects_whatever_its_text_says() {
+        // A newer encoder's code: the text would have dropped a protocol 1 agent.
+        for text in ["cluster was deleted", "agent was unregistered"] {
+            match on_close(close(4999, text)) {
+                SessionEnd::Lost(why) => assert!(why.contains("4999"), "{why}"),
+                _ => panic!("{text}: must reconnect, keeping the credential"),
+            }
+        }
+        // An older server's standard code with the old text: reconnect too.
+        assert!(matches!(
+            on_close(close(1008, "cluster was deleted")),
+            SessionEnd::Lost(_)
+        ));
+        assert!(matches!(on_close(None), SessionEnd::Lost(_)));
+    }
+
+    #[test]
+    fn draining_moves_at_once_with_a_stagger() {
+        match on_close(close(CloseCode::Draining.code(), "node draining")) {
+            SessionEnd::Moved(after) => assert!(after <= Duration::from_secs(1)),
+            _ => panic!("draining moves"),
+        }
     }
 }
