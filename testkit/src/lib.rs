@@ -3,10 +3,14 @@
 //! the integration tests and the session benchmark until (and beside) the
 //! real agent.
 
+use ecp_protocol::register::{
+    RegisterEmqx, RegisterLogCollection, RegisterRequest, RegisterResponse,
+};
 use ecp_protocol::{
-    AgentHello, Connections, EmqxSummary, Frame, Health, NodeStatus, Report, Settings,
+    AgentHello, CloseCode, Connections, EmqxSummary, Frame, Health, NodeStatus, Report, Settings,
 };
 use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -19,12 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// What `POST /api/clusters/agents/emqxee/register` answered.
-#[derive(Debug, Clone)]
-pub struct Registration {
-    pub token: String,
-    pub cluster_id: String,
-    pub agent_id: String,
-}
+pub type Registration = RegisterResponse;
 
 /// A register body as an agent on `node_name` running EMQX `version` sends it.
 pub fn register_body(
@@ -32,25 +31,35 @@ pub fn register_body(
     node_id: &str,
     node_name: &str,
     version: &str,
-) -> Value {
-    json!({
-        "registrationToken": registration_token,
-        "nodeId": node_id,
-        "agentVersion": "testkit",
-        "hostname": "test-host",
-        "machineId": format!("machine-{node_id}"),
-        "emqx": {"version": version, "edition": "Enterprise", "clusterName": "emqxcl",
-                 "nodes": [node_name], "localNode": node_name},
-        "dashboardUrl": "http://127.0.0.1:18083",
-        "logCollection": {"enabled": false, "dir": "/opt/emqx/log"}
-    })
+) -> RegisterRequest {
+    RegisterRequest {
+        registration_token: registration_token.into(),
+        node_id: node_id.into(),
+        agent_version: "testkit".into(),
+        hostname: "test-host".into(),
+        machine_id: format!("machine-{node_id}"),
+        emqx: RegisterEmqx {
+            version: version.into(),
+            edition: "Enterprise".into(),
+            cluster_name: "emqxcl".into(),
+            nodes: vec![node_name.into()],
+            local_node: node_name.into(),
+        },
+        dashboard_url: "http://127.0.0.1:18083".into(),
+        api_url: String::new(),
+        log_collection: RegisterLogCollection {
+            enabled: false,
+            dir: "/opt/emqx/log".into(),
+        },
+    }
 }
 
-/// Registers; `Err((status, body))` for a refusal.
-pub async fn register(
+/// Registers with `body` (a [`RegisterRequest`]; a bad-input test may pass
+/// raw JSON on purpose); `Err((status, error body))` for a refusal.
+pub async fn register<B: Serialize + ?Sized>(
     http: &reqwest::Client,
     base: &str,
-    body: &Value,
+    body: &B,
 ) -> Result<Registration, (u16, Value)> {
     let res = http
         .post(format!("{base}/api/clusters/agents/emqxee/register"))
@@ -59,16 +68,17 @@ pub async fn register(
         .await
         .map_err(|e| (0, json!({"message": e.to_string()})))?;
     let status = res.status().as_u16();
-    let v: Value = res.json().await.unwrap_or(Value::Null);
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| (status, json!({"message": e.to_string()})))?;
     if status != 200 {
-        return Err((status, v));
+        return Err((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ));
     }
-    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-    Ok(Registration {
-        token: s("token"),
-        cluster_id: s("clusterId"),
-        agent_id: s("agentId"),
-    })
+    serde_json::from_slice(&bytes).map_err(|e| (status, json!({"message": e.to_string()})))
 }
 
 /// A healthy report of a cluster with these nodes (all running).
@@ -105,8 +115,9 @@ pub fn report(seq: u64, health: Health, nodes: &[(&str, bool)]) -> Frame {
 pub enum ConnectError {
     /// The server refused the upgrade with this HTTP status.
     Status(u16),
-    /// The session opened but closed before `Welcome`.
-    Closed(Option<String>),
+    /// The session opened but closed before `Welcome` (`"code: text"`,
+    /// and the code when it is one of [`CloseCode`]).
+    Closed(Option<String>, Option<CloseCode>),
     Other(Error),
 }
 
@@ -122,7 +133,10 @@ pub struct Session {
     ws: WebSocketStream<TcpStream>,
     pub settings: Option<Settings>,
     pub agent_id: String,
+    /// `"code: text"` of the server's close frame (taken by `closed`).
     pub close_reason: Option<String>,
+    /// The number in the server's close frame (kept).
+    pub close_number: Option<u16>,
     seq: u64,
 }
 
@@ -180,6 +194,7 @@ impl Session {
             settings: None,
             agent_id: agent_id.to_string(),
             close_reason: None,
+            close_number: None,
             seq: 0,
         })
     }
@@ -224,7 +239,7 @@ impl Session {
             Ok(Some(other)) => Err(ConnectError::Other(
                 format!("expected Welcome, got {other:?}").into(),
             )),
-            Ok(None) => Err(ConnectError::Closed(s.close_reason.take())),
+            Ok(None) => Err(ConnectError::Closed(s.close_reason.take(), s.close_code())),
             Err(e) => Err(ConnectError::Other(e)),
         }
     }
@@ -266,6 +281,7 @@ impl Session {
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(Message::Binary(b))) => return Ok(Some(ecp_protocol::decode(&b)?)),
                 Some(Ok(Message::Close(frame))) => {
+                    self.close_number = frame.as_ref().map(|f| u16::from(f.code));
                     self.close_reason =
                         frame.map(|f: CloseFrame| format!("{}: {}", u16::from(f.code), f.reason));
                     return Ok(None);
@@ -283,6 +299,12 @@ impl Session {
                 Some(_) => continue,
             }
         }
+    }
+
+    /// Why the server closed the session, as the protocol's code (`None`
+    /// before a close, or for a number that is no [`CloseCode`]).
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.close_number.and_then(CloseCode::from_u16)
     }
 
     /// Drops the TCP connection without a WebSocket close (a vanished agent).

@@ -375,7 +375,7 @@ async fn bad_register_bodies_are_400_and_register_nothing() {
         .to_string();
     let token = api.issue_token(&id).await;
     let mut missing_node = register_body(&token, "", "emqx@x", "5.6.0");
-    missing_node["nodeId"] = json!("");
+    missing_node.node_id = String::new();
     let e = register(&api.http, &server.base, &missing_node)
         .await
         .expect_err("400");

@@ -301,7 +301,9 @@ async fn the_peer_secret_follows_no_redirect_and_rotates() {
 #[tokio::test]
 async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
     use ecp_protocol::limits::*;
-    use ecp_protocol::{Connections, Frame, Health, LogBatch, LogLine, NodeStatus, Report};
+    use ecp_protocol::{
+        CloseCode, Connections, Frame, Health, LogBatch, LogLine, NodeStatus, Report,
+    };
     use ecp_testkit::{register, register_body, Session};
     use std::time::Duration;
     const WAIT: Duration = Duration::from_secs(20);
@@ -480,6 +482,7 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
             why.contains(bound),
             "expected a close for {bound:?}, got {why:?}"
         );
+        assert_eq!(s.close_code(), Some(CloseCode::OverBound), "{why}");
         reasons.push(why);
         rss_max = rss_max.max(server.rss_kib());
     }
@@ -487,7 +490,8 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
     let mut s = connect().await.expect("hostile session");
     let _ = s.send_raw(vec![0u8; (1 << 20) + 1]).await;
     let why = s.closed(WAIT).await.ok().flatten().unwrap_or_default();
-    assert!(why.starts_with("1009"), "{why}");
+    assert_eq!(s.close_code(), Some(CloseCode::OverBound), "{why}");
+    assert!(why.contains("frame exceeds 1 MiB"), "{why}");
 
     // Tunnel answers: ECP opens a stream for an API client; the agent
     // answers with a redirect out of the dashboard (refused: 502, nothing
@@ -559,6 +563,7 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
                 assert_eq!(r.status(), 502);
                 let why = s.closed(WAIT).await.ok().flatten().unwrap_or_default();
                 assert!(why.contains(bound), "{why}");
+                assert_eq!(s.close_code(), Some(CloseCode::OverBound), "{why}");
                 reasons.push(why);
             }
         }
@@ -757,7 +762,7 @@ async fn registrations_cannot_take_over_another_clusters_agent_nor_learn_its_nam
     // instance.
     let same_node = |token: &str, inst: &str| {
         let mut b = register_body(token, inst, "emqx@n1", "5.6.0");
-        b["machineId"] = json!("machine-inst-1");
+        b.machine_id = "machine-inst-1".into();
         b
     };
     // From another project: managed, but by whom is not said.

@@ -1,7 +1,7 @@
 //! The cluster lifecycle as an operator sees it (PRODUCT.md §3).
 
 use crate::harness::*;
-use ecp_protocol::{Frame, Health};
+use ecp_protocol::{CloseCode, Frame, Health};
 use ecp_testkit::{register, register_body, Session};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -225,6 +225,8 @@ async fn delete_tells_the_agent_then_the_cluster_is_gone_and_its_tokens_answer_4
     let frame = s.next_frame(WAIT).await.expect("frame");
     assert!(matches!(frame, Some(Frame::Unregister { .. })), "{frame:?}");
     s.send(&Frame::UnregisterAck).await.expect("ack");
+    let why = s.closed(WAIT).await.expect("closed").unwrap_or_default();
+    assert_eq!(s.close_code(), Some(CloseCode::Unregistered), "{why}");
     events.wait(&id, WAIT, |v| v["removed"] == true).await;
 
     assert_eq!(api.cluster(&id).await.0, 404);
@@ -270,7 +272,7 @@ async fn deleting_a_cluster_whose_agent_never_answers_finishes_after_the_timeout
     )
     .await
     .expect("register");
-    let _s = Session::connect(&server.base, &reg.token, &reg.agent_id, None)
+    let mut s = Session::connect(&server.base, &reg.token, &reg.agent_id, None)
         .await
         .expect("connect");
     let started = Instant::now();
@@ -284,4 +286,8 @@ async fn deleting_a_cluster_whose_agent_never_answers_finishes_after_the_timeout
         "waited for the timeout"
     );
     assert_eq!(api.cluster(&id).await.0, 404);
+    // The silent agent's session ends as deleted (protocol 1 agents read "deleted").
+    let why = s.closed(WAIT).await.expect("closed").unwrap_or_default();
+    assert_eq!(s.close_code(), Some(CloseCode::ClusterDeleted), "{why}");
+    assert!(why.contains("deleted"), "{why}");
 }

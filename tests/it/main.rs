@@ -5,6 +5,7 @@ mod audit;
 mod authority;
 mod bad_input;
 mod browser;
+mod close_codes;
 mod cluster_mode;
 mod dashboard;
 mod e2e;

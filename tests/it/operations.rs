@@ -2,7 +2,7 @@
 
 use crate::harness::*;
 use crate::redis_server::RedisServer;
-use ecp_protocol::Frame;
+use ecp_protocol::{CloseCode, Frame};
 use ecp_testkit::{register, register_body};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,30 @@ async fn sigterm_fails_readiness_tells_agents_to_reconnect_and_exits_when_they_l
         "waited for the agent, not the timeout: {:?}",
         t.elapsed()
     );
+}
+
+#[tokio::test]
+async fn an_agent_that_does_not_move_is_closed_as_draining_when_the_node_stops() {
+    let mut server = Server::start().await;
+    let api = server.api().await;
+    let mut events = api.events().await;
+    let (_, _, mut s) = running_cluster(&server, &api, &mut events, "stays", "emqx@stay").await;
+    server.sigterm();
+    let frame = s.next_frame(Duration::from_secs(5)).await.expect("frame");
+    assert!(matches!(frame, Some(Frame::Reconnect { .. })), "{frame:?}");
+    // It stays; at the drain timeout the node closes it as draining (the
+    // agent reconnects at once, elsewhere) and exits.
+    let why = s
+        .closed(Duration::from_secs(15))
+        .await
+        .expect("closed")
+        .unwrap_or_default();
+    assert_eq!(s.close_code(), Some(CloseCode::Draining), "{why}");
+    let status = server
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("exited");
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]

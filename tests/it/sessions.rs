@@ -3,7 +3,7 @@
 //! cluster actor from the stored state.
 
 use crate::harness::*;
-use ecp_protocol::{AgentHello, Frame, Health};
+use ecp_protocol::{AgentHello, CloseCode, Frame, Health};
 use ecp_testkit::{register, register_body, Registration, Session};
 use std::time::Duration;
 
@@ -52,9 +52,14 @@ async fn an_oversized_frame_and_a_garbage_frame_close_only_their_own_sessions() 
     // 1.5 MiB in one binary message: over the 1 MiB limit.
     big.send_raw(vec![7u8; 3 << 19]).await.expect("send big");
     let why = big.closed(WAIT).await.expect("closed");
-    assert!(
-        why.as_deref().unwrap_or_default().contains("1009"),
+    assert_eq!(
+        big.close_code(),
+        Some(CloseCode::OverBound),
         "closed as too big: {why:?}"
+    );
+    assert!(
+        why.as_deref().unwrap_or_default().contains("1 MiB"),
+        "{why:?}"
     );
 
     // Bytes that are no frame at all.
@@ -63,6 +68,7 @@ async fn an_oversized_frame_and_a_garbage_frame_close_only_their_own_sessions() 
         .await
         .expect("send garbage");
     let why = garbage.closed(WAIT).await.expect("closed");
+    assert_eq!(garbage.close_code(), Some(CloseCode::BadFrame), "{why:?}");
     assert!(
         why.as_deref().unwrap_or_default().contains("malformed"),
         "closed as malformed: {why:?}"
@@ -137,6 +143,7 @@ async fn protocol_version_rule_and_hello_checks() {
     .expect("hello");
     let why = s.closed(WAIT).await.expect("closed").unwrap_or_default();
     assert!(why.contains("unsupported protocol"), "{why}");
+    assert_eq!(s.close_code(), Some(CloseCode::UnsupportedProtocol));
 
     let mut s = Session::open(&server.base, &r.token, &r.agent_id, None)
         .await
@@ -144,6 +151,7 @@ async fn protocol_version_rule_and_hello_checks() {
     s.heartbeat().await.expect("send");
     let why = s.closed(WAIT).await.expect("closed").unwrap_or_default();
     assert!(why.contains("expected Hello"), "{why}");
+    assert_eq!(s.close_code(), Some(CloseCode::BadFrame));
 
     let mut s = Session::open(&server.base, &r.token, &r.agent_id, None)
         .await
@@ -160,6 +168,7 @@ async fn protocol_version_rule_and_hello_checks() {
     .expect("hello");
     let why = s.closed(WAIT).await.expect("closed").unwrap_or_default();
     assert!(why.contains("another agent"), "{why}");
+    assert_eq!(s.close_code(), Some(CloseCode::BadFrame));
 
     // A bad credential never gets a WebSocket.
     match Session::open(&server.base, "ecpa_wrong", &r.agent_id, None).await {
@@ -187,6 +196,7 @@ async fn a_newer_session_of_the_same_agent_replaces_the_older_one() {
         .expect("new");
     let why = old.closed(WAIT).await.expect("closed").unwrap_or_default();
     assert!(why.contains("replaced"), "{why}");
+    assert_eq!(old.close_code(), Some(CloseCode::Superseded));
     new.report(Health::Healthy, &[("emqx@n0", true)])
         .await
         .expect("report");

@@ -163,7 +163,7 @@ async fn main() -> Result<(), ecp_testkit::Error> {
     let (_, reg_token) = cluster_with_token(&http, &a.a, &token_a, "registrations").await?;
     let t = Instant::now();
     let mut ok = 0usize;
-    let bodies: Vec<Value> = (0..a.registrations)
+    let bodies: Vec<_> = (0..a.registrations)
         .map(|i| register_body(&reg_token, &format!("r{i}"), &format!("emqx@r{i}"), "5.6.0"))
         .collect();
     for chunk in bodies.chunks(32) {
