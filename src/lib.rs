@@ -15,7 +15,6 @@ pub mod login_guard;
 pub mod peers;
 pub mod policy;
 pub mod revoke;
-pub mod route;
 pub mod store;
 pub mod validate;
 
@@ -238,9 +237,12 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
         redis_coord.clone().map(|c| c as Arc<dyn revoke::Remote>),
     ));
     if let Some(c) = redis_coord {
-        // Other nodes' changes and messages; resubscribes after every Redis outage.
+        // Other nodes' changes and messages; resubscribes after every Redis
+        // outage. Messages go through one bounded queue (full: dropped, and
+        // their sender retries after its deadline).
         let d = deps.clone();
         let r = revocations.clone();
+        let inbox = ecp_actors::cluster_ref::spawn_inbox(deps.clone());
         actix_web::rt::spawn(async move {
             c.subscribe(move |inbound| match inbound {
                 store::redis_coord::Inbound::Subscribed => {
@@ -248,7 +250,11 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
                     r.inject(revoke::Notice::Everyone);
                 }
                 store::redis_coord::Inbound::Change(change) => d.bus.inject(change),
-                store::redis_coord::Inbound::Msg(msg) => route::dispatch(d.clone(), msg),
+                store::redis_coord::Inbound::Msg(msg) => {
+                    if inbox.try_send(msg).is_err() {
+                        tracing::warn!("node inbox full; a message from another node was dropped");
+                    }
+                }
                 store::redis_coord::Inbound::AccessChanged(user) => {
                     r.inject(revoke::Notice::User(user.into()))
                 }

@@ -3,81 +3,12 @@
 //! and messages to a given node. A single node uses [`LocalCoordinator`]:
 //! it owns everything and sends nothing.
 
-use crate::model::{ClusterChange, Millis};
+use crate::model::ClusterChange;
 use crate::store::StoreResult;
 use async_trait::async_trait;
-use ecp_protocol::{Frame, Report};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// A message for the node that owns a cluster or holds an agent's session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum NodeMsg {
-    SessionUp {
-        cluster_id: String,
-        agent_id: String,
-        session_id: u64,
-    },
-    SessionDown {
-        cluster_id: String,
-        agent_id: String,
-        session_id: u64,
-        last_seen: Millis,
-    },
-    Report {
-        cluster_id: String,
-        agent_id: String,
-        session_id: u64,
-        report: Report,
-    },
-    AgentRegistered {
-        cluster_id: String,
-        agent_id: String,
-        new: bool,
-    },
-    AgentGone {
-        cluster_id: String,
-        agent_id: String,
-        removed: bool,
-    },
-    Edit {
-        cluster_id: String,
-        name: Option<String>,
-        description: Option<String>,
-        service_address: Option<String>,
-        /// Transfer: the new (org, project).
-        #[serde(default)]
-        move_to: Option<(String, String)>,
-    },
-    Delete {
-        cluster_id: String,
-    },
-    /// To the node holding `agent_id`'s session.
-    Deliver {
-        agent_id: String,
-        frame: Frame,
-    },
-    Shutdown {
-        agent_id: String,
-        reason: String,
-    },
-}
-
-impl NodeMsg {
-    pub fn cluster_id(&self) -> Option<&str> {
-        match self {
-            NodeMsg::SessionUp { cluster_id, .. }
-            | NodeMsg::SessionDown { cluster_id, .. }
-            | NodeMsg::Report { cluster_id, .. }
-            | NodeMsg::AgentRegistered { cluster_id, .. }
-            | NodeMsg::AgentGone { cluster_id, .. }
-            | NodeMsg::Edit { cluster_id, .. }
-            | NodeMsg::Delete { cluster_id } => Some(cluster_id),
-            NodeMsg::Deliver { .. } | NodeMsg::Shutdown { .. } => None,
-        }
-    }
-}
+pub use crate::msg::NodeMsg;
 
 #[async_trait]
 pub trait Coordinator: Send + Sync + 'static {
@@ -95,7 +26,9 @@ pub trait Coordinator: Send + Sync + 'static {
     /// (node, session) of each agent, if present.
     async fn presence(&self, agent_ids: &[String]) -> StoreResult<Vec<Option<(String, u64)>>>;
     async fn publish_change(&self, change: &ClusterChange) -> StoreResult<()>;
-    async fn send(&self, node: &str, msg: &NodeMsg) -> StoreResult<()>;
+    /// Sends to a node's channel; false when nobody listens there (the
+    /// node is gone).
+    async fn send(&self, node: &str, msg: &NodeMsg) -> StoreResult<bool>;
 }
 
 pub type SharedCoordinator = Arc<dyn Coordinator>;
@@ -131,7 +64,7 @@ impl Coordinator for LocalCoordinator {
     async fn publish_change(&self, _: &ClusterChange) -> StoreResult<()> {
         Ok(())
     }
-    async fn send(&self, _: &str, _: &NodeMsg) -> StoreResult<()> {
-        Ok(())
+    async fn send(&self, _: &str, _: &NodeMsg) -> StoreResult<bool> {
+        Ok(false)
     }
 }

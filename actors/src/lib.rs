@@ -5,11 +5,13 @@
 pub mod bucket;
 pub mod bus;
 pub mod cluster;
+pub mod cluster_ref;
 pub mod coord;
 pub mod directory;
 pub mod machine;
 pub mod metrics;
 pub mod model;
+pub mod msg;
 pub mod registry;
 pub mod secret;
 pub mod session;
@@ -27,6 +29,8 @@ pub struct Deps {
     pub timing: machine::Timing,
     pub session: session::SessionConfig,
     pub metrics: metrics::Metrics,
+    /// Asks this node sent to other nodes, waiting for their answers.
+    pub replies: cluster_ref::Replies,
 }
 
 impl Deps {
@@ -44,6 +48,22 @@ impl Deps {
             timing,
             session,
             metrics: metrics::Metrics::default(),
+            replies: cluster_ref::Replies::default(),
         })
+    }
+
+    /// Publishes a change to this node's consoles and, in Redis mode, to
+    /// every other node's: every change goes through here.
+    pub fn announce(&self, change: model::ClusterChange) {
+        if self.coord.distributed() {
+            let coord = self.coord.clone();
+            let c = change.clone();
+            actix::spawn(async move {
+                if let Err(e) = coord.publish_change(&c).await {
+                    tracing::warn!(error = %e, "change not published to other nodes");
+                }
+            });
+        }
+        self.bus.publish(change);
     }
 }
