@@ -415,10 +415,17 @@ impl Handler<Ask> for ClusterActor {
             }
             ClusterInput::AgentGone { agent_id, removed } => {
                 if removed {
-                    if let Some(s) = self.deps.dir.session(&agent_id) {
-                        let _ = s.shutdown.try_send(Shutdown {
+                    // Its session ends, on whichever node it is.
+                    match self.deps.dir.session(&agent_id) {
+                        Some(s) => {
+                            let _ = s.shutdown.try_send(Shutdown {
+                                reason: "agent was unregistered".into(),
+                            });
+                        }
+                        None => self.to_remote_session(&agent_id, |agent_id| NodeMsg::Shutdown {
+                            agent_id,
                             reason: "agent was unregistered".into(),
-                        });
+                        }),
                     }
                 }
                 let fx = self.step(Input::Unregistered { agent: agent_id });
