@@ -31,7 +31,13 @@ pub struct Deps {
     pub metrics: metrics::Metrics,
     /// Asks this node sent to other nodes, waiting for their answers.
     pub replies: cluster_ref::Replies,
+    /// Changes on their way to other nodes, in order, through one bounded
+    /// queue and one publisher (started on first use).
+    outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<model::ClusterChange>>,
 }
+
+/// Changes waiting to be published to other nodes, at most.
+pub const OUTBOX: usize = 4_096;
 
 impl Deps {
     pub fn new(
@@ -49,6 +55,7 @@ impl Deps {
             session,
             metrics: metrics::Metrics::default(),
             replies: cluster_ref::Replies::default(),
+            outbox: std::sync::OnceLock::new(),
         })
     }
 
@@ -56,13 +63,23 @@ impl Deps {
     /// every other node's: every change goes through here.
     pub fn announce(&self, change: model::ClusterChange) {
         if self.coord.distributed() {
-            let coord = self.coord.clone();
-            let c = change.clone();
-            actix::spawn(async move {
-                if let Err(e) = coord.publish_change(&c).await {
-                    tracing::warn!(error = %e, "change not published to other nodes");
-                }
+            let outbox = self.outbox.get_or_init(|| {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<model::ClusterChange>(OUTBOX);
+                let coord = self.coord.clone();
+                actix::spawn(async move {
+                    while let Some(c) = rx.recv().await {
+                        if let Err(e) = coord.publish_change(&c).await {
+                            tracing::warn!(error = %e, "change not published to other nodes");
+                        }
+                    }
+                });
+                tx
             });
+            // Full: other nodes miss it like any lost pub/sub message and
+            // catch up from the revisions (a console re-reads after a gap).
+            if outbox.try_send(change.clone()).is_err() {
+                tracing::warn!("change outbox full; a change was not published to other nodes");
+            }
         }
         self.bus.publish(change);
     }
