@@ -217,6 +217,101 @@ pub fn plan_registration(
     Ok(by_instance.or(by_node_key).cloned())
 }
 
+/// The distinct log files (fingerprints) of a batch, in order of first
+/// appearance: the marks a store reads before planning an append.
+pub fn batch_files(lines: &[ecp_protocol::LogLine]) -> Vec<u64> {
+    let mut files = Vec::new();
+    for l in lines {
+        if !files.contains(&l.file) {
+            files.push(l.file);
+        }
+    }
+    files
+}
+
+/// One file's de-duplication mark in an [`AppendPlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkMove {
+    pub file: u64,
+    /// The mark the plan was made from (`None`: nothing stored from this
+    /// file yet). A store applies the plan only while the mark is still this.
+    pub was: Option<u64>,
+    /// The mark after the batch: the offset after its last stored line.
+    pub now: u64,
+}
+
+/// What appending one agent's batch changes (see [`plan_append`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendPlan {
+    /// Indexes into the batch of the lines to store, in batch order.
+    pub keep: Vec<usize>,
+    /// Every file of the batch, in order of first appearance (as
+    /// [`batch_files`]), also those with nothing new: writing a mark counts
+    /// as moving it (it becomes the most recently moved).
+    pub marks: Vec<MarkMove>,
+}
+
+impl AppendPlan {
+    /// Whether the batch adds marks (files not seen before), so the
+    /// cluster's marks may now exceed `LOG_MARKS_PER_CLUSTER`.
+    pub fn adds_marks(&self) -> bool {
+        self.marks.iter().any(|m| m.was.is_none())
+    }
+}
+
+/// The de-duplication decision for one agent's batch of log lines, from
+/// the marks stored for the batch's files (`mark(file)`: the offset after
+/// the last line stored from that file, if any). A line at or before the
+/// running mark of its file was stored before (a resend after a lost ack,
+/// or an overlap) and is skipped; a stored line moves the mark past it.
+/// A reused file has a new fingerprint, hence no mark: its lines are new.
+/// Both back ends read the marks, plan with this, and apply the plan
+/// atomically (the Redis one only while the marks are still what it read).
+pub fn plan_append(
+    lines: &[ecp_protocol::LogLine],
+    mark: impl Fn(u64) -> Option<u64>,
+) -> AppendPlan {
+    let mut plan = AppendPlan::default();
+    for (i, l) in lines.iter().enumerate() {
+        let at = match plan.marks.iter().position(|m| m.file == l.file) {
+            Some(at) => at,
+            None => {
+                let was = mark(l.file);
+                plan.marks.push(MarkMove {
+                    file: l.file,
+                    was,
+                    now: was.unwrap_or(0),
+                });
+                plan.marks.len() - 1
+            }
+        };
+        let m = &mut plan.marks[at];
+        if l.offset < m.now {
+            continue; // stored before
+        }
+        m.now = l.offset.saturating_add(1);
+        plan.keep.push(i);
+    }
+    plan
+}
+
+/// A cluster keeps its newest `line_cap(cap)` log lines: `cap`, but never
+/// fewer than one.
+pub fn line_cap(cap: u64) -> u64 {
+    cap.max(1)
+}
+
+/// How many of a cluster's oldest log lines go when it holds `held`.
+pub fn lines_over_cap(held: u64, cap: u64) -> u64 {
+    held.saturating_sub(line_cap(cap))
+}
+
+/// How many of a cluster's least recently moved marks go when it holds
+/// `held`.
+pub fn marks_over_cap(held: usize) -> usize {
+    held.saturating_sub(LOG_MARKS_PER_CLUSTER)
+}
+
 /// Pages matches of an audit query out of newest-first records.
 pub fn page_audit(
     newest_first: impl Iterator<Item = AuditRecord>,
@@ -258,6 +353,106 @@ mod tests {
             created_at: 0,
             last_seen: 0,
         }
+    }
+
+    fn line(file: u64, offset: u64) -> ecp_protocol::LogLine {
+        ecp_protocol::LogLine {
+            file,
+            offset,
+            time_us: 0,
+            level: 0,
+            message: String::new(),
+            fields: String::new(),
+            raw: String::new(),
+        }
+    }
+
+    /// Plans `batch` (file, offset) against stored `marks` (file, mark).
+    fn plan(marks: &[(u64, u64)], batch: &[(u64, u64)]) -> AppendPlan {
+        let lines: Vec<_> = batch.iter().map(|&(f, o)| line(f, o)).collect();
+        plan_append(&lines, |file| {
+            marks.iter().find(|(f, _)| *f == file).map(|(_, m)| *m)
+        })
+    }
+
+    fn mv(file: u64, was: Option<u64>, now: u64) -> MarkMove {
+        MarkMove { file, was, now }
+    }
+
+    #[test]
+    fn a_first_batch_stores_every_line_and_marks_after_the_last() {
+        let p = plan(&[], &[(7, 0), (7, 10), (7, 20)]);
+        assert_eq!(p.keep, [0, 1, 2]);
+        assert_eq!(p.marks, [mv(7, None, 21)]);
+        assert!(p.adds_marks());
+    }
+
+    #[test]
+    fn a_resend_after_a_lost_ack_stores_nothing_and_still_moves_the_mark() {
+        let p = plan(&[(7, 21)], &[(7, 0), (7, 10), (7, 20)]);
+        assert!(p.keep.is_empty());
+        assert_eq!(p.marks, [mv(7, Some(21), 21)], "rewritten: recently moved");
+        assert!(!p.adds_marks());
+    }
+
+    #[test]
+    fn an_overlapping_batch_stores_only_what_is_after_the_mark() {
+        let p = plan(&[(7, 21)], &[(7, 10), (7, 20), (7, 21), (7, 30)]);
+        assert_eq!(p.keep, [2, 3], "the mark is the offset after the last line");
+        assert_eq!(p.marks, [mv(7, Some(21), 31)]);
+    }
+
+    #[test]
+    fn a_reused_file_has_a_new_fingerprint_and_its_lines_are_new() {
+        let p = plan(&[(7, 500)], &[(8, 0), (8, 10)]);
+        assert_eq!(p.keep, [0, 1]);
+        assert_eq!(p.marks, [mv(8, None, 11)]);
+    }
+
+    #[test]
+    fn several_files_in_one_batch_each_have_their_own_mark() {
+        let p = plan(
+            &[(1, 15), (2, 0)],
+            &[(1, 10), (2, 0), (3, 5), (1, 20), (2, 7), (3, 5)],
+        );
+        assert_eq!(p.keep, [1, 2, 3, 4], "(1,10) before mark 15; (3,5) twice");
+        assert_eq!(
+            p.marks,
+            [mv(1, Some(15), 21), mv(2, Some(0), 8), mv(3, None, 6)],
+            "in order of first appearance"
+        );
+        assert_eq!(
+            batch_files(&[line(1, 0), line(2, 0), line(3, 0), line(1, 1)]),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn out_of_order_offsets_skip_what_is_at_or_before_the_running_mark() {
+        let p = plan(&[], &[(7, 20), (7, 10), (7, 20), (7, 21), (7, 0)]);
+        assert_eq!(p.keep, [0, 3], "only lines past the line stored last");
+        assert_eq!(p.marks, [mv(7, None, 22)]);
+    }
+
+    #[test]
+    fn the_largest_offset_does_not_overflow() {
+        let p = plan(&[], &[(7, u64::MAX)]);
+        assert_eq!(p.keep, [0]);
+        assert_eq!(p.marks, [mv(7, None, u64::MAX)]);
+    }
+
+    #[test]
+    fn an_empty_batch_changes_nothing() {
+        assert_eq!(plan(&[(7, 3)], &[]), AppendPlan::default());
+    }
+
+    #[test]
+    fn caps_keep_the_newest() {
+        assert_eq!(lines_over_cap(25, 20), 5);
+        assert_eq!(lines_over_cap(20, 20), 0);
+        assert_eq!(lines_over_cap(3, 0), 2, "at least one line is kept");
+        assert_eq!(marks_over_cap(LOG_MARKS_PER_CLUSTER + 3), 3);
+        assert_eq!(marks_over_cap(LOG_MARKS_PER_CLUSTER), 0);
     }
 
     #[test]

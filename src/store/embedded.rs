@@ -1058,25 +1058,18 @@ impl Store for EmbeddedStore {
                 .unwrap_or((1, 0));
             let mut marks = tx.open_table(LOG_MARKS).map_err(unavailable)?;
             let mut logs = tx.open_table(LOGS).map_err(unavailable)?;
-            let mut stored = 0;
-            // The batch's marks, read once and written once per file.
-            let mut moved: Vec<(String, u64, bool)> = Vec::new();
-            for l in &lines {
-                let mark_key = format!("{cid}/{agent}/{}", l.file);
-                let at = match moved.iter().position(|(k, _, _)| *k == mark_key) {
-                    Some(i) => i,
-                    None => {
-                        let found = marks.get(mark_key.as_str()).map_err(unavailable)?;
-                        let known = found.is_some();
-                        let mark = found.map(|v| v.value()).unwrap_or(0);
-                        moved.push((mark_key, mark, known));
-                        moved.len() - 1
-                    }
-                };
-                if l.offset < moved[at].1 {
-                    continue; // stored before: a resend after a lost ack
-                }
-                moved[at].1 = l.offset + 1;
+            let mark_key = |file: u64| format!("{cid}/{agent}/{file}");
+            // The batch's marks, read once; the plan says what is new.
+            let mut read = Vec::new();
+            for file in batch_files(&lines) {
+                let found = marks.get(mark_key(file).as_str()).map_err(unavailable)?;
+                read.push((file, found.map(|v| v.value())));
+            }
+            let plan = plan_append(&lines, |file| {
+                read.iter().find(|(f, _)| *f == file).and_then(|(_, m)| *m)
+            });
+            for &i in &plan.keep {
+                let Some(l) = lines.get(i) else { continue };
                 let rec = StoredLog {
                     seq: next,
                     time_us: l.time_us,
@@ -1090,10 +1083,9 @@ impl Store for EmbeddedStore {
                     .map_err(unavailable)?;
                 next += 1;
                 count += 1;
-                stored += 1;
             }
-            if count > cap {
-                let excess = count - cap;
+            let excess = lines_over_cap(count, cap);
+            if excess > 0 {
                 let mut old = Vec::new();
                 for item in logs
                     .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
@@ -1112,9 +1104,9 @@ impl Store for EmbeddedStore {
             // recently moved go (a file that long untouched was reused).
             let mut order = tx.open_table(LOG_MARK_ORDER).map_err(unavailable)?;
             let mut touch = tx.open_table(LOG_MARK_TOUCH).map_err(unavailable)?;
-            let mut added = false;
-            for (i, (key, mark, known)) in moved.iter().enumerate() {
-                marks.insert(key.as_str(), *mark).map_err(unavailable)?;
+            for (i, m) in plan.marks.iter().enumerate() {
+                let key = mark_key(m.file);
+                marks.insert(key.as_str(), m.now).map_err(unavailable)?;
                 let t = next * 16 + i as u64;
                 if let Some(old) = touch.insert(key.as_str(), t).map_err(unavailable)? {
                     order
@@ -1124,16 +1116,15 @@ impl Store for EmbeddedStore {
                 order
                     .insert((cid.as_str(), t), key.as_str())
                     .map_err(unavailable)?;
-                added |= !known;
             }
-            if added {
+            if plan.adds_marks() {
                 let all: Vec<(u64, String)> = order
                     .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
                     .map_err(unavailable)?
                     .filter_map(|e| e.ok())
                     .map(|(k, v)| (k.value().1, v.value().to_string()))
                     .collect();
-                let excess = all.len().saturating_sub(LOG_MARKS_PER_CLUSTER);
+                let excess = marks_over_cap(all.len());
                 for (t, key) in all.into_iter().take(excess) {
                     order.remove((cid.as_str(), t)).map_err(unavailable)?;
                     touch.remove(key.as_str()).map_err(unavailable)?;
@@ -1142,7 +1133,7 @@ impl Store for EmbeddedStore {
             }
             meta.insert(cid.as_str(), (next, count))
                 .map_err(unavailable)?;
-            Ok(stored)
+            Ok(plan.keep.len())
         })
         .await
     }
