@@ -113,38 +113,34 @@ redis.call('DEL', 'ecp:logs:'..id, 'ecp:log_marks:'..id, 'ecp:log_seq:'..id, 'ec
 return 'OK'
 "#;
 
+/// Applies an append planned in Rust (`plan_append`), if the batch's marks
+/// are still what Rust read (compare-and-set); otherwise -1.
 /// KEYS: stream, marks hash, seq counter, marks order (a sorted set of
-/// mark fields by when they last moved). ARGV: line cap, marks cap, then
-/// (mark field, offset, record) per line. Each mark is read and written once
-/// per batch; beyond the marks cap the least recently moved go.
+/// mark fields by when they last moved). ARGV: line cap, marks cap, number
+/// of files n, then per file (mark field, mark read ('' for none), new
+/// mark), then the records to store. Beyond the marks cap the least
+/// recently moved go. Returns how many records were stored.
 const APPEND_LOGS: &str = r#"
-local cap, markcap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local stored = 0
-local marks, seen = {}, {}
-for i = 3, #ARGV, 3 do
-  local field, off = ARGV[i], tonumber(ARGV[i+1])
-  if marks[field] == nil then
-    marks[field] = tonumber(redis.call('HGET', KEYS[2], field) or '0')
-    table.insert(seen, field)
-  end
-  if off >= marks[field] then
-    local seq = redis.call('INCR', KEYS[3])
-    redis.call('XADD', KEYS[1], 'MAXLEN', cap, '0-'..seq, 'd', ARGV[i+2])
-    marks[field] = off + 1
-    stored = stored + 1
-  end
+local cap, markcap, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, 3 + 3 * n, 3 do
+  if (redis.call('HGET', KEYS[2], ARGV[i]) or '') ~= ARGV[i+1] then return -1 end
+end
+for i = 4 + 3 * n, #ARGV do
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[1], 'MAXLEN', cap, '0-'..seq, 'd', ARGV[i])
 end
 local now = tonumber(redis.call('GET', KEYS[3]) or '0')
-for n, field in ipairs(seen) do
-  redis.call('HSET', KEYS[2], field, string.format('%d', marks[field]))
-  redis.call('ZADD', KEYS[4], now * 16 + n, field)
+for j = 1, n do
+  local i = 1 + 3 * j
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+2])
+  redis.call('ZADD', KEYS[4], now * 16 + j, ARGV[i])
 end
 local excess = redis.call('ZCARD', KEYS[4]) - markcap
 if excess > 0 then
   local gone = redis.call('ZPOPMIN', KEYS[4], excess)
   for j = 1, #gone, 2 do redis.call('HDEL', KEYS[2], gone[j]) end
 end
-return stored
+return #ARGV - 3 - 3 * n
 "#;
 
 /// ARGV: hash, record, TTL ms (0: none), cluster (registration tokens),
@@ -823,30 +819,68 @@ impl Store for RedisStore {
         if lines.is_empty() {
             return Ok(0);
         }
+        let marks_key = format!("{P}log_marks:{cluster_id}");
+        let files = batch_files(lines);
+        let fields: Vec<String> = files.iter().map(|f| format!("{agent_id}/{f}")).collect();
         let script = Script::new(APPEND_LOGS);
-        let mut inv = script.prepare_invoke();
-        inv.key(format!("{P}logs:{cluster_id}"))
-            .key(format!("{P}log_marks:{cluster_id}"))
-            .key(format!("{P}log_seq:{cluster_id}"))
-            .key(format!("{P}log_mark_order:{cluster_id}"))
-            .arg(cap.max(1))
-            .arg(LOG_MARKS_PER_CLUSTER);
-        for l in lines {
-            let rec = StoredLog {
-                seq: 0, // the stream entry's id
-                time_us: l.time_us,
-                level: l.level,
-                node: node.to_string(),
-                message: l.message.clone(),
-                fields: l.fields.clone(),
-                raw: l.raw.clone(),
-            };
-            inv.arg(format!("{agent_id}/{}", l.file))
-                .arg(l.offset)
-                .arg(to_json(&rec)?);
+        // Read the marks, plan in Rust, apply if the marks did not move
+        // meanwhile (another writer: a reconnected agent's new session).
+        for _ in 0..8 {
+            let read: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&marks_key)
+                .arg(&fields)
+                .query_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            let mut marks = Vec::with_capacity(files.len());
+            for (file, raw) in files.iter().zip(&read) {
+                let mark = raw
+                    .as_deref()
+                    .map(|r| {
+                        r.parse::<u64>()
+                            .map_err(|_| StoreError::Corrupt(format!("log mark {r:?}")))
+                    })
+                    .transpose()?;
+                marks.push((*file, mark));
+            }
+            let plan = plan_append(lines, |file| {
+                marks.iter().find(|(f, _)| *f == file).and_then(|(_, m)| *m)
+            });
+            let mut inv = script.prepare_invoke();
+            inv.key(format!("{P}logs:{cluster_id}"))
+                .key(&marks_key)
+                .key(format!("{P}log_seq:{cluster_id}"))
+                .key(format!("{P}log_mark_order:{cluster_id}"))
+                .arg(line_cap(cap))
+                .arg(LOG_MARKS_PER_CLUSTER)
+                .arg(plan.marks.len());
+            for m in &plan.marks {
+                let at = files.iter().position(|f| *f == m.file);
+                let raw = at.and_then(|at| read.get(at)).cloned().flatten();
+                inv.arg(format!("{agent_id}/{}", m.file))
+                    .arg(raw.unwrap_or_default())
+                    .arg(m.now.to_string());
+            }
+            for l in plan.keep.iter().filter_map(|&i| lines.get(i)) {
+                let rec = StoredLog {
+                    seq: 0, // the stream entry's id
+                    time_us: l.time_us,
+                    level: l.level,
+                    node: node.to_string(),
+                    message: l.message.clone(),
+                    fields: l.fields.clone(),
+                    raw: l.raw.clone(),
+                };
+                inv.arg(to_json(&rec)?);
+            }
+            let n: i64 = inv.invoke_async(&mut self.c()).await.map_err(unavailable)?;
+            if let Ok(n) = usize::try_from(n) {
+                return Ok(n);
+            }
         }
-        let n: usize = inv.invoke_async(&mut self.c()).await.map_err(unavailable)?;
-        Ok(n)
+        Err(StoreError::Unavailable(
+            "log marks kept changing; retry".into(),
+        ))
     }
 
     async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage> {

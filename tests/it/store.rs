@@ -935,6 +935,30 @@ async fn log_conformance(store: SharedStore) {
         1,
         "the least recently moved mark went"
     );
+    // Two writers with the same batch at once (an agent's old session still
+    // storing while its new one, maybe on another node, resends): every line
+    // is stored once.
+    for round in 0..20u64 {
+        let batch: Vec<_> = (0..10)
+            .map(|i| line(5, round * 10 + i, 1, &format!("w {round} {i}")))
+            .collect();
+        let (a, b) = tokio::join!(
+            store.append_logs("W", "a1", "n", &batch, 100_000),
+            store.append_logs("W", "a1", "n", &batch, 100_000)
+        );
+        assert_eq!(
+            a.expect("writer a") + b.expect("writer b"),
+            10,
+            "round {round}"
+        );
+    }
+    let w = store
+        .logs("W", &q(&|q| q.limit = 1000))
+        .await
+        .expect("read");
+    let mut texts: Vec<&str> = w.data.iter().map(|l| l.message.as_str()).collect();
+    texts.dedup();
+    assert_eq!(texts.len(), 200, "each line once");
     // Deleting the cluster deletes its logs.
     store
         .create_cluster(
