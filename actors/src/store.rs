@@ -295,6 +295,16 @@ pub fn plan_append(
     plan
 }
 
+/// The recency stamp of the `i`-th mark a batch moves, past `newest`, the
+/// newest stamp among the cluster's marks: a batch's marks, also those a
+/// resend rewrites without storing a line, become the most recently moved,
+/// in batch order, and no two marks share a stamp.
+pub fn mark_touch(newest: Option<u64>, i: usize) -> u64 {
+    newest
+        .map_or(0, |t| t.saturating_add(1))
+        .saturating_add(i as u64)
+}
+
 /// A cluster keeps its newest `line_cap(cap)` log lines: `cap`, but never
 /// fewer than one.
 pub fn line_cap(cap: u64) -> u64 {
@@ -444,6 +454,12 @@ mod tests {
     #[test]
     fn an_empty_batch_changes_nothing() {
         assert_eq!(plan(&[(7, 3)], &[]), AppendPlan::default());
+    }
+
+    #[test]
+    fn a_batch_moves_its_marks_past_every_other_mark() {
+        assert_eq!([0, 1].map(|i| mark_touch(None, i)), [0, 1]);
+        assert_eq!([0, 1].map(|i| mark_touch(Some(41), i)), [42, 43]);
     }
 
     #[test]

@@ -1104,10 +1104,18 @@ impl Store for EmbeddedStore {
             // recently moved go (a file that long untouched was reused).
             let mut order = tx.open_table(LOG_MARK_ORDER).map_err(unavailable)?;
             let mut touch = tx.open_table(LOG_MARK_TOUCH).map_err(unavailable)?;
+            let newest = match order
+                .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
+                .map_err(unavailable)?
+                .next_back()
+            {
+                Some(item) => Some(item.map_err(unavailable)?.0.value().1),
+                None => None,
+            };
             for (i, m) in plan.marks.iter().enumerate() {
                 let key = mark_key(m.file);
                 marks.insert(key.as_str(), m.now).map_err(unavailable)?;
-                let t = next * 16 + i as u64;
+                let t = mark_touch(newest, i);
                 if let Some(old) = touch.insert(key.as_str(), t).map_err(unavailable)? {
                     order
                         .remove((cid.as_str(), old.value()))

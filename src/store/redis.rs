@@ -118,8 +118,9 @@ return 'OK'
 /// KEYS: stream, marks hash, seq counter, marks order (a sorted set of
 /// mark fields by when they last moved). ARGV: line cap, marks cap, number
 /// of files n, then per file (mark field, mark read ('' for none), new
-/// mark), then the records to store. Beyond the marks cap the least
-/// recently moved go. Returns how many records were stored.
+/// mark), then the records to store. Each mark written becomes the most
+/// recently moved (stamped like `mark_touch`); beyond the marks cap the
+/// least recently moved go. Returns how many records were stored.
 const APPEND_LOGS: &str = r#"
 local cap, markcap, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 4, 3 + 3 * n, 3 do
@@ -129,11 +130,13 @@ for i = 4 + 3 * n, #ARGV do
   local seq = redis.call('INCR', KEYS[3])
   redis.call('XADD', KEYS[1], 'MAXLEN', cap, '0-'..seq, 'd', ARGV[i])
 end
-local now = tonumber(redis.call('GET', KEYS[3]) or '0')
+-- Recency as `mark_touch`: past the newest mark, in batch order.
+local newest = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2]
+local base = newest and tonumber(newest) + 1 or 0
 for j = 1, n do
   local i = 1 + 3 * j
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+2])
-  redis.call('ZADD', KEYS[4], now * 16 + j, ARGV[i])
+  redis.call('ZADD', KEYS[4], base + j - 1, ARGV[i])
 end
 local excess = redis.call('ZCARD', KEYS[4]) - markcap
 if excess > 0 then

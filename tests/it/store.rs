@@ -935,6 +935,48 @@ async fn log_conformance(store: SharedStore) {
         1,
         "the least recently moved mark went"
     );
+    // A resend stores nothing but moves its marks: they become the most
+    // recently moved, in batch order, and the least recently moved mark
+    // still goes first once new files push marks out.
+    let files = |fs: &[u64]| fs.iter().map(|&f| line(f, 0, 1, "t")).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .append_logs("T", "a1", "n", &files(&[1, 2]), 100_000)
+            .await
+            .expect("two files"),
+        2
+    );
+    for f in [2, 1] {
+        assert_eq!(
+            store
+                .append_logs("T", "a1", "n", &files(&[f]), 100_000)
+                .await
+                .expect("resend"),
+            0
+        );
+    }
+    for chunk in (100..100 + cap - 1).collect::<Vec<_>>().chunks(8) {
+        store
+            .append_logs("T", "a1", "n", &files(chunk), 100_000)
+            .await
+            .expect("push out");
+    }
+    assert_eq!(
+        store
+            .append_logs("T", "a1", "n", &files(&[1]), 100_000)
+            .await
+            .expect("file 1"),
+        0,
+        "file 1, resent last, is kept"
+    );
+    assert_eq!(
+        store
+            .append_logs("T", "a1", "n", &files(&[2]), 100_000)
+            .await
+            .expect("file 2"),
+        1,
+        "file 2, moved least recently, went"
+    );
     // Two writers with the same batch at once (an agent's old session still
     // storing while its new one, maybe on another node, resends): every line
     // is stored once.
