@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 /// What every actor shares.
 pub struct Deps {
-    pub store: store::SharedStore,
+    pub store: store::SharedActorStore,
     pub coord: coord::SharedCoordinator,
     pub bus: bus::Bus,
     pub dir: directory::Directory,
@@ -31,7 +31,7 @@ pub struct Deps {
 
 impl Deps {
     pub fn new(
-        store: store::SharedStore,
+        store: store::SharedActorStore,
         coord: coord::SharedCoordinator,
         timing: machine::Timing,
         session: session::SessionConfig,

@@ -1,5 +1,10 @@
-//! The storage interface. Back ends live in the server crate (`src/store/`):
-//! an embedded on-disk database (default) and, later, Redis.
+//! The storage interface, split by domain: [`ClusterStore`], [`TokenStore`],
+//! [`LogStore`], [`AuditStore`]; the actors hold an [`ActorStore`] (all
+//! four). The server adds tenancy (`ecp::store::TenancyStore`, and
+//! `ecp::store::Store` for everything). Back ends live in the server crate
+//! (`src/store/`): an embedded on-disk database (default) and Redis. The
+//! decisions both back ends share are pure functions here
+//! ([`plan_registration`], [`plan_append`]).
 //!
 //! Every method is one atomic step: a failed call leaves nothing half-written.
 
@@ -50,22 +55,10 @@ pub struct Registered {
     pub revoked_credential: Option<TokenHash>,
 }
 
+/// Clusters with their history, agents with their node bindings, and
+/// registration.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- users, orgs, projects -------------------------------------------
-    async fn user_count(&self) -> StoreResult<u64>;
-    /// Fails with `Exists` if the username is taken.
-    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
-    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
-    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
-    async fn put_org(&self, org: &OrgRecord) -> StoreResult<()>;
-    async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>>;
-    async fn orgs(&self) -> StoreResult<Vec<OrgRecord>>;
-    async fn put_project(&self, project: &ProjectRecord) -> StoreResult<()>;
-    async fn project(&self, id: &str) -> StoreResult<Option<ProjectRecord>>;
-    async fn projects(&self, org_id: &str) -> StoreResult<Vec<ProjectRecord>>;
-
-    // --- clusters ----------------------------------------------------------
+pub trait ClusterStore: Send + Sync + 'static {
     /// Inserts a new cluster with its first history entry; `NameTaken` if the
     /// project already has the name.
     async fn create_cluster(
@@ -90,38 +83,7 @@ pub trait Store: Send + Sync + 'static {
     /// 410). The history is kept.
     async fn remove_cluster(&self, id: &str) -> StoreResult<()>;
     async fn cluster_deleted(&self, id: &str) -> StoreResult<bool>;
-
-    // --- history -----------------------------------------------------------
     async fn events(&self, cluster_id: &str) -> StoreResult<Vec<ClusterEvent>>;
-
-    // --- tokens (stored only as SHA-256 hashes, with expiry) ---------------
-    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()>;
-    /// Unexpired tokens only.
-    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>>;
-    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()>;
-    /// Ends a user's console/API sessions (`TokenKind::Session` tokens, kept
-    /// in a per-user index written together with each token), except the
-    /// one hashed `except`; returns how many ended.
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&TokenHash>,
-    ) -> StoreResult<u64>;
-    /// Stores a user's new password hash and, in the same step, ends every
-    /// session of that user except `keep_session`; returns how many ended.
-    /// `NotFound` if the user does not exist.
-    async fn set_password(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        keep_session: Option<&TokenHash>,
-    ) -> StoreResult<u64>;
-    /// Revokes the cluster's registration tokens; returns how many.
-    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64>;
-    /// Drops expired tokens; returns how many.
-    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64>;
-
-    // --- agents ------------------------------------------------------------
     /// Registers (or re-registers, same `node_id`) an agent and stores its new
     /// credential in one step. `NodeTaken` if `node_key` belongs to another cluster.
     async fn register_agent(
@@ -135,6 +97,20 @@ pub trait Store: Send + Sync + 'static {
     async fn update_agent(&self, agent: &AgentRecord) -> StoreResult<()>;
     /// Removes an agent, its credential and its node binding.
     async fn remove_agent(&self, id: &str) -> StoreResult<()>;
+}
+
+/// Bearer tokens, stored only as SHA-256 hashes with an expiry, and agent
+/// credentials.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()>;
+    /// Unexpired tokens only.
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>>;
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()>;
+    /// Revokes the cluster's registration tokens; returns how many.
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64>;
+    /// Drops expired tokens; returns how many.
+    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64>;
     /// Credential rotation: makes `credential` — already stored with
     /// `put_token` as this agent's, with an expiry — the agent's only
     /// credential, without expiry; the one it replaces stops working, in the
@@ -144,28 +120,11 @@ pub trait Store: Send + Sync + 'static {
         agent_id: &str,
         credential: &TokenHash,
     ) -> StoreResult<()>;
+}
 
-    async fn delete_org(&self, id: &str) -> StoreResult<()>;
-    async fn delete_project(&self, id: &str) -> StoreResult<()>;
-
-    // --- memberships -----------------------------------------------------------
-    async fn users(&self) -> StoreResult<Vec<UserRecord>>;
-    /// Removes a user, its name binding, its memberships and its sessions.
-    async fn delete_user(&self, id: &str) -> StoreResult<()>;
-    /// Sets (replaces) a membership.
-    async fn put_membership(&self, m: &Membership) -> StoreResult<()>;
-    /// Removes a membership. Removing an org membership (`project_id`
-    /// empty) also removes the user's project memberships in that org, in
-    /// the same step: a project member is always an org member.
-    async fn remove_membership(
-        &self,
-        user_id: &str,
-        org_id: &str,
-        project_id: &str,
-    ) -> StoreResult<()>;
-    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
-
-    // --- logs ------------------------------------------------------------------
+/// Log lines per cluster, with de-duplication marks per (agent, file).
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
     /// Appends one agent's lines of `node` in one step, skipping every line
     /// at or before what that agent already stored from the same file
     /// (`file`, `offset`), and trims the cluster to its newest `cap` lines.
@@ -180,8 +139,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<usize>;
     /// Newest first, from `cursor` (exclusive) down, matching `q`.
     async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage>;
+}
 
-    // --- audit log -----------------------------------------------------------
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Newest first: the page asked for and the total number of matches.
     async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)>;
@@ -190,6 +152,13 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many.
     async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64>;
 }
+
+/// The store as the actors see it: everything but tenancy (users, orgs,
+/// projects, memberships), which only the server uses (`ecp::store::Store`
+/// adds it). Implemented by every back end.
+pub trait ActorStore: ClusterStore + TokenStore + LogStore + AuditStore {}
+
+impl<T: ClusterStore + TokenStore + LogStore + AuditStore + ?Sized> ActorStore for T {}
 
 /// The registration decision, from what the store holds: the agent bound
 /// to the registering EMQX node (`by_node_key`) and the agent of the same
@@ -338,7 +307,7 @@ pub fn page_audit(
     (page, total)
 }
 
-pub type SharedStore = Arc<dyn Store>;
+pub type SharedActorStore = Arc<dyn ActorStore>;
 
 #[cfg(test)]
 mod tests {

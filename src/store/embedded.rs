@@ -1,6 +1,7 @@
 //! The embedded, on-disk back end (redb): one file under `store.data_dir`,
 //! every call one ACID transaction, run on the blocking pool.
 
+use super::TenancyStore;
 use ecp_actors::model::*;
 use ecp_actors::store::*;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -358,7 +359,7 @@ fn put_events(tx: &redb::WriteTransaction, events: &[ClusterEvent]) -> StoreResu
 }
 
 #[async_trait::async_trait]
-impl Store for EmbeddedStore {
+impl TenancyStore for EmbeddedStore {
     async fn user_count(&self) -> StoreResult<u64> {
         self.read(|tx| {
             tx.open_table(USERS)
@@ -438,6 +439,136 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        let (user_id, except) = (user_id.to_string(), except.copied());
+        self.write(move |tx| delete_sessions_in(tx, &user_id, except.as_ref()))
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        let (id, hash, keep) = (
+            user_id.to_string(),
+            password_hash.to_string(),
+            keep_session.copied(),
+        );
+        self.write(move |tx| {
+            let mut users = tx.open_table(USERS).map_err(unavailable)?;
+            let Some(mut user): Option<UserRecord> = get_json(&users, &id)? else {
+                return Err(StoreError::NotFound);
+            };
+            user.password_hash = hash;
+            users
+                .insert(id.as_str(), to_json(&user)?.as_slice())
+                .map_err(unavailable)?;
+            drop(users);
+            delete_sessions_in(tx, &id, keep.as_ref())
+        })
+        .await
+    }
+
+    async fn delete_org(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            tx.open_table(ORGS)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_project(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            tx.open_table(PROJECTS)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            let mut users = tx.open_table(USERS).map_err(unavailable)?;
+            let user: Option<UserRecord> = get_json(&users, &id)?;
+            users.remove(id.as_str()).map_err(unavailable)?;
+            if let Some(u) = user {
+                tx.open_table(USER_NAMES)
+                    .map_err(unavailable)?
+                    .remove(u.username.as_str())
+                    .map_err(unavailable)?;
+            }
+            drop(users);
+            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            for k in keys_with_prefix(&ms, &format!("{id}/"))? {
+                ms.remove(k.as_str()).map_err(unavailable)?;
+            }
+            drop(ms);
+            delete_sessions_in(tx, &id, None)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.read(|tx| all_json(&tx.open_table(USERS).map_err(unavailable)?))
+            .await
+    }
+
+    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
+        let key = format!("{}/{}/{}", m.user_id, m.org_id, m.project_id);
+        self.put_one(MEMBERSHIPS, &key, m).await
+    }
+
+    async fn remove_membership(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        project_id: &str,
+    ) -> StoreResult<()> {
+        let key = format!("{user_id}/{org_id}/{project_id}");
+        // An org membership's key is the prefix of the user's project
+        // memberships in that org: they go with it.
+        let cascade = project_id.is_empty();
+        self.write(move |tx| {
+            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            let keys = if cascade {
+                keys_with_prefix(&ms, &key)?
+            } else {
+                vec![key]
+            };
+            for k in keys {
+                ms.remove(k.as_str()).map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let prefix = format!("{user_id}/");
+        self.read(move |tx| {
+            values_with_prefix(&tx.open_table(MEMBERSHIPS).map_err(unavailable)?, &prefix)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterStore for EmbeddedStore {
     async fn create_cluster(&self, c: &ClusterRecord, event: &ClusterEvent) -> StoreResult<()> {
         let c = c.clone();
         let event = event.clone();
@@ -607,157 +738,6 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
-        let hash = *hash;
-        let token = token.clone();
-        self.write(move |tx| {
-            tx.open_table(TOKENS)
-                .map_err(unavailable)?
-                .insert(hash.as_slice(), to_json(&token)?.as_slice())
-                .map_err(unavailable)?;
-            if let TokenKind::Registration { cluster_id } = &token.kind {
-                tx.open_table(CLUSTER_TOKENS)
-                    .map_err(unavailable)?
-                    .insert(format!("{cluster_id}/{}", hex::encode(hash)).as_str(), ())
-                    .map_err(unavailable)?;
-            }
-            if let TokenKind::Session { user_id } = &token.kind {
-                tx.open_table(USER_SESSIONS)
-                    .map_err(unavailable)?
-                    .insert(session_key(user_id, &hash).as_str(), ())
-                    .map_err(unavailable)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
-        let hash = *hash;
-        self.read(move |tx| {
-            let t = tx.open_table(TOKENS).map_err(unavailable)?;
-            let rec: Option<TokenRecord> = match t.get(hash.as_slice()).map_err(unavailable)? {
-                Some(v) => Some(from_json(v.value())?),
-                None => None,
-            };
-            Ok(rec.filter(|r| !r.expired(now)))
-        })
-        .await
-    }
-
-    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
-        let hash = *hash;
-        self.write(move |tx| {
-            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
-            let old: Option<TokenRecord> = match t.remove(hash.as_slice()).map_err(unavailable)? {
-                Some(v) => Some(from_json(v.value())?),
-                None => None,
-            };
-            match old.map(|r| r.kind) {
-                Some(TokenKind::Registration { cluster_id }) => {
-                    tx.open_table(CLUSTER_TOKENS)
-                        .map_err(unavailable)?
-                        .remove(format!("{cluster_id}/{}", hex::encode(hash)).as_str())
-                        .map_err(unavailable)?;
-                }
-                Some(TokenKind::Session { user_id }) => {
-                    tx.open_table(USER_SESSIONS)
-                        .map_err(unavailable)?
-                        .remove(session_key(&user_id, &hash).as_str())
-                        .map_err(unavailable)?;
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        let (user_id, except) = (user_id.to_string(), except.copied());
-        self.write(move |tx| delete_sessions_in(tx, &user_id, except.as_ref()))
-            .await
-    }
-
-    async fn set_password(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        keep_session: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        let (id, hash, keep) = (
-            user_id.to_string(),
-            password_hash.to_string(),
-            keep_session.copied(),
-        );
-        self.write(move |tx| {
-            let mut users = tx.open_table(USERS).map_err(unavailable)?;
-            let Some(mut user): Option<UserRecord> = get_json(&users, &id)? else {
-                return Err(StoreError::NotFound);
-            };
-            user.password_hash = hash;
-            users
-                .insert(id.as_str(), to_json(&user)?.as_slice())
-                .map_err(unavailable)?;
-            drop(users);
-            delete_sessions_in(tx, &id, keep.as_ref())
-        })
-        .await
-    }
-
-    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
-        let prefix = format!("{cluster_id}/");
-        self.write(move |tx| {
-            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
-            let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
-            let keys = keys_with_prefix(&ct, &prefix)?;
-            for k in &keys {
-                if let Some(h) = k.split_once('/').and_then(|(_, h)| hex::decode(h).ok()) {
-                    tokens.remove(h.as_slice()).map_err(unavailable)?;
-                }
-                ct.remove(k.as_str()).map_err(unavailable)?;
-            }
-            Ok(keys.len() as u64)
-        })
-        .await
-    }
-
-    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64> {
-        self.write(move |tx| {
-            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
-            let mut expired = Vec::new();
-            for item in t.iter().map_err(unavailable)? {
-                let (k, v) = item.map_err(unavailable)?;
-                let rec: TokenRecord = from_json(v.value())?;
-                if rec.expired(now) {
-                    expired.push((k.value().to_vec(), rec));
-                }
-            }
-            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
-            let mut us = tx.open_table(USER_SESSIONS).map_err(unavailable)?;
-            for (k, rec) in &expired {
-                t.remove(k.as_slice()).map_err(unavailable)?;
-                match &rec.kind {
-                    TokenKind::Registration { cluster_id } => {
-                        ct.remove(format!("{cluster_id}/{}", hex::encode(k)).as_str())
-                            .map_err(unavailable)?;
-                    }
-                    TokenKind::Session { user_id } => {
-                        us.remove(session_key(user_id, k).as_str())
-                            .map_err(unavailable)?;
-                    }
-                    _ => {}
-                }
-            }
-            Ok(expired.len() as u64)
-        })
-        .await
-    }
-
     async fn register_agent(
         &self,
         agent: &AgentRecord,
@@ -900,6 +880,124 @@ impl Store for EmbeddedStore {
         let id = id.to_string();
         self.write(move |tx| remove_agent_in(tx, &id, None)).await
     }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for EmbeddedStore {
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
+        let hash = *hash;
+        let token = token.clone();
+        self.write(move |tx| {
+            tx.open_table(TOKENS)
+                .map_err(unavailable)?
+                .insert(hash.as_slice(), to_json(&token)?.as_slice())
+                .map_err(unavailable)?;
+            if let TokenKind::Registration { cluster_id } = &token.kind {
+                tx.open_table(CLUSTER_TOKENS)
+                    .map_err(unavailable)?
+                    .insert(format!("{cluster_id}/{}", hex::encode(hash)).as_str(), ())
+                    .map_err(unavailable)?;
+            }
+            if let TokenKind::Session { user_id } = &token.kind {
+                tx.open_table(USER_SESSIONS)
+                    .map_err(unavailable)?
+                    .insert(session_key(user_id, &hash).as_str(), ())
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
+        let hash = *hash;
+        self.read(move |tx| {
+            let t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let rec: Option<TokenRecord> = match t.get(hash.as_slice()).map_err(unavailable)? {
+                Some(v) => Some(from_json(v.value())?),
+                None => None,
+            };
+            Ok(rec.filter(|r| !r.expired(now)))
+        })
+        .await
+    }
+
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
+        let hash = *hash;
+        self.write(move |tx| {
+            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let old: Option<TokenRecord> = match t.remove(hash.as_slice()).map_err(unavailable)? {
+                Some(v) => Some(from_json(v.value())?),
+                None => None,
+            };
+            match old.map(|r| r.kind) {
+                Some(TokenKind::Registration { cluster_id }) => {
+                    tx.open_table(CLUSTER_TOKENS)
+                        .map_err(unavailable)?
+                        .remove(format!("{cluster_id}/{}", hex::encode(hash)).as_str())
+                        .map_err(unavailable)?;
+                }
+                Some(TokenKind::Session { user_id }) => {
+                    tx.open_table(USER_SESSIONS)
+                        .map_err(unavailable)?
+                        .remove(session_key(&user_id, &hash).as_str())
+                        .map_err(unavailable)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
+        let prefix = format!("{cluster_id}/");
+        self.write(move |tx| {
+            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
+            let keys = keys_with_prefix(&ct, &prefix)?;
+            for k in &keys {
+                if let Some(h) = k.split_once('/').and_then(|(_, h)| hex::decode(h).ok()) {
+                    tokens.remove(h.as_slice()).map_err(unavailable)?;
+                }
+                ct.remove(k.as_str()).map_err(unavailable)?;
+            }
+            Ok(keys.len() as u64)
+        })
+        .await
+    }
+
+    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let mut expired = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                let rec: TokenRecord = from_json(v.value())?;
+                if rec.expired(now) {
+                    expired.push((k.value().to_vec(), rec));
+                }
+            }
+            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            let mut us = tx.open_table(USER_SESSIONS).map_err(unavailable)?;
+            for (k, rec) in &expired {
+                t.remove(k.as_slice()).map_err(unavailable)?;
+                match &rec.kind {
+                    TokenKind::Registration { cluster_id } => {
+                        ct.remove(format!("{cluster_id}/{}", hex::encode(k)).as_str())
+                            .map_err(unavailable)?;
+                    }
+                    TokenKind::Session { user_id } => {
+                        us.remove(session_key(user_id, k).as_str())
+                            .map_err(unavailable)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(expired.len() as u64)
+        })
+        .await
+    }
 
     async fn adopt_agent_credential(
         &self,
@@ -943,98 +1041,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
-    async fn delete_org(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
-        self.write(move |tx| {
-            tx.open_table(ORGS)
-                .map_err(unavailable)?
-                .remove(id.as_str())
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete_project(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
-        self.write(move |tx| {
-            tx.open_table(PROJECTS)
-                .map_err(unavailable)?
-                .remove(id.as_str())
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete_user(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
-        self.write(move |tx| {
-            let mut users = tx.open_table(USERS).map_err(unavailable)?;
-            let user: Option<UserRecord> = get_json(&users, &id)?;
-            users.remove(id.as_str()).map_err(unavailable)?;
-            if let Some(u) = user {
-                tx.open_table(USER_NAMES)
-                    .map_err(unavailable)?
-                    .remove(u.username.as_str())
-                    .map_err(unavailable)?;
-            }
-            drop(users);
-            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
-            for k in keys_with_prefix(&ms, &format!("{id}/"))? {
-                ms.remove(k.as_str()).map_err(unavailable)?;
-            }
-            drop(ms);
-            delete_sessions_in(tx, &id, None)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.read(|tx| all_json(&tx.open_table(USERS).map_err(unavailable)?))
-            .await
-    }
-
-    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
-        let key = format!("{}/{}/{}", m.user_id, m.org_id, m.project_id);
-        self.put_one(MEMBERSHIPS, &key, m).await
-    }
-
-    async fn remove_membership(
-        &self,
-        user_id: &str,
-        org_id: &str,
-        project_id: &str,
-    ) -> StoreResult<()> {
-        let key = format!("{user_id}/{org_id}/{project_id}");
-        // An org membership's key is the prefix of the user's project
-        // memberships in that org: they go with it.
-        let cascade = project_id.is_empty();
-        self.write(move |tx| {
-            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
-            let keys = if cascade {
-                keys_with_prefix(&ms, &key)?
-            } else {
-                vec![key]
-            };
-            for k in keys {
-                ms.remove(k.as_str()).map_err(unavailable)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
-        let prefix = format!("{user_id}/");
-        self.read(move |tx| {
-            values_with_prefix(&tx.open_table(MEMBERSHIPS).map_err(unavailable)?, &prefix)
-        })
-        .await
-    }
-
+#[async_trait::async_trait]
+impl LogStore for EmbeddedStore {
     async fn append_logs(
         &self,
         cluster_id: &str,
@@ -1177,7 +1187,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl AuditStore for EmbeddedStore {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         let r = record.clone();
         self.write(move |tx| {

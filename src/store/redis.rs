@@ -6,6 +6,7 @@
 //! Lua only reads fields of the JSON it is given (`cjson.decode`); it never
 //! re-encodes records (cjson would turn `[]` into `{}`).
 
+use super::TenancyStore;
 use ecp_actors::model::*;
 use ecp_actors::store::*;
 use redis::aio::ConnectionManager;
@@ -348,7 +349,7 @@ fn outcome(reply: &str, name: &str) -> StoreResult<()> {
 }
 
 #[async_trait::async_trait]
-impl Store for RedisStore {
+impl TenancyStore for RedisStore {
     async fn user_count(&self) -> StoreResult<u64> {
         self.c()
             .scard(format!("{P}users"))
@@ -420,6 +421,130 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        with_sessions_fn(DELETE_SESSIONS_BODY)
+            .arg(user_id)
+            .arg(except.map(hex::encode).unwrap_or_default())
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        // The record is JSON that Lua must not re-encode: read, change,
+        // write if unchanged meanwhile.
+        for _ in 0..8 {
+            let key = format!("{P}user:{user_id}");
+            let Some(cur): Option<String> = self.c().get(&key).await.map_err(unavailable)? else {
+                return Err(StoreError::NotFound);
+            };
+            let mut user: UserRecord = from_json(&cur)?;
+            user.password_hash = password_hash.to_string();
+            let r: String = with_sessions_fn(SET_PASSWORD_BODY)
+                .arg(user_id)
+                .arg(&cur)
+                .arg(to_json(&user)?)
+                .arg(keep_session.map(hex::encode).unwrap_or_default())
+                .invoke_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            if r == "RETRY" {
+                continue;
+            }
+            if let Some(n) = r.strip_prefix("OK:") {
+                return Ok(n.parse().unwrap_or(0));
+            }
+            return outcome(&r, "").map(|_| 0);
+        }
+        Err(StoreError::Unavailable(
+            "the user record kept changing; retry".into(),
+        ))
+    }
+
+    async fn delete_org(&self, id: &str) -> StoreResult<()> {
+        redis::pipe()
+            .atomic()
+            .del(format!("{P}org:{id}"))
+            .srem(format!("{P}orgs"), id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_project(&self, id: &str) -> StoreResult<()> {
+        let Some(p) = self.project(id).await? else {
+            return Ok(());
+        };
+        redis::pipe()
+            .atomic()
+            .del(format!("{P}project:{id}"))
+            .srem(format!("{P}org_projects:{}", p.org_id), id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let r: String = with_sessions_fn(DELETE_USER_BODY)
+            .arg(id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        outcome(&r, "")
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.members_json(format!("{P}users"), "user").await
+    }
+
+    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
+        self.c()
+            .hset(
+                format!("{P}memberships:{}", m.user_id),
+                format!("{}/{}", m.org_id, m.project_id),
+                to_json(m)?,
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn remove_membership(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        project_id: &str,
+    ) -> StoreResult<()> {
+        let _: i64 = script(REMOVE_MEMBERSHIP)
+            .arg(user_id)
+            .arg(org_id)
+            .arg(project_id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let v: Vec<String> = self
+            .c()
+            .hvals(format!("{P}memberships:{user_id}"))
+            .await
+            .map_err(unavailable)?;
+        v.iter().map(|s| from_json(s)).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterStore for RedisStore {
     async fn create_cluster(&self, c: &ClusterRecord, event: &ClusterEvent) -> StoreResult<()> {
         let r: String = script(CREATE_CLUSTER)
             .arg(&c.id)
@@ -501,108 +626,6 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         v.iter().map(|s| from_json(s)).collect()
-    }
-
-    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
-        let ttl = token
-            .expires_at
-            .map(|t| t.saturating_sub(now_ms()).max(1))
-            .unwrap_or(0);
-        let cluster = match &token.kind {
-            TokenKind::Registration { cluster_id } => cluster_id.clone(),
-            _ => String::new(),
-        };
-        let user = match &token.kind {
-            TokenKind::Session { user_id } => user_id.clone(),
-            _ => String::new(),
-        };
-        let _: String = script(PUT_TOKEN)
-            .arg(hex::encode(hash))
-            .arg(to_json(token)?)
-            .arg(ttl.to_string())
-            .arg(cluster)
-            .arg(user)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
-        let t: Option<TokenRecord> = self
-            .get_json(format!("{P}token:{}", hex::encode(hash)))
-            .await?;
-        Ok(t.filter(|t| !t.expired(now)))
-    }
-
-    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
-        let _: String = script(DELETE_TOKEN)
-            .arg(hex::encode(hash))
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        with_sessions_fn(DELETE_SESSIONS_BODY)
-            .arg(user_id)
-            .arg(except.map(hex::encode).unwrap_or_default())
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn set_password(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        keep_session: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        // The record is JSON that Lua must not re-encode: read, change,
-        // write if unchanged meanwhile.
-        for _ in 0..8 {
-            let key = format!("{P}user:{user_id}");
-            let Some(cur): Option<String> = self.c().get(&key).await.map_err(unavailable)? else {
-                return Err(StoreError::NotFound);
-            };
-            let mut user: UserRecord = from_json(&cur)?;
-            user.password_hash = password_hash.to_string();
-            let r: String = with_sessions_fn(SET_PASSWORD_BODY)
-                .arg(user_id)
-                .arg(&cur)
-                .arg(to_json(&user)?)
-                .arg(keep_session.map(hex::encode).unwrap_or_default())
-                .invoke_async(&mut self.c())
-                .await
-                .map_err(unavailable)?;
-            if r == "RETRY" {
-                continue;
-            }
-            if let Some(n) = r.strip_prefix("OK:") {
-                return Ok(n.parse().unwrap_or(0));
-            }
-            return outcome(&r, "").map(|_| 0);
-        }
-        Err(StoreError::Unavailable(
-            "the user record kept changing; retry".into(),
-        ))
-    }
-
-    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
-        script(REVOKE_REGISTRATION)
-            .arg(cluster_id)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn purge_expired_tokens(&self, _now: Millis) -> StoreResult<u64> {
-        Ok(0) // Redis expires token keys by itself
     }
 
     async fn register_agent(
@@ -711,6 +734,62 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for RedisStore {
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
+        let ttl = token
+            .expires_at
+            .map(|t| t.saturating_sub(now_ms()).max(1))
+            .unwrap_or(0);
+        let cluster = match &token.kind {
+            TokenKind::Registration { cluster_id } => cluster_id.clone(),
+            _ => String::new(),
+        };
+        let user = match &token.kind {
+            TokenKind::Session { user_id } => user_id.clone(),
+            _ => String::new(),
+        };
+        let _: String = script(PUT_TOKEN)
+            .arg(hex::encode(hash))
+            .arg(to_json(token)?)
+            .arg(ttl.to_string())
+            .arg(cluster)
+            .arg(user)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
+        let t: Option<TokenRecord> = self
+            .get_json(format!("{P}token:{}", hex::encode(hash)))
+            .await?;
+        Ok(t.filter(|t| !t.expired(now)))
+    }
+
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
+        let _: String = script(DELETE_TOKEN)
+            .arg(hex::encode(hash))
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
+        script(REVOKE_REGISTRATION)
+            .arg(cluster_id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn purge_expired_tokens(&self, _now: Millis) -> StoreResult<u64> {
+        Ok(0) // Redis expires token keys by itself
+    }
 
     async fn adopt_agent_credential(
         &self,
@@ -738,79 +817,10 @@ impl Store for RedisStore {
             _ => Err(StoreError::NotFound),
         }
     }
+}
 
-    async fn delete_org(&self, id: &str) -> StoreResult<()> {
-        redis::pipe()
-            .atomic()
-            .del(format!("{P}org:{id}"))
-            .srem(format!("{P}orgs"), id)
-            .query_async::<()>(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn delete_project(&self, id: &str) -> StoreResult<()> {
-        let Some(p) = self.project(id).await? else {
-            return Ok(());
-        };
-        redis::pipe()
-            .atomic()
-            .del(format!("{P}project:{id}"))
-            .srem(format!("{P}org_projects:{}", p.org_id), id)
-            .query_async::<()>(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn delete_user(&self, id: &str) -> StoreResult<()> {
-        let r: String = with_sessions_fn(DELETE_USER_BODY)
-            .arg(id)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        outcome(&r, "")
-    }
-
-    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.members_json(format!("{P}users"), "user").await
-    }
-
-    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
-        self.c()
-            .hset(
-                format!("{P}memberships:{}", m.user_id),
-                format!("{}/{}", m.org_id, m.project_id),
-                to_json(m)?,
-            )
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn remove_membership(
-        &self,
-        user_id: &str,
-        org_id: &str,
-        project_id: &str,
-    ) -> StoreResult<()> {
-        let _: i64 = script(REMOVE_MEMBERSHIP)
-            .arg(user_id)
-            .arg(org_id)
-            .arg(project_id)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
-        let v: Vec<String> = self
-            .c()
-            .hvals(format!("{P}memberships:{user_id}"))
-            .await
-            .map_err(unavailable)?;
-        v.iter().map(|s| from_json(s)).collect()
-    }
-
+#[async_trait::async_trait]
+impl LogStore for RedisStore {
     async fn append_logs(
         &self,
         cluster_id: &str,
@@ -942,7 +952,10 @@ impl Store for RedisStore {
         }
         Ok(scan.finish())
     }
+}
 
+#[async_trait::async_trait]
+impl AuditStore for RedisStore {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         // Newest at the head; the log keeps the last AUDIT_CAP records.
         redis::pipe()

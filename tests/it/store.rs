@@ -2,8 +2,8 @@
 //! Redis (a real redis-server). Each step says what it tries.
 
 use crate::redis_server::RedisServer;
+use ecp::store::*;
 use ecp_actors::model::*;
-use ecp_actors::store::*;
 use std::sync::Arc;
 
 fn cluster(id: &str, project: &str, name: &str) -> ClusterRecord {
