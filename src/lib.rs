@@ -24,7 +24,6 @@ use config::Config;
 use ecp_actors::machine::Timing;
 use ecp_actors::registry::{Ready, Registry};
 use ecp_actors::session::SessionConfig;
-use ecp_actors::store::SharedStore;
 use ecp_actors::Deps;
 use std::io::Write;
 use std::sync::atomic::AtomicBool;
@@ -34,6 +33,8 @@ use std::time::Duration;
 /// Everything a request handler needs; built once in `main`.
 pub struct AppState {
     pub deps: Arc<Deps>,
+    /// The whole store (the actors' `deps.store` is its `ActorStore` part).
+    pub store: store::SharedStore,
     pub registry: Addr<Registry>,
     pub config: Arc<Config>,
     pub draining: AtomicBool,
@@ -157,7 +158,7 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+pub async fn open_store(config: &Config) -> Result<store::SharedStore, StartError> {
     match config.store.backend.as_str() {
         "embedded" => Ok(Arc::new(store::embedded::EmbeddedStore::open(
             std::path::Path::new(&config.store.data_dir),
@@ -232,7 +233,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     } else {
         coord = Arc::new(ecp_actors::coord::LocalCoordinator);
     }
-    let deps = Deps::new(store, coord, timing, session);
+    let deps = Deps::new(store.clone(), coord, timing, session);
     let revocations = Arc::new(revoke::Revocations::new(
         redis_coord.clone().map(|c| c as Arc<dyn revoke::Remote>),
     ));
@@ -284,6 +285,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     let hashing = hashing::HashPool::new(l.argon2_concurrency, l.argon2_queue);
     Ok(web::Data::new(AppState {
         deps,
+        store,
         registry,
         config: Arc::new(config),
         draining: AtomicBool::new(false),

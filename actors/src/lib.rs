@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// What every actor shares.
 pub struct Deps {
-    pub store: store::SharedStore,
+    pub store: store::SharedActorStore,
     pub coord: coord::SharedCoordinator,
     pub bus: bus::Bus,
     pub dir: directory::Directory,
@@ -41,7 +41,7 @@ pub const OUTBOX: usize = 4_096;
 
 impl Deps {
     pub fn new(
-        store: store::SharedStore,
+        store: store::SharedActorStore,
         coord: coord::SharedCoordinator,
         timing: machine::Timing,
         session: session::SessionConfig,

@@ -722,7 +722,7 @@ pub async fn transfer(
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     let current = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
-    let target = match state.deps.store.project(&body.project_id).await? {
+    let target = match state.store.project(&body.project_id).await? {
         Some(p) => p,
         None => return Err(ApiError::not_found("target project")),
     };
