@@ -189,12 +189,11 @@ pub async fn user_of_session(state: &AppState, hash: &TokenHash) -> Result<AuthU
         ));
     };
     let user = state
-        .deps
         .store
         .user(&user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
-    let memberships = state.deps.store.memberships(&user.id).await?;
+    let memberships = state.store.memberships(&user.id).await?;
     let access = crate::policy::Access {
         user: user.clone(),
         memberships,

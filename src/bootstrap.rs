@@ -1,8 +1,8 @@
 //! First start: the default org and project, and the first system admin.
 
 use crate::auth;
+use crate::store::{SharedStore, StoreError};
 use ecp_actors::model::*;
-use ecp_actors::store::{SharedStore, StoreError};
 
 pub const DEFAULT_ORG: &str = "default";
 pub const DEFAULT_PROJECT: &str = "default";

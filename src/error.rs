@@ -2,7 +2,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use ecp_actors::cluster::ClusterError;
+use ecp_actors::msg::ClusterError;
 use ecp_actors::store::StoreError;
 use serde::Serialize;
 
@@ -122,10 +122,22 @@ impl From<StoreError> for ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         match e {
-            ClusterError::Store(s) => s.into(),
+            ClusterError::NameTaken(name) => ApiError::conflict(
+                "NAME_TAKEN",
+                format!("a cluster named {name:?} already exists in this project"),
+            ),
             ClusterError::Deleting => ApiError::gone("cluster was deleted"),
-            ClusterError::Unavailable => {
-                ApiError::unavailable("the cluster is restarting; retry in a moment")
+            ClusterError::NotFound => ApiError::not_found("cluster"),
+            ClusterError::Moving | ClusterError::Timeout | ClusterError::Busy => {
+                let mut a = ApiError::unavailable(e.to_string());
+                a.retry_after = Some(1);
+                a
+            }
+            ClusterError::Store(m) => {
+                tracing::error!(error = %m, "store unavailable");
+                let mut a = ApiError::unavailable("the store is unavailable; retry later");
+                a.retry_after = Some(1);
+                a
             }
         }
     }

@@ -15,7 +15,6 @@ pub mod login_guard;
 pub mod peers;
 pub mod policy;
 pub mod revoke;
-pub mod route;
 pub mod store;
 pub mod validate;
 
@@ -25,7 +24,6 @@ use config::Config;
 use ecp_actors::machine::Timing;
 use ecp_actors::registry::{Ready, Registry};
 use ecp_actors::session::SessionConfig;
-use ecp_actors::store::SharedStore;
 use ecp_actors::Deps;
 use std::io::Write;
 use std::sync::atomic::AtomicBool;
@@ -35,6 +33,8 @@ use std::time::Duration;
 /// Everything a request handler needs; built once in `main`.
 pub struct AppState {
     pub deps: Arc<Deps>,
+    /// The whole store (the actors' `deps.store` is its `ActorStore` part).
+    pub store: store::SharedStore,
     pub registry: Addr<Registry>,
     pub config: Arc<Config>,
     pub draining: AtomicBool,
@@ -158,7 +158,7 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+pub async fn open_store(config: &Config) -> Result<store::SharedStore, StartError> {
     match config.store.backend.as_str() {
         "embedded" => Ok(Arc::new(store::embedded::EmbeddedStore::open(
             std::path::Path::new(&config.store.data_dir),
@@ -233,14 +233,17 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     } else {
         coord = Arc::new(ecp_actors::coord::LocalCoordinator);
     }
-    let deps = Deps::new(store, coord, timing, session);
+    let deps = Deps::new(store.clone(), coord, timing, session);
     let revocations = Arc::new(revoke::Revocations::new(
         redis_coord.clone().map(|c| c as Arc<dyn revoke::Remote>),
     ));
     if let Some(c) = redis_coord {
-        // Other nodes' changes and messages; resubscribes after every Redis outage.
+        // Other nodes' changes and messages; resubscribes after every Redis
+        // outage. Messages go through one bounded queue (full: dropped, and
+        // their sender retries after its deadline).
         let d = deps.clone();
         let r = revocations.clone();
+        let inbox = ecp_actors::cluster_ref::spawn_inbox(deps.clone());
         actix_web::rt::spawn(async move {
             c.subscribe(move |inbound| match inbound {
                 store::redis_coord::Inbound::Subscribed => {
@@ -248,7 +251,11 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
                     r.inject(revoke::Notice::Everyone);
                 }
                 store::redis_coord::Inbound::Change(change) => d.bus.inject(change),
-                store::redis_coord::Inbound::Msg(msg) => route::dispatch(d.clone(), msg),
+                store::redis_coord::Inbound::Msg(msg) => {
+                    if inbox.try_send(msg).is_err() {
+                        tracing::warn!("node inbox full; a message from another node was dropped");
+                    }
+                }
                 store::redis_coord::Inbound::AccessChanged(user) => {
                     r.inject(revoke::Notice::User(user.into()))
                 }
@@ -278,6 +285,7 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     let hashing = hashing::HashPool::new(l.argon2_concurrency, l.argon2_queue);
     Ok(web::Data::new(AppState {
         deps,
+        store,
         registry,
         config: Arc::new(config),
         draining: AtomicBool::new(false),
@@ -403,7 +411,7 @@ async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::Ser
     // Agents that did not move yet are closed as draining: they reconnect
     // (to another node) at once rather than after a lost connection's backoff.
     for s in state.deps.dir.all_sessions() {
-        let _ = s.addr.try_send(ecp_actors::session::Shutdown {
+        let _ = s.shutdown.try_send(ecp_actors::msg::Shutdown {
             code: ecp_protocol::CloseCode::Draining,
             reason: "node draining: connect to another".into(),
         });

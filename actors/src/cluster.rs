@@ -1,13 +1,12 @@
 //! One actor per managed cluster: owns the [`Machine`], persists every change
 //! (record + history in one store step) before publishing it, and runs timers.
 //! A failed store write stops the actor; the registry restarts it from the
-//! stored state.
+//! stored state. Everything reaches it as a [`ClusterInput`] (`Ask`), from
+//! this node or, through [`crate::cluster_ref::ClusterRef`], from any other.
 
-use crate::coord::NodeMsg;
-use crate::machine::{Effect, Input, Machine, SessionId};
+use crate::machine::{Effect, Input, Machine};
 use crate::model::*;
-use crate::registry::{ChildStopped, Registry};
-use crate::session::Deliver;
+use crate::msg::*;
 use crate::store::StoreError;
 use crate::Deps;
 use actix::prelude::*;
@@ -16,26 +15,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the cluster is being deleted")]
-    Deleting,
-    #[error("the cluster actor is unavailable")]
-    Unavailable,
-}
-
 pub struct ClusterActor {
     deps: Arc<Deps>,
-    registry: Addr<Registry>,
+    registry: Recipient<ChildStopped>,
     record: ClusterRecord,
     machine: Machine,
     deleted: bool,
 }
 
 impl ClusterActor {
-    pub fn new(record: ClusterRecord, deps: Arc<Deps>, registry: Addr<Registry>) -> Self {
+    pub fn new(record: ClusterRecord, deps: Arc<Deps>, registry: Recipient<ChildStopped>) -> Self {
         let machine = Machine::load(record.status, record.reason.clone(), now_ms());
         ClusterActor {
             deps,
@@ -126,33 +115,23 @@ impl ClusterActor {
             }
             // The caller's mistake (a name already taken): nothing was
             // written and the machine did not move; refuse, keep running.
-            Err(e @ StoreError::NameTaken(_)) => Err(ClusterError::Store(e)),
+            Err(StoreError::NameTaken(n)) => Err(ClusterError::NameTaken(n)),
             Err(e) => {
                 tracing::error!(cluster_id = %act.record.id, error = %e, "store write failed; restarting cluster actor");
                 ctx.stop();
-                Err(ClusterError::Store(e))
+                Err(ClusterError::from(e))
             }
         }))
     }
 
-    /// Publishes a change to this node's consoles and, in Redis mode, to the others.
     fn announce(&self, change: ClusterChange) {
-        if self.deps.coord.distributed() {
-            let coord = self.deps.coord.clone();
-            let c = change.clone();
-            actix::spawn(async move {
-                if let Err(e) = coord.publish_change(&c).await {
-                    tracing::warn!(error = %e, "change not published to other nodes");
-                }
-            });
-        }
-        self.deps.bus.publish(change);
+        self.deps.announce(change);
     }
 
     /// Sends a frame to an agent's session, wherever it is.
     fn deliver(&self, agent: &str, frame: Frame) {
         if let Some(s) = self.deps.dir.session(agent) {
-            if s.addr.try_send(Deliver(frame)).is_err() {
+            if s.deliver.try_send(Deliver(frame)).is_err() {
                 tracing::warn!(agent_id = %agent, "session mailbox full; frame dropped");
             }
             return;
@@ -192,7 +171,7 @@ impl ClusterActor {
                 }
                 Effect::Gone => {
                     for (_, s) in self.deps.dir.sessions_of(&self.record.id) {
-                        let _ = s.addr.try_send(crate::session::Shutdown {
+                        let _ = s.shutdown.try_send(Shutdown {
                             code: ecp_protocol::CloseCode::ClusterDeleted,
                             reason: "cluster was deleted".into(),
                         });
@@ -328,134 +307,163 @@ impl Actor for ClusterActor {
     }
 }
 
-/// The current record.
-#[derive(Message)]
-#[rtype(result = "ClusterRecord")]
-pub struct Snapshot;
-
-impl Handler<Snapshot> for ClusterActor {
-    type Result = MessageResult<Snapshot>;
-    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.record.clone())
-    }
-}
-
-/// A registration token was redeemed (`new`: a new agent, not a retry).
-#[derive(Message)]
-#[rtype(result = "Result<ClusterRecord, ClusterError>")]
-pub struct AgentRegistered {
-    pub agent_id: String,
-    pub new: bool,
-}
-
-impl Handler<AgentRegistered> for ClusterActor {
-    type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
-    fn handle(&mut self, m: AgentRegistered, _: &mut Context<Self>) -> Self::Result {
-        if self.machine.status == Status::Deleting {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(ClusterError::Deleting))));
+impl ClusterActor {
+    /// Each connected agent's live state.
+    fn live(&self) -> HashMap<String, AgentLive> {
+        let mut out = HashMap::new();
+        for (agent, _) in self.machine.connected() {
+            let reachable = self.machine.health_of(agent).map(|h| {
+                !matches!(
+                    h,
+                    Health::EmqxUnreachable { .. } | Health::EmqxAuthFailed { .. }
+                )
+            });
+            out.insert(
+                agent.clone(),
+                AgentLive {
+                    connected: true,
+                    emqx_reachable: reachable,
+                },
+            );
         }
-        let fx = self.machine.step(
-            Input::Registered { agent: m.agent_id },
-            now_ms(),
-            &self.deps.timing,
-        );
-        AtomicResponse::new(self.commit(fx, |r| {
-            if m.new {
-                r.agents.total += 1;
-            }
-        }))
+        out
+    }
+
+    fn step(&mut self, input: Input) -> Vec<Effect> {
+        self.machine.step(input, now_ms(), &self.deps.timing)
     }
 }
 
-/// A session finished its handshake.
-#[derive(Message)]
-#[rtype(result = "Result<ClusterRecord, ClusterError>")]
-pub struct SessionUp {
-    pub agent_id: String,
-    pub session_id: SessionId,
+type Answering = AtomicResponse<ClusterActor, Result<ClusterReply, ClusterError>>;
+
+fn answer(r: Result<ClusterReply, ClusterError>) -> Answering {
+    AtomicResponse::new(Box::pin(fut::ready(r)))
 }
 
-impl Handler<SessionUp> for ClusterActor {
-    type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
-    fn handle(&mut self, m: SessionUp, _: &mut Context<Self>) -> Self::Result {
-        let fx = self.machine.step(
-            Input::Connected {
-                agent: m.agent_id,
-                session: m.session_id,
-            },
-            now_ms(),
-            &self.deps.timing,
-        );
-        AtomicResponse::new(self.commit(fx, |_| {}))
-    }
+fn record_of(f: ResponseActFuture<ClusterActor, Result<ClusterRecord, ClusterError>>) -> Answering {
+    AtomicResponse::new(Box::pin(
+        f.map(|r, _, _| r.map(|rec| ClusterReply::Record(Box::new(rec)))),
+    ))
 }
 
-/// A session ended (any reason).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionDown {
-    pub agent_id: String,
-    pub session_id: SessionId,
-    pub last_seen: Millis,
-}
-
-impl Handler<SessionDown> for ClusterActor {
-    type Result = AtomicResponse<Self, ()>;
-    fn handle(&mut self, m: SessionDown, _: &mut Context<Self>) -> Self::Result {
-        let fx = self.machine.step(
-            Input::Disconnected {
-                agent: m.agent_id.clone(),
-                session: m.session_id,
-            },
-            now_ms(),
-            &self.deps.timing,
-        );
-        let store = self.deps.store.clone();
-        let agent_id = m.agent_id;
-        let last_seen = m.last_seen;
-        let remember = async move {
-            if let Ok(Some(mut a)) = store.agent(&agent_id).await {
-                a.last_seen = a.last_seen.max(last_seen);
-                let _ = store.update_agent(&a).await;
+impl Handler<Ask> for ClusterActor {
+    type Result = Answering;
+    fn handle(&mut self, Ask(input): Ask, _: &mut Context<Self>) -> Self::Result {
+        let deleting = self.machine.status == Status::Deleting;
+        match input {
+            ClusterInput::Snapshot => {
+                answer(Ok(ClusterReply::Record(Box::new(self.record.clone()))))
             }
-        };
-        AtomicResponse::new(Box::pin(
-            remember
-                .into_actor(self)
-                .then(move |_, act, _| act.commit(fx, |_| {}))
-                .map(|_, _, _| ()),
-        ))
-    }
-}
-
-/// A report from a connected agent.
-#[derive(Message)]
-#[rtype(result = "Result<ClusterRecord, ClusterError>")]
-pub struct AgentReport {
-    pub agent_id: String,
-    pub session_id: SessionId,
-    pub report: Report,
-}
-
-impl Handler<AgentReport> for ClusterActor {
-    type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
-    fn handle(&mut self, m: AgentReport, _: &mut Context<Self>) -> Self::Result {
-        let current = self.machine.session_of(&m.agent_id) == Some(m.session_id);
-        let report = m.report;
-        let fx = self.machine.step(
-            Input::Report {
-                agent: m.agent_id,
-                session: m.session_id,
-                health: report.health.clone(),
-            },
-            now_ms(),
-            &self.deps.timing,
-        );
-        AtomicResponse::new(self.commit(fx, move |r| {
-            if current && r.status != Status::Deleting {
-                apply_report(r, &report);
+            ClusterInput::AgentsLive => answer(Ok(ClusterReply::Live(self.live()))),
+            ClusterInput::AgentRegistered { .. } | ClusterInput::Edit { .. } if deleting => {
+                answer(Err(ClusterError::Deleting))
             }
-        }))
+            ClusterInput::AgentRegistered { agent_id, new } => {
+                let fx = self.step(Input::Registered { agent: agent_id });
+                record_of(self.commit(fx, move |r| {
+                    if new {
+                        r.agents.total += 1;
+                    }
+                }))
+            }
+            ClusterInput::SessionUp {
+                agent_id,
+                session_id,
+            } => {
+                let fx = self.step(Input::Connected {
+                    agent: agent_id,
+                    session: session_id,
+                });
+                record_of(self.commit(fx, |_| {}))
+            }
+            ClusterInput::SessionDown {
+                agent_id,
+                session_id,
+                last_seen,
+            } => {
+                let fx = self.step(Input::Disconnected {
+                    agent: agent_id.clone(),
+                    session: session_id,
+                });
+                let store = self.deps.store.clone();
+                let remember = async move {
+                    if let Ok(Some(mut a)) = store.agent(&agent_id).await {
+                        a.last_seen = a.last_seen.max(last_seen);
+                        let _ = store.update_agent(&a).await;
+                    }
+                };
+                record_of(Box::pin(
+                    remember
+                        .into_actor(self)
+                        .then(move |_, act, _| act.commit(fx, |_| {})),
+                ))
+            }
+            ClusterInput::Report {
+                agent_id,
+                session_id,
+                report,
+            } => {
+                let current = self.machine.session_of(&agent_id) == Some(session_id);
+                let fx = self.step(Input::Report {
+                    agent: agent_id,
+                    session: session_id,
+                    health: report.health.clone(),
+                });
+                record_of(self.commit(fx, move |r| {
+                    if current && r.status != Status::Deleting {
+                        apply_report(r, &report);
+                    }
+                }))
+            }
+            ClusterInput::AgentGone { agent_id, removed } => {
+                if removed {
+                    // Its session ends, on whichever node it is.
+                    match self.deps.dir.session(&agent_id) {
+                        Some(s) => {
+                            let _ = s.shutdown.try_send(Shutdown {
+                                code: ecp_protocol::CloseCode::Revoked,
+                                reason: "agent was unregistered".into(),
+                            });
+                        }
+                        None => self.to_remote_session(&agent_id, |agent_id| NodeMsg::Shutdown {
+                            agent_id,
+                            code: ecp_protocol::CloseCode::Revoked,
+                            reason: "agent was unregistered".into(),
+                        }),
+                    }
+                }
+                let fx = self.step(Input::Unregistered { agent: agent_id });
+                record_of(self.commit(fx, move |r| {
+                    if removed {
+                        r.agents.total = r.agents.total.saturating_sub(1);
+                    }
+                }))
+            }
+            ClusterInput::Edit {
+                name,
+                description,
+                service_address,
+                move_to,
+            } => record_of(self.commit(Vec::new(), move |r| {
+                if let Some(n) = name {
+                    r.name = n;
+                }
+                if let Some(d) = description {
+                    r.description = d;
+                }
+                if let Some(s) = service_address {
+                    r.service_address = s;
+                }
+                if let Some((org, project)) = move_to {
+                    r.org_id = org;
+                    r.project_id = project;
+                }
+            })),
+            ClusterInput::Delete => {
+                let fx = self.step(Input::Delete);
+                record_of(self.commit(fx, |_| {}))
+            }
+        }
     }
 }
 
@@ -483,146 +491,18 @@ fn apply_report(r: &mut ClusterRecord, report: &Report) {
     }
 }
 
-/// An agent unregistered, acknowledged `Unregister`, or was revoked.
-#[derive(Message)]
-#[rtype(result = "Result<ClusterRecord, ClusterError>")]
-pub struct AgentGone {
-    pub agent_id: String,
-    /// The agent record was removed from the store.
-    pub removed: bool,
-}
-
-impl Handler<AgentGone> for ClusterActor {
-    type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
-    fn handle(&mut self, m: AgentGone, _: &mut Context<Self>) -> Self::Result {
-        if m.removed {
-            if let Some(s) = self.deps.dir.session(&m.agent_id) {
-                let _ = s.addr.try_send(crate::session::Shutdown {
-                    code: ecp_protocol::CloseCode::Revoked,
-                    reason: "agent was unregistered".into(),
-                });
-            }
-        }
-        let fx = self.machine.step(
-            Input::Unregistered { agent: m.agent_id },
-            now_ms(),
-            &self.deps.timing,
-        );
-        AtomicResponse::new(self.commit(fx, move |r| {
-            if m.removed {
-                r.agents.total = r.agents.total.saturating_sub(1);
-            }
-        }))
-    }
-}
-
-/// Edit name, description or service address.
-#[derive(Message, Default)]
-#[rtype(result = "Result<ClusterRecord, ClusterError>")]
-pub struct Edit {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub service_address: Option<String>,
-    /// Transfer: the new (org, project).
-    pub move_to: Option<(String, String)>,
-}
-
-impl Handler<Edit> for ClusterActor {
-    type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
-    fn handle(&mut self, m: Edit, _: &mut Context<Self>) -> Self::Result {
-        if self.machine.status == Status::Deleting {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(ClusterError::Deleting))));
-        }
-        AtomicResponse::new(self.commit(Vec::new(), move |r| {
-            if let Some(n) = m.name {
-                r.name = n;
-            }
-            if let Some(d) = m.description {
-                r.description = d;
-            }
-            if let Some(s) = m.service_address {
-                r.service_address = s;
-            }
-            if let Some((org, project)) = m.move_to {
-                r.org_id = org;
-                r.project_id = project;
-            }
-        }))
-    }
-}
-
-/// Start deleting. Answers with the record in `deleting` (or already gone).
-#[derive(Message)]
-#[rtype(result = "Result<ClusterRecord, ClusterError>")]
-pub struct Delete;
-
-impl Handler<Delete> for ClusterActor {
-    type Result = AtomicResponse<Self, Result<ClusterRecord, ClusterError>>;
-    fn handle(&mut self, _: Delete, _: &mut Context<Self>) -> Self::Result {
-        let fx = self
-            .machine
-            .step(Input::Delete, now_ms(), &self.deps.timing);
-        AtomicResponse::new(self.commit(fx, |_| {}))
-    }
-}
-
-/// Live state of each agent as this actor knows it.
-#[derive(Message)]
-#[rtype(result = "HashMap<String, AgentLive>")]
-pub struct AgentsLive;
-
-#[derive(Debug, Clone)]
-pub struct AgentLive {
-    pub connected: bool,
-    pub emqx_reachable: Option<bool>,
-}
-
-impl Handler<AgentsLive> for ClusterActor {
-    type Result = MessageResult<AgentsLive>;
-    fn handle(&mut self, _: AgentsLive, _: &mut Context<Self>) -> Self::Result {
-        let mut out = HashMap::new();
-        for (agent, _) in self.machine.connected() {
-            let reachable = self.machine.health_of(agent).map(|h| {
-                !matches!(
-                    h,
-                    Health::EmqxUnreachable { .. } | Health::EmqxAuthFailed { .. }
-                )
-            });
-            out.insert(
-                agent.clone(),
-                AgentLive {
-                    connected: true,
-                    emqx_reachable: reachable,
-                },
-            );
-        }
-        MessageResult(out)
-    }
-}
-
-/// Test and operations hook: make the actor fail as a store error would.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Fail;
-
-impl Handler<Fail> for ClusterActor {
+impl Handler<Control> for ClusterActor {
     type Result = ();
-    fn handle(&mut self, _: Fail, ctx: &mut Context<Self>) {
-        tracing::warn!(cluster_id = %self.record.id, "cluster actor told to fail");
-        ctx.stop();
-    }
-}
-
-/// This node lost the cluster's lease: stop without being restarted here.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Relinquish;
-
-impl Handler<Relinquish> for ClusterActor {
-    type Result = ();
-    fn handle(&mut self, _: Relinquish, ctx: &mut Context<Self>) {
-        tracing::info!(cluster_id = %self.record.id, "lease lost; another node owns this cluster now");
-        self.deleted = true; // not a failure: no restart
+    fn handle(&mut self, c: Control, ctx: &mut Context<Self>) {
+        match c {
+            Control::Fail => {
+                tracing::warn!(cluster_id = %self.record.id, "cluster actor told to fail");
+            }
+            Control::Relinquish => {
+                tracing::info!(cluster_id = %self.record.id, "lease lost; another node owns this cluster now");
+                self.deleted = true; // not a failure: no restart
+            }
+        }
         ctx.stop();
     }
 }

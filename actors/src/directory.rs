@@ -1,18 +1,33 @@
 //! Shared, read-mostly indexes of live actors. The registry is the only
 //! writer; HTTP handlers and actors read them without a mailbox round trip.
 
-use crate::cluster::ClusterActor;
-use crate::session::SessionActor;
-use actix::Addr;
+use crate::msg::{Ask, Control, Deliver, Shutdown};
+use actix::Recipient;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+/// A cluster actor running on this node.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    /// Its inputs (use `Deps::cluster(id).ask`, which also reaches other
+    /// nodes' clusters).
+    pub ask: Recipient<Ask>,
+    pub control: Recipient<Control>,
+}
+
+impl ClusterHandle {
+    pub fn connected(&self) -> bool {
+        self.ask.connected()
+    }
+}
 
 #[derive(Clone)]
 pub struct SessionEntry {
     pub session_id: u64,
     pub cluster_id: String,
-    pub addr: Addr<SessionActor>,
+    pub deliver: Recipient<Deliver>,
+    pub shutdown: Recipient<Shutdown>,
     /// Unix ms of the last frame or pong; updated by the session itself.
     pub last_seen: Arc<AtomicU64>,
     /// The session's dashboard tunnel.
@@ -27,7 +42,7 @@ impl SessionEntry {
 
 #[derive(Default)]
 pub struct Directory {
-    clusters: RwLock<HashMap<String, Addr<ClusterActor>>>,
+    clusters: RwLock<HashMap<String, ClusterHandle>>,
     sessions: RwLock<HashMap<String, SessionEntry>>,
 }
 
@@ -40,7 +55,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Directory {
-    pub fn cluster(&self, id: &str) -> Option<Addr<ClusterActor>> {
+    pub fn cluster(&self, id: &str) -> Option<ClusterHandle> {
         read(&self.clusters).get(id).cloned()
     }
     pub fn cluster_ids(&self) -> Vec<String> {
@@ -50,8 +65,8 @@ impl Directory {
     pub fn cluster_count(&self) -> usize {
         read(&self.clusters).len()
     }
-    pub(crate) fn set_cluster(&self, id: &str, addr: Addr<ClusterActor>) {
-        write(&self.clusters).insert(id.to_string(), addr);
+    pub(crate) fn set_cluster(&self, id: &str, handle: ClusterHandle) {
+        write(&self.clusters).insert(id.to_string(), handle);
     }
     pub(crate) fn remove_cluster(&self, id: &str) {
         write(&self.clusters).remove(id);

@@ -132,6 +132,11 @@ impl Machine {
             Input::Registered { .. } => {
                 if self.status == Status::Created {
                     self.set(Status::Registering, None, "token_redeemed", &mut fx);
+                    if self.sessions.is_empty() {
+                        // The agent must now connect within the grace.
+                        let since = *self.offline_since.get_or_insert(now);
+                        fx.push(Effect::WakeAt(since + t.offline_grace_ms));
+                    }
                 }
             }
             Input::Connected { agent, session } => {
@@ -401,6 +406,67 @@ mod tests {
         assert!(m.resume(&T).is_empty());
         m.step(Input::Tick, 1_000_000, &T);
         assert_eq!(m.status, Status::Created);
+    }
+
+    #[test]
+    fn registering_without_a_session_goes_offline_after_the_grace() {
+        let mut m = Machine::load(Status::Created, None, 0);
+        let fx = m.step(Input::Registered { agent: "a".into() }, 100, &T);
+        assert!(fx.contains(&Effect::WakeAt(30_100)), "{fx:?}");
+        m.step(Input::Tick, 30_099, &T);
+        assert_eq!(m.status, Status::Registering, "not before the grace");
+        let fx = m.step(Input::Tick, 30_100, &T);
+        assert_eq!(
+            transitions(&fx),
+            vec![(Status::Registering, Status::Abnormal)]
+        );
+        assert_eq!(
+            m.reason.as_ref().map(|r| (r.code, r.since)),
+            Some((ReasonCode::AgentOffline, 100))
+        );
+        // A registration whose agent connects in time never goes offline.
+        let mut m = Machine::load(Status::Created, None, 0);
+        m.step(Input::Registered { agent: "a".into() }, 0, &T);
+        m.step(connect("a", 1), 10, &T);
+        m.step(Input::Tick, 30_000, &T);
+        assert_eq!(m.status, Status::Registering);
+    }
+
+    #[test]
+    fn delete_is_accepted_in_every_state() {
+        let abnormal = {
+            let mut m = running();
+            m.step(report("a", 1, stopped("emqx@n2")), 1, &T);
+            m
+        };
+        let registering = {
+            let mut m = Machine::load(Status::Created, None, 0);
+            m.step(Input::Registered { agent: "a".into() }, 0, &T);
+            m
+        };
+        for (m, connected) in [
+            (Machine::load(Status::Created, None, 0), false),
+            (registering, false),
+            (running(), true),
+            (abnormal, true),
+        ] {
+            let mut m = m;
+            let from = m.status;
+            let fx = m.step(Input::Delete, 5, &T);
+            assert_eq!(transitions(&fx), vec![(from, Status::Deleting)], "{from:?}");
+            if connected {
+                assert!(
+                    fx.contains(&Effect::TellUnregister(vec!["a".into()])),
+                    "{from:?}"
+                );
+                let fx = m.step(Input::Unregistered { agent: "a".into() }, 6, &T);
+                assert_eq!(fx, vec![Effect::Gone], "{from:?}");
+            } else {
+                assert!(fx.contains(&Effect::Gone), "{from:?}: {fx:?}");
+            }
+            // Deleting again changes nothing.
+            assert!(m.step(Input::Delete, 7, &T).is_empty());
+        }
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! state, with backoff), and keeps the session index.
 
 use crate::cluster::ClusterActor;
-use crate::directory::SessionEntry;
+use crate::directory::{ClusterHandle, SessionEntry};
 use crate::model::ClusterRecord;
-use crate::session::Shutdown;
+use crate::msg::{ChildStopped, Control, Deliver, Shutdown};
 use crate::Deps;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -28,8 +28,12 @@ impl Registry {
 
     fn spawn(&mut self, record: ClusterRecord, ctx: &mut Context<Self>) {
         let id = record.id.clone();
-        let addr = ClusterActor::new(record, self.deps.clone(), ctx.address()).start();
-        self.deps.dir.set_cluster(&id, addr);
+        let addr = ClusterActor::new(record, self.deps.clone(), ctx.address().recipient()).start();
+        let handle = ClusterHandle {
+            ask: addr.clone().recipient(),
+            control: addr.recipient(),
+        };
+        self.deps.dir.set_cluster(&id, handle);
     }
 }
 
@@ -68,8 +72,8 @@ impl Registry {
                     let local = act.deps.dir.cluster(&record.id).filter(|a| a.connected());
                     match (owned, local) {
                         (Ok(true), None) => act.spawn(record, ctx),
-                        (Ok(false), Some(addr)) => {
-                            let _ = addr.try_send(crate::cluster::Relinquish);
+                        (Ok(false), Some(h)) => {
+                            let _ = h.control.try_send(Control::Relinquish);
                         }
                         _ => {} // kept, not ours, or Redis down (decide nothing)
                     }
@@ -144,13 +148,14 @@ impl Handler<Ready> for Registry {
     }
 }
 
-/// Start the actor of a newly created cluster.
+/// Start the actor of a newly created cluster (here, or — Redis mode —
+/// wherever its lease is taken). Answers whether it runs here.
 #[derive(Message)]
-#[rtype(result = "Option<Addr<ClusterActor>>")]
+#[rtype(result = "bool")]
 pub struct Spawn(pub ClusterRecord);
 
 impl Handler<Spawn> for Registry {
-    type Result = Option<Addr<ClusterActor>>;
+    type Result = bool;
     fn handle(&mut self, m: Spawn, ctx: &mut Context<Self>) -> Self::Result {
         let id = m.0.id.clone();
         if self.deps.coord.distributed() {
@@ -171,28 +176,21 @@ impl Handler<Spawn> for Registry {
                     }
                 }),
             );
-            return None;
+            return false;
         }
         if self.deps.dir.cluster(&id).is_none() {
             self.spawn(m.0, ctx);
         }
-        self.deps.dir.cluster(&id)
+        true
     }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ChildStopped {
-    pub cluster_id: String,
-    pub deleted: bool,
 }
 
 impl Handler<ChildStopped> for Registry {
     type Result = ();
     fn handle(&mut self, m: ChildStopped, ctx: &mut Context<Self>) {
-        // Only forget the address if it belongs to a stopped actor.
-        if let Some(addr) = self.deps.dir.cluster(&m.cluster_id) {
-            if addr.connected() {
+        // Only forget the handle if it belongs to a stopped actor.
+        if let Some(h) = self.deps.dir.cluster(&m.cluster_id) {
+            if h.connected() {
                 return;
             }
         }
@@ -246,21 +244,17 @@ impl Handler<ChildStopped> for Registry {
 }
 
 /// A session finished its handshake; replaces (and closes) an older session
-/// of the same agent. Answers the cluster's actor.
+/// of the same agent.
 #[derive(Message)]
-#[rtype(result = "Option<Addr<ClusterActor>>")]
+#[rtype(result = "()")]
 pub struct SessionOpened {
     pub agent_id: String,
     pub entry: SessionEntry,
 }
 
 impl Handler<SessionOpened> for Registry {
-    type Result = Option<Addr<ClusterActor>>;
+    type Result = ();
     fn handle(&mut self, m: SessionOpened, _: &mut Context<Self>) -> Self::Result {
-        let cluster = self.deps.dir.cluster(&m.entry.cluster_id);
-        if cluster.is_none() && !self.deps.coord.distributed() {
-            return None;
-        }
         if self.deps.coord.distributed() {
             let coord = self.deps.coord.clone();
             let entry = vec![(m.agent_id.clone(), m.entry.session_id)];
@@ -271,12 +265,11 @@ impl Handler<SessionOpened> for Registry {
             });
         }
         if let Some(old) = self.deps.dir.put_session(&m.agent_id, m.entry) {
-            let _ = old.addr.try_send(Shutdown {
+            let _ = old.shutdown.try_send(Shutdown {
                 code: ecp_protocol::CloseCode::Superseded,
                 reason: "replaced by a newer session".into(),
             });
         }
-        cluster
     }
 }
 
@@ -314,12 +307,10 @@ impl Handler<Drain> for Registry {
             let after_ms = m.after_ms;
             ctx.run_later(m.every * i as u32, move |_, _| {
                 for s in chunk {
-                    let _ =
-                        s.addr
-                            .try_send(crate::session::Deliver(ecp_protocol::Frame::Reconnect {
-                                after_ms,
-                                reason: "node draining".into(),
-                            }));
+                    let _ = s.deliver.try_send(Deliver(ecp_protocol::Frame::Reconnect {
+                        after_ms,
+                        reason: "node draining".into(),
+                    }));
                 }
             });
         }
@@ -338,8 +329,8 @@ impl Handler<ReleaseAll> for Registry {
     fn handle(&mut self, _: ReleaseAll, _: &mut Context<Self>) -> Self::Result {
         let ids = self.deps.dir.cluster_ids();
         for id in &ids {
-            if let Some(a) = self.deps.dir.cluster(id) {
-                let _ = a.try_send(crate::cluster::Relinquish);
+            if let Some(h) = self.deps.dir.cluster(id) {
+                let _ = h.control.try_send(Control::Relinquish);
             }
         }
         let coord = self.deps.coord.clone();

@@ -2,13 +2,13 @@
 //! writer task fed by two bounded queues — control frames always ahead of
 //! bulk ones — so a slow agent is disconnected instead of growing memory.
 //! Every exit path runs `stopped`, which removes the session from the
-//! registry and tells the cluster actor.
+//! registry and tells the cluster. The cluster is reached only through
+//! `ClusterRef::ask`, whichever node runs it.
 
 use crate::bucket::Bucket;
-use crate::cluster::{AgentGone, AgentReport, ClusterActor, SessionDown, SessionUp};
-use crate::coord::NodeMsg;
 use crate::directory::SessionEntry;
 use crate::model::now_ms;
+use crate::msg::{ClusterError, ClusterInput, Deliver, Shutdown};
 use crate::registry::{Registry, SessionClosed, SessionOpened};
 use crate::store::TokenHash;
 use crate::tunnel::{Delivery, Tunnel};
@@ -89,14 +89,11 @@ pub struct SessionActor {
     control: mpsc::Sender<Out>,
     bulk: mpsc::Sender<Out>,
     last_seen: Arc<AtomicU64>,
-    /// The cluster's actor when it runs on this node.
-    cluster: Option<Addr<ClusterActor>>,
     /// Handshake done.
     up: bool,
-    /// The cluster's actor runs on another node (Redis mode).
-    remote: bool,
-    /// The owner node inputs were last sent to, and the last report (re-sent
-    /// to a new owner after a failover).
+    /// The node whose cluster actor last answered, and the last report:
+    /// both are re-sent to a new owner after a failover (`None`: tell the
+    /// owner again at the next heartbeat).
     owner: Option<String>,
     last_report: Option<ecp_protocol::Report>,
     closing: bool,
@@ -138,7 +135,6 @@ pub fn start_session(
         SessionActor {
             session_id: new_session_id(),
             up: false,
-            remote: false,
             owner: None,
             last_report: None,
             deps,
@@ -148,7 +144,6 @@ pub fn start_session(
             control,
             bulk,
             last_seen: Arc::new(AtomicU64::new(now_ms())),
-            cluster: None,
             closing: false,
             tunnel,
             log_writes: Arc::new(tokio::sync::Mutex::new(())),
@@ -233,47 +228,65 @@ impl SessionActor {
         }
     }
 
-    /// Sends an input to the node owning the cluster (Redis mode). When the
-    /// owner changed since the last input, the new owner first hears that
-    /// this session is up, with its last report.
-    fn send_to_owner(&mut self, msg: Option<NodeMsg>, ctx: &mut Context<Self>) {
+    /// Gives the cluster an input and waits for the answer before the
+    /// next frame is read: inputs stay in order, and a busy cluster pushes
+    /// back on the agent. A failed input makes the next heartbeat tell the
+    /// owner again (the session and the last report).
+    fn ask(&mut self, input: ClusterInput, ctx: &mut Context<Self>) {
+        let cluster = self.deps.cluster(&self.cluster_id);
+        let kind = input.kind();
+        ctx.wait(
+            async move { cluster.ask_at(input).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok((_, owner)) => act.owner = Some(owner),
+                    Err(ClusterError::NotFound) => {
+                        act.close(ctx, CloseCode::ClusterDeleted, "cluster was deleted")
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent_id = %act.agent_id, input = kind, error = %e, "cluster input not taken; told again at the next heartbeat");
+                        act.owner = None;
+                    }
+                }),
+        );
+    }
+
+    /// At a heartbeat (Redis mode): when the cluster's owner changed or an
+    /// input was lost, the owner hears that this session is up, with its
+    /// last report.
+    fn reintroduce(&mut self, ctx: &mut Context<Self>) {
+        if !self.deps.coord.distributed() && self.owner.is_some() {
+            return;
+        }
         let coord = self.deps.coord.clone();
         let cluster_id = self.cluster_id.clone();
-        let previous = self.owner.clone();
-        let catch_up = vec![NodeMsg::SessionUp {
-            cluster_id: cluster_id.clone(),
-            agent_id: self.agent_id.clone(),
-            session_id: self.session_id,
-        }]
-        .into_iter()
-        .chain(self.last_report.clone().map(|report| NodeMsg::Report {
-            cluster_id: cluster_id.clone(),
-            agent_id: self.agent_id.clone(),
-            session_id: self.session_id,
-            report,
-        }))
-        .collect::<Vec<_>>();
+        let known = self.owner.clone();
         ctx.wait(
-            async move {
-                let owner = coord.owner(&cluster_id).await.ok().flatten();
-                if let Some(o) = &owner {
-                    if previous.as_deref() != Some(o.as_str()) {
-                        for m in &catch_up {
-                            let _ = coord.send(o, m).await;
-                        }
+            async move { coord.owner(&cluster_id).await.ok().flatten() }
+                .into_actor(self)
+                .map(move |owner, act, ctx| {
+                    let changed = known.is_none() || (owner.is_some() && owner != known);
+                    if !changed {
+                        return;
                     }
-                    if let Some(m) = &msg {
-                        let _ = coord.send(o, m).await;
+                    act.ask(
+                        ClusterInput::SessionUp {
+                            agent_id: act.agent_id.clone(),
+                            session_id: act.session_id,
+                        },
+                        ctx,
+                    );
+                    if let Some(report) = act.last_report.clone() {
+                        act.ask(
+                            ClusterInput::Report {
+                                agent_id: act.agent_id.clone(),
+                                session_id: act.session_id,
+                                report,
+                            },
+                            ctx,
+                        );
                     }
-                }
-                owner
-            }
-            .into_actor(self)
-            .map(|owner, act, _| {
-                if owner.is_some() {
-                    act.owner = owner;
-                }
-            }),
+                }),
         );
     }
 
@@ -319,62 +332,27 @@ impl SessionActor {
             Frame::CredentialAck => return self.on_credential_ack(ctx),
             other => other,
         };
-        let Some(cluster) = self.cluster.clone() else {
-            return self.on_remote_frame(frame, ctx);
-        };
-        match frame {
-            Frame::Heartbeat { .. } => {}
-            Frame::Report(report) => {
-                let msg = AgentReport {
-                    agent_id: self.agent_id.clone(),
-                    session_id: self.session_id,
-                    report,
-                };
-                // `wait` keeps reports in order and pushes back on a busy cluster actor.
-                ctx.wait(cluster.send(msg).into_actor(self).map(|res, act, ctx| {
-                    if res.is_err() {
-                        act.close(ctx, CloseCode::TryAgain, "cluster actor restarting");
-                    }
-                }));
-            }
-            Frame::UnregisterAck => {
-                let msg = AgentGone {
-                    agent_id: self.agent_id.clone(),
-                    removed: false,
-                };
-                ctx.wait(cluster.send(msg).into_actor(self).map(|_, act, ctx| {
-                    act.close(ctx, CloseCode::Unregistered, "unregistered");
-                }));
-            }
-            other => {
-                let why = format!("unexpected {} frame from agent", other.kind());
-                self.bad_frame(ctx, CloseCode::BadFrame, &why);
-            }
-        }
-    }
-
-    fn on_remote_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         match frame {
             // Heartbeats are when a changed owner is noticed.
-            Frame::Heartbeat { .. } => self.send_to_owner(None, ctx),
+            Frame::Heartbeat { .. } => self.reintroduce(ctx),
             Frame::Report(report) => {
                 self.last_report = Some(report.clone());
-                let msg = NodeMsg::Report {
-                    cluster_id: self.cluster_id.clone(),
+                let input = ClusterInput::Report {
                     agent_id: self.agent_id.clone(),
                     session_id: self.session_id,
                     report,
                 };
-                self.send_to_owner(Some(msg), ctx);
+                self.ask(input, ctx);
             }
             Frame::UnregisterAck => {
-                let msg = NodeMsg::AgentGone {
-                    cluster_id: self.cluster_id.clone(),
+                let input = ClusterInput::AgentGone {
                     agent_id: self.agent_id.clone(),
                     removed: false,
                 };
-                self.send_to_owner(Some(msg), ctx);
-                self.close(ctx, CloseCode::Unregistered, "unregistered");
+                self.ask(input, ctx);
+                ctx.wait(fut::ready(()).map(|_, act: &mut Self, ctx| {
+                    act.close(ctx, CloseCode::Unregistered, "unregistered");
+                }));
             }
             other => {
                 let why = format!("unexpected {} frame from agent", other.kind());
@@ -403,7 +381,8 @@ impl SessionActor {
         let entry = SessionEntry {
             session_id: self.session_id,
             cluster_id: self.cluster_id.clone(),
-            addr: ctx.address(),
+            deliver: ctx.address().recipient(),
+            shutdown: ctx.address().recipient(),
             last_seen: self.last_seen.clone(),
             tunnel: self.tunnel.clone(),
         };
@@ -411,38 +390,30 @@ impl SessionActor {
             agent_id: self.agent_id.clone(),
             entry,
         };
+        let cluster = self.deps.cluster(&self.cluster_id);
+        let up = ClusterInput::SessionUp {
+            agent_id: self.agent_id.clone(),
+            session_id: self.session_id,
+        };
         ctx.wait(
             self.registry
                 .send(opened)
                 .into_actor(self)
-                .then(|res, act, _ctx| {
-                    let cluster = res.ok().flatten();
-                    act.cluster = cluster.clone();
-                    let up = SessionUp {
-                        agent_id: act.agent_id.clone(),
-                        session_id: act.session_id,
-                    };
-                    // Redis mode: the cluster's actor may run on another node.
-                    let remote = cluster.is_none() && act.deps.coord.distributed();
-                    async move {
-                        match cluster {
-                            Some(c) => up_refused(c.send(up).await.map(|r| r.map(|_| ()))),
-                            None if remote => None,
-                            None => up_refused(Err(MailboxError::Closed)),
+                .then(move |_, act, _| async move { cluster.ask_at(up).await }.into_actor(act))
+                .map(|res, act, ctx| {
+                    match res {
+                        Ok((_, owner)) => act.owner = Some(owner),
+                        Err(ClusterError::NotFound | ClusterError::Deleting) => {
+                            return act.close(ctx, CloseCode::ClusterDeleted, "cluster was deleted");
+                        }
+                        // Nobody runs the cluster this very moment: the
+                        // session stands, and the next heartbeat tells the
+                        // owner.
+                        Err(e) => {
+                            tracing::warn!(agent_id = %act.agent_id, error = %e, "session up not taken yet");
                         }
                     }
-                    .into_actor(act)
-                })
-                .map(|refused, act, ctx| {
-                    if let Some((code, why)) = refused {
-                        act.cluster = None;
-                        return act.close(ctx, code, why);
-                    }
                     act.up = true;
-                    if act.cluster.is_none() {
-                        act.remote = true;
-                        act.send_to_owner(None, ctx); // tells the owner this session is up
-                    }
                     let s = &act.deps.session;
                     let welcome = Frame::Welcome {
                         settings: Settings {
@@ -623,26 +594,6 @@ impl SessionActor {
     }
 }
 
-/// Why a session cannot go up when the cluster's actor did not take it, or
-/// `None` when it did. Only an actor saying its cluster is being deleted
-/// means deleted (the agent drops its credential); no actor here, one
-/// restarting or a store error pass (the agent reconnects, and a cluster
-/// that really is gone refuses its credential at connect).
-fn up_refused(
-    res: Result<Result<(), crate::cluster::ClusterError>, MailboxError>,
-) -> Option<(CloseCode, &'static str)> {
-    match res {
-        Ok(Ok(())) => None,
-        Ok(Err(crate::cluster::ClusterError::Deleting)) => {
-            Some((CloseCode::ClusterDeleted, "cluster was deleted"))
-        }
-        Ok(Err(_)) | Err(_) => Some((
-            CloseCode::TryAgain,
-            "cluster unavailable for a moment; reconnect",
-        )),
-    }
-}
-
 impl Actor for SessionActor {
     type Context = Context<Self>;
 
@@ -678,25 +629,15 @@ impl Actor for SessionActor {
         self.deps.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         self.tunnel.close();
         let registry = self.registry.clone();
-        let cluster = self.cluster.take();
         let agent_id = self.agent_id.clone();
         let session_id = self.session_id;
         let last_seen = self.last_seen.load(Ordering::Relaxed);
         let coord = self.deps.coord.clone();
-        let remote_owner = self.owner.clone().filter(|_| self.remote);
-        let cluster_id = self.cluster_id.clone();
+        let cluster = self.deps.cluster(&self.cluster_id);
+        let told = self.up;
         actix_web::rt::spawn(async move {
             if coord.distributed() {
                 let _ = coord.drop_presence(&agent_id, session_id).await;
-            }
-            if let Some(owner) = remote_owner {
-                let msg = NodeMsg::SessionDown {
-                    cluster_id,
-                    agent_id: agent_id.clone(),
-                    session_id,
-                    last_seen,
-                };
-                let _ = coord.send(&owner, &msg).await;
             }
             let _ = registry
                 .send(SessionClosed {
@@ -704,9 +645,11 @@ impl Actor for SessionActor {
                     session_id,
                 })
                 .await;
-            if let Some(c) = cluster {
-                let _ = c
-                    .send(SessionDown {
+            if told {
+                // Lost if nobody runs the cluster now: the owner's sweeper
+                // then sees the lapsed presence.
+                let _ = cluster
+                    .ask(ClusterInput::SessionDown {
                         agent_id,
                         session_id,
                         last_seen,
@@ -772,11 +715,6 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
     }
 }
 
-/// Send a frame to the agent (control or bulk queue by its kind).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver(pub Frame);
-
 impl Handler<Deliver> for SessionActor {
     type Result = ();
     fn handle(&mut self, m: Deliver, ctx: &mut Context<Self>) {
@@ -786,48 +724,9 @@ impl Handler<Deliver> for SessionActor {
     }
 }
 
-/// Close the session with a code (what the agent acts on) and a reason
-/// (for people).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown {
-    pub code: CloseCode,
-    pub reason: String,
-}
-
 impl Handler<Shutdown> for SessionActor {
     type Result = ();
     fn handle(&mut self, m: Shutdown, ctx: &mut Context<Self>) {
         self.close(ctx, m.code, &m.reason);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cluster::ClusterError;
-    use crate::store::StoreError;
-
-    #[test]
-    fn only_a_deleting_cluster_refuses_a_session_as_deleted() {
-        assert_eq!(up_refused(Ok(Ok(()))), None);
-        let (code, why) = up_refused(Ok(Err(ClusterError::Deleting))).expect("refused");
-        assert_eq!(code, CloseCode::ClusterDeleted);
-        assert!(why.contains("deleted"), "protocol 1 agents read the text");
-        for passing in [
-            Err(MailboxError::Closed),
-            Err(MailboxError::Timeout),
-            Ok(Err(ClusterError::Unavailable)),
-            Ok(Err(ClusterError::Store(StoreError::Unavailable(
-                "down".into(),
-            )))),
-        ] {
-            let (code, why) = up_refused(passing).expect("refused");
-            assert_eq!(code, CloseCode::TryAgain);
-            assert!(
-                !why.contains("deleted") && !why.contains("unregistered"),
-                "an old agent would drop its credential: {why}"
-            );
-        }
     }
 }

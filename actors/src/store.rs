@@ -1,5 +1,10 @@
-//! The storage interface. Back ends live in the server crate (`src/store/`):
-//! an embedded on-disk database (default) and, later, Redis.
+//! The storage interface, split by domain: [`ClusterStore`], [`TokenStore`],
+//! [`LogStore`], [`AuditStore`]; the actors hold an [`ActorStore`] (all
+//! four). The server adds tenancy (`ecp::store::TenancyStore`, and
+//! `ecp::store::Store` for everything). Back ends live in the server crate
+//! (`src/store/`): an embedded on-disk database (default) and Redis. The
+//! decisions both back ends share are pure functions here
+//! ([`plan_registration`], [`plan_append`]).
 //!
 //! Every method is one atomic step: a failed call leaves nothing half-written.
 
@@ -50,22 +55,10 @@ pub struct Registered {
     pub revoked_credential: Option<TokenHash>,
 }
 
+/// Clusters with their history, agents with their node bindings, and
+/// registration.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- users, orgs, projects -------------------------------------------
-    async fn user_count(&self) -> StoreResult<u64>;
-    /// Fails with `Exists` if the username is taken.
-    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
-    async fn user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
-    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
-    async fn put_org(&self, org: &OrgRecord) -> StoreResult<()>;
-    async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>>;
-    async fn orgs(&self) -> StoreResult<Vec<OrgRecord>>;
-    async fn put_project(&self, project: &ProjectRecord) -> StoreResult<()>;
-    async fn project(&self, id: &str) -> StoreResult<Option<ProjectRecord>>;
-    async fn projects(&self, org_id: &str) -> StoreResult<Vec<ProjectRecord>>;
-
-    // --- clusters ----------------------------------------------------------
+pub trait ClusterStore: Send + Sync + 'static {
     /// Inserts a new cluster with its first history entry; `NameTaken` if the
     /// project already has the name.
     async fn create_cluster(
@@ -90,38 +83,7 @@ pub trait Store: Send + Sync + 'static {
     /// 410). The history is kept.
     async fn remove_cluster(&self, id: &str) -> StoreResult<()>;
     async fn cluster_deleted(&self, id: &str) -> StoreResult<bool>;
-
-    // --- history -----------------------------------------------------------
     async fn events(&self, cluster_id: &str) -> StoreResult<Vec<ClusterEvent>>;
-
-    // --- tokens (stored only as SHA-256 hashes, with expiry) ---------------
-    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()>;
-    /// Unexpired tokens only.
-    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>>;
-    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()>;
-    /// Ends a user's console/API sessions (`TokenKind::Session` tokens, kept
-    /// in a per-user index written together with each token), except the
-    /// one hashed `except`; returns how many ended.
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&TokenHash>,
-    ) -> StoreResult<u64>;
-    /// Stores a user's new password hash and, in the same step, ends every
-    /// session of that user except `keep_session`; returns how many ended.
-    /// `NotFound` if the user does not exist.
-    async fn set_password(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        keep_session: Option<&TokenHash>,
-    ) -> StoreResult<u64>;
-    /// Revokes the cluster's registration tokens; returns how many.
-    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64>;
-    /// Drops expired tokens; returns how many.
-    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64>;
-
-    // --- agents ------------------------------------------------------------
     /// Registers (or re-registers, same `node_id`) an agent and stores its new
     /// credential in one step. `NodeTaken` if `node_key` belongs to another cluster.
     async fn register_agent(
@@ -135,6 +97,20 @@ pub trait Store: Send + Sync + 'static {
     async fn update_agent(&self, agent: &AgentRecord) -> StoreResult<()>;
     /// Removes an agent, its credential and its node binding.
     async fn remove_agent(&self, id: &str) -> StoreResult<()>;
+}
+
+/// Bearer tokens, stored only as SHA-256 hashes with an expiry, and agent
+/// credentials.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()>;
+    /// Unexpired tokens only.
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>>;
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()>;
+    /// Revokes the cluster's registration tokens; returns how many.
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64>;
+    /// Drops expired tokens; returns how many.
+    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64>;
     /// Credential rotation: makes `credential` — already stored with
     /// `put_token` as this agent's, with an expiry — the agent's only
     /// credential, without expiry; the one it replaces stops working, in the
@@ -144,28 +120,11 @@ pub trait Store: Send + Sync + 'static {
         agent_id: &str,
         credential: &TokenHash,
     ) -> StoreResult<()>;
+}
 
-    async fn delete_org(&self, id: &str) -> StoreResult<()>;
-    async fn delete_project(&self, id: &str) -> StoreResult<()>;
-
-    // --- memberships -----------------------------------------------------------
-    async fn users(&self) -> StoreResult<Vec<UserRecord>>;
-    /// Removes a user, its name binding, its memberships and its sessions.
-    async fn delete_user(&self, id: &str) -> StoreResult<()>;
-    /// Sets (replaces) a membership.
-    async fn put_membership(&self, m: &Membership) -> StoreResult<()>;
-    /// Removes a membership. Removing an org membership (`project_id`
-    /// empty) also removes the user's project memberships in that org, in
-    /// the same step: a project member is always an org member.
-    async fn remove_membership(
-        &self,
-        user_id: &str,
-        org_id: &str,
-        project_id: &str,
-    ) -> StoreResult<()>;
-    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
-
-    // --- logs ------------------------------------------------------------------
+/// Log lines per cluster, with de-duplication marks per (agent, file).
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
     /// Appends one agent's lines of `node` in one step, skipping every line
     /// at or before what that agent already stored from the same file
     /// (`file`, `offset`), and trims the cluster to its newest `cap` lines.
@@ -180,8 +139,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<usize>;
     /// Newest first, from `cursor` (exclusive) down, matching `q`.
     async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage>;
+}
 
-    // --- audit log -----------------------------------------------------------
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Newest first: the page asked for and the total number of matches.
     async fn audit(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditRecord>, usize)>;
@@ -190,6 +152,13 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many.
     async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64>;
 }
+
+/// The store as the actors see it: everything but tenancy (users, orgs,
+/// projects, memberships), which only the server uses (`ecp::store::Store`
+/// adds it). Implemented by every back end.
+pub trait ActorStore: ClusterStore + TokenStore + LogStore + AuditStore {}
+
+impl<T: ClusterStore + TokenStore + LogStore + AuditStore + ?Sized> ActorStore for T {}
 
 /// The registration decision, from what the store holds: the agent bound
 /// to the registering EMQX node (`by_node_key`) and the agent of the same
@@ -217,6 +186,111 @@ pub fn plan_registration(
     Ok(by_instance.or(by_node_key).cloned())
 }
 
+/// The distinct log files (fingerprints) of a batch, in order of first
+/// appearance: the marks a store reads before planning an append.
+pub fn batch_files(lines: &[ecp_protocol::LogLine]) -> Vec<u64> {
+    let mut files = Vec::new();
+    for l in lines {
+        if !files.contains(&l.file) {
+            files.push(l.file);
+        }
+    }
+    files
+}
+
+/// One file's de-duplication mark in an [`AppendPlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkMove {
+    pub file: u64,
+    /// The mark the plan was made from (`None`: nothing stored from this
+    /// file yet). A store applies the plan only while the mark is still this.
+    pub was: Option<u64>,
+    /// The mark after the batch: the offset after its last stored line.
+    pub now: u64,
+}
+
+/// What appending one agent's batch changes (see [`plan_append`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendPlan {
+    /// Indexes into the batch of the lines to store, in batch order.
+    pub keep: Vec<usize>,
+    /// Every file of the batch, in order of first appearance (as
+    /// [`batch_files`]), also those with nothing new: writing a mark counts
+    /// as moving it (it becomes the most recently moved).
+    pub marks: Vec<MarkMove>,
+}
+
+impl AppendPlan {
+    /// Whether the batch adds marks (files not seen before), so the
+    /// cluster's marks may now exceed `LOG_MARKS_PER_CLUSTER`.
+    pub fn adds_marks(&self) -> bool {
+        self.marks.iter().any(|m| m.was.is_none())
+    }
+}
+
+/// The de-duplication decision for one agent's batch of log lines, from
+/// the marks stored for the batch's files (`mark(file)`: the offset after
+/// the last line stored from that file, if any). A line at or before the
+/// running mark of its file was stored before (a resend after a lost ack,
+/// or an overlap) and is skipped; a stored line moves the mark past it.
+/// A reused file has a new fingerprint, hence no mark: its lines are new.
+/// Both back ends read the marks, plan with this, and apply the plan
+/// atomically (the Redis one only while the marks are still what it read).
+pub fn plan_append(
+    lines: &[ecp_protocol::LogLine],
+    mark: impl Fn(u64) -> Option<u64>,
+) -> AppendPlan {
+    let mut plan = AppendPlan::default();
+    for (i, l) in lines.iter().enumerate() {
+        let at = match plan.marks.iter().position(|m| m.file == l.file) {
+            Some(at) => at,
+            None => {
+                let was = mark(l.file);
+                plan.marks.push(MarkMove {
+                    file: l.file,
+                    was,
+                    now: was.unwrap_or(0),
+                });
+                plan.marks.len() - 1
+            }
+        };
+        let m = &mut plan.marks[at];
+        if l.offset < m.now {
+            continue; // stored before
+        }
+        m.now = l.offset.saturating_add(1);
+        plan.keep.push(i);
+    }
+    plan
+}
+
+/// The recency stamp of the `i`-th mark a batch moves, past `newest`, the
+/// newest stamp among the cluster's marks: a batch's marks, also those a
+/// resend rewrites without storing a line, become the most recently moved,
+/// in batch order, and no two marks share a stamp.
+pub fn mark_touch(newest: Option<u64>, i: usize) -> u64 {
+    newest
+        .map_or(0, |t| t.saturating_add(1))
+        .saturating_add(i as u64)
+}
+
+/// A cluster keeps its newest `line_cap(cap)` log lines: `cap`, but never
+/// fewer than one.
+pub fn line_cap(cap: u64) -> u64 {
+    cap.max(1)
+}
+
+/// How many of a cluster's oldest log lines go when it holds `held`.
+pub fn lines_over_cap(held: u64, cap: u64) -> u64 {
+    held.saturating_sub(line_cap(cap))
+}
+
+/// How many of a cluster's least recently moved marks go when it holds
+/// `held`.
+pub fn marks_over_cap(held: usize) -> usize {
+    held.saturating_sub(LOG_MARKS_PER_CLUSTER)
+}
+
 /// Pages matches of an audit query out of newest-first records.
 pub fn page_audit(
     newest_first: impl Iterator<Item = AuditRecord>,
@@ -233,7 +307,7 @@ pub fn page_audit(
     (page, total)
 }
 
-pub type SharedStore = Arc<dyn Store>;
+pub type SharedActorStore = Arc<dyn ActorStore>;
 
 #[cfg(test)]
 mod tests {
@@ -258,6 +332,112 @@ mod tests {
             created_at: 0,
             last_seen: 0,
         }
+    }
+
+    fn line(file: u64, offset: u64) -> ecp_protocol::LogLine {
+        ecp_protocol::LogLine {
+            file,
+            offset,
+            time_us: 0,
+            level: 0,
+            message: String::new(),
+            fields: String::new(),
+            raw: String::new(),
+        }
+    }
+
+    /// Plans `batch` (file, offset) against stored `marks` (file, mark).
+    fn plan(marks: &[(u64, u64)], batch: &[(u64, u64)]) -> AppendPlan {
+        let lines: Vec<_> = batch.iter().map(|&(f, o)| line(f, o)).collect();
+        plan_append(&lines, |file| {
+            marks.iter().find(|(f, _)| *f == file).map(|(_, m)| *m)
+        })
+    }
+
+    fn mv(file: u64, was: Option<u64>, now: u64) -> MarkMove {
+        MarkMove { file, was, now }
+    }
+
+    #[test]
+    fn a_first_batch_stores_every_line_and_marks_after_the_last() {
+        let p = plan(&[], &[(7, 0), (7, 10), (7, 20)]);
+        assert_eq!(p.keep, [0, 1, 2]);
+        assert_eq!(p.marks, [mv(7, None, 21)]);
+        assert!(p.adds_marks());
+    }
+
+    #[test]
+    fn a_resend_after_a_lost_ack_stores_nothing_and_still_moves_the_mark() {
+        let p = plan(&[(7, 21)], &[(7, 0), (7, 10), (7, 20)]);
+        assert!(p.keep.is_empty());
+        assert_eq!(p.marks, [mv(7, Some(21), 21)], "rewritten: recently moved");
+        assert!(!p.adds_marks());
+    }
+
+    #[test]
+    fn an_overlapping_batch_stores_only_what_is_after_the_mark() {
+        let p = plan(&[(7, 21)], &[(7, 10), (7, 20), (7, 21), (7, 30)]);
+        assert_eq!(p.keep, [2, 3], "the mark is the offset after the last line");
+        assert_eq!(p.marks, [mv(7, Some(21), 31)]);
+    }
+
+    #[test]
+    fn a_reused_file_has_a_new_fingerprint_and_its_lines_are_new() {
+        let p = plan(&[(7, 500)], &[(8, 0), (8, 10)]);
+        assert_eq!(p.keep, [0, 1]);
+        assert_eq!(p.marks, [mv(8, None, 11)]);
+    }
+
+    #[test]
+    fn several_files_in_one_batch_each_have_their_own_mark() {
+        let p = plan(
+            &[(1, 15), (2, 0)],
+            &[(1, 10), (2, 0), (3, 5), (1, 20), (2, 7), (3, 5)],
+        );
+        assert_eq!(p.keep, [1, 2, 3, 4], "(1,10) before mark 15; (3,5) twice");
+        assert_eq!(
+            p.marks,
+            [mv(1, Some(15), 21), mv(2, Some(0), 8), mv(3, None, 6)],
+            "in order of first appearance"
+        );
+        assert_eq!(
+            batch_files(&[line(1, 0), line(2, 0), line(3, 0), line(1, 1)]),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn out_of_order_offsets_skip_what_is_at_or_before_the_running_mark() {
+        let p = plan(&[], &[(7, 20), (7, 10), (7, 20), (7, 21), (7, 0)]);
+        assert_eq!(p.keep, [0, 3], "only lines past the line stored last");
+        assert_eq!(p.marks, [mv(7, None, 22)]);
+    }
+
+    #[test]
+    fn the_largest_offset_does_not_overflow() {
+        let p = plan(&[], &[(7, u64::MAX)]);
+        assert_eq!(p.keep, [0]);
+        assert_eq!(p.marks, [mv(7, None, u64::MAX)]);
+    }
+
+    #[test]
+    fn an_empty_batch_changes_nothing() {
+        assert_eq!(plan(&[(7, 3)], &[]), AppendPlan::default());
+    }
+
+    #[test]
+    fn a_batch_moves_its_marks_past_every_other_mark() {
+        assert_eq!([0, 1].map(|i| mark_touch(None, i)), [0, 1]);
+        assert_eq!([0, 1].map(|i| mark_touch(Some(41), i)), [42, 43]);
+    }
+
+    #[test]
+    fn caps_keep_the_newest() {
+        assert_eq!(lines_over_cap(25, 20), 5);
+        assert_eq!(lines_over_cap(20, 20), 0);
+        assert_eq!(lines_over_cap(3, 0), 2, "at least one line is kept");
+        assert_eq!(marks_over_cap(LOG_MARKS_PER_CLUSTER + 3), 3);
+        assert_eq!(marks_over_cap(LOG_MARKS_PER_CLUSTER), 0);
     }
 
     #[test]

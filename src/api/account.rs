@@ -62,7 +62,7 @@ pub async fn login(
     let ip = crate::client_ip::of_request(&req, &state.trusted_proxies);
     // The attempt is counted before the password is checked.
     reserve_attempt(&state, &req, &username, ip).await?;
-    let user = match state.deps.store.user_by_name(&username).await {
+    let user = match state.store.user_by_name(&username).await {
         Ok(u) => u,
         Err(e) => {
             state.logins.release(&username, ip).await;
@@ -219,7 +219,6 @@ pub async fn logout_all(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let ended = state
-        .deps
         .store
         .delete_user_sessions(&user.user.id, None)
         .await?;
@@ -305,7 +304,6 @@ pub async fn change_password(
     let hash = state.hashing.hash(new_password).await?;
     let keep = auth::session_token(&req).map(|(t, _)| auth::hash_secret(&t));
     let ended = state
-        .deps
         .store
         .set_password(&user.user.id, &hash, keep.as_ref())
         .await?;

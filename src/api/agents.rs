@@ -5,9 +5,8 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::{validate, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
-use ecp_actors::cluster::{AgentGone, AgentRegistered};
-use ecp_actors::coord::NodeMsg;
 use ecp_actors::model::*;
+use ecp_actors::msg::{ClusterInput, Shutdown};
 use ecp_actors::store::StoreError;
 use ecp_protocol::register::{RegisterRequest, RegisterResponse};
 use std::sync::atomic::Ordering;
@@ -213,28 +212,18 @@ async fn do_register(
         }
         Err(e) => return Err(e.into()),
     };
-    match state.deps.dir.cluster(&cluster_id) {
-        Some(addr) => {
-            addr.send(AgentRegistered {
-                agent_id: registered.agent.id.clone(),
-                new: !registered.reused,
-            })
-            .await??;
-        }
-        None if state.deps.coord.distributed() => {
-            let msg = NodeMsg::AgentRegistered {
-                cluster_id: cluster_id.clone(),
-                agent_id: registered.agent.id.clone(),
-                new: !registered.reused,
-            };
-            crate::route::to_owner(&state.deps, &msg).await?;
-        }
-        None => {}
-    }
+    state
+        .deps
+        .cluster(&cluster_id)
+        .ask(ClusterInput::AgentRegistered {
+            agent_id: registered.agent.id.clone(),
+            new: !registered.reused,
+        })
+        .await?;
     // A retry's old credential no longer works; close a session that used it.
     if registered.reused {
         if let Some(s) = state.deps.dir.session(&registered.agent.id) {
-            let _ = s.addr.try_send(ecp_actors::session::Shutdown {
+            let _ = s.shutdown.try_send(Shutdown {
                 code: ecp_protocol::CloseCode::Reregistered,
                 reason: "credential replaced by a new registration".into(),
             });
@@ -336,24 +325,14 @@ pub async fn unregister(
 ) -> Result<HttpResponse, ApiError> {
     let agent = agent_of(&state, &req).await?;
     state.deps.store.remove_agent(&agent.id).await?;
-    match state.deps.dir.cluster(&agent.cluster_id) {
-        Some(addr) => {
-            addr.send(AgentGone {
-                agent_id: agent.id.clone(),
-                removed: true,
-            })
-            .await??;
-        }
-        None if state.deps.coord.distributed() => {
-            let msg = NodeMsg::AgentGone {
-                cluster_id: agent.cluster_id.clone(),
-                agent_id: agent.id.clone(),
-                removed: true,
-            };
-            crate::route::to_owner(&state.deps, &msg).await?;
-        }
-        None => {}
-    }
+    state
+        .deps
+        .cluster(&agent.cluster_id)
+        .ask(ClusterInput::AgentGone {
+            agent_id: agent.id.clone(),
+            removed: true,
+        })
+        .await?;
     tracing::info!(cluster_id = %agent.cluster_id, agent_id = %agent.id, "agent unregistered");
     let object = Object {
         kind: "agent",

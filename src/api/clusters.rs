@@ -6,12 +6,10 @@ use crate::audit::{self, Object};
 use crate::auth::{self, AuthUser};
 use crate::error::ApiError;
 use crate::policy::Need;
-use crate::route;
 use crate::{validate, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
-use ecp_actors::cluster as ca;
-use ecp_actors::coord::NodeMsg;
 use ecp_actors::model::*;
+use ecp_actors::msg::{ClusterError, ClusterInput, ClusterReply};
 use ecp_actors::registry::Spawn;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -122,7 +120,8 @@ pub async fn create(
     };
     state.deps.store.create_cluster(&record, &event).await?;
     state.registry.send(Spawn(record.clone())).await?;
-    state.deps.bus.publish(ClusterChange::Upserted {
+    // Every node's consoles hear of it, not only this one's.
+    state.deps.announce(ClusterChange::Upserted {
         cluster: Box::new(record.clone()),
     });
     tracing::info!(cluster_id = %record.id, user_id = %user.user.id, "cluster created");
@@ -172,7 +171,7 @@ pub async fn edit(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
-    let current = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
+    cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
     let body = body.into_inner();
     if let Some(n) = &body.name {
         validate::cluster_name(n).map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
@@ -190,44 +189,17 @@ pub async fn edit(
         service_address.is_some(),
         body.description.is_some(),
     );
-    let rec = match state.deps.dir.cluster(&id) {
-        Some(a) => {
-            a.send(ca::Edit {
-                name: body.name,
-                description: body.description,
-                service_address,
-                move_to: None,
-            })
-            .await??
-        }
-        None if state.deps.coord.distributed() => {
-            if let Some(n) = &body.name {
-                let taken = state
-                    .deps
-                    .store
-                    .clusters_in_project(&current.project_id)
-                    .await?
-                    .iter()
-                    .any(|c| &c.name == n && c.id != id);
-                if taken {
-                    return Err(ecp_actors::store::StoreError::NameTaken(n.clone()).into());
-                }
-            }
-            let msg = NodeMsg::Edit {
-                cluster_id: id.clone(),
-                name: body.name,
-                description: body.description,
-                service_address,
-                move_to: None,
-            };
-            route::remote_change(&state, &current, msg).await?
-        }
-        None => {
-            return Err(ApiError::unavailable(
-                "the cluster is restarting; retry in a moment",
-            ))
-        }
-    };
+    let rec = state
+        .deps
+        .cluster(&id)
+        .ask(ClusterInput::Edit {
+            name: body.name,
+            description: body.description,
+            service_address,
+            move_to: None,
+        })
+        .await?
+        .record()?;
     let what: Vec<&str> = [
         ("name", changed_name),
         ("serviceAddress", changed_addr),
@@ -262,23 +234,15 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     let current = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
-    let rec = match state.deps.dir.cluster(&id) {
-        Some(a) => a.send(ca::Delete).await??,
-        None if state.deps.coord.distributed() => {
-            route::remote_change(
-                &state,
-                &current,
-                NodeMsg::Delete {
-                    cluster_id: id.clone(),
-                },
-            )
-            .await?
+    let rec = match state.deps.cluster(&id).ask(ClusterInput::Delete).await {
+        Ok(reply) => reply.record()?,
+        // Finished deleting between the read and the ask.
+        Err(ClusterError::NotFound) => {
+            let mut gone = current.clone();
+            gone.status = Status::Deleting;
+            gone
         }
-        None => {
-            return Err(ApiError::unavailable(
-                "the cluster is restarting; retry in a moment",
-            ))
-        }
+        Err(e) => return Err(e.into()),
     };
     tracing::info!(cluster_id = %id, user_id = %user.user.id, "cluster delete requested");
     audit::ok(
@@ -649,9 +613,10 @@ pub async fn agents(
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     cluster_in(&state, &user, Need::Read, &org, &project, &id).await?;
-    let live = match state.deps.dir.cluster(&id) {
-        Some(a) => a.send(ca::AgentsLive).await.unwrap_or_default(),
-        None => Default::default(),
+    let live = match state.deps.cluster(&id).ask(ClusterInput::AgentsLive).await {
+        Ok(ClusterReply::Live(l)) => l,
+        // The records still answer; who is connected shows again shortly.
+        _ => Default::default(),
     };
     let agents = state.deps.store.agents_of_cluster(&id).await?;
     let out: Vec<AgentView> = agents
@@ -696,26 +661,14 @@ pub async fn revoke_agent(
         _ => return Err(ApiError::not_found("agent")),
     };
     state.deps.store.remove_agent(&agent_id).await?;
-    match state.deps.dir.cluster(&id) {
-        Some(a) => {
-            a.send(ca::AgentGone {
-                agent_id: agent_id.clone(),
-                removed: true,
-            })
-            .await??;
-        }
-        None => {
-            route::to_owner(
-                &state.deps,
-                &NodeMsg::AgentGone {
-                    cluster_id: id.clone(),
-                    agent_id: agent_id.clone(),
-                    removed: true,
-                },
-            )
-            .await?;
-        }
-    }
+    state
+        .deps
+        .cluster(&id)
+        .ask(ClusterInput::AgentGone {
+            agent_id: agent_id.clone(),
+            removed: true,
+        })
+        .await?;
     tracing::info!(cluster_id = %id, agent_id = %agent_id, user_id = %user.user.id, "agent revoked");
     let object = Object {
         kind: "agent",
@@ -769,7 +722,7 @@ pub async fn transfer(
 ) -> Result<HttpResponse, ApiError> {
     let (org, project, id) = path.into_inner();
     let current = cluster_in(&state, &user, Need::Write, &org, &project, &id).await?;
-    let target = match state.deps.store.project(&body.project_id).await? {
+    let target = match state.store.project(&body.project_id).await? {
         Some(p) => p,
         None => return Err(ApiError::not_found("target project")),
     };
@@ -784,30 +737,17 @@ pub async fn transfer(
         return Ok(HttpResponse::Ok().json(ClusterView::from_record(&current)));
     }
     let move_to = Some((target.org_id.clone(), target.id.clone()));
-    let rec = match state.deps.dir.cluster(&id) {
-        Some(a) => {
-            a.send(ca::Edit {
-                move_to,
-                ..Default::default()
-            })
-            .await??
-        }
-        None if state.deps.coord.distributed() => {
-            let msg = NodeMsg::Edit {
-                cluster_id: id.clone(),
-                name: None,
-                description: None,
-                service_address: None,
-                move_to,
-            };
-            route::remote_change(&state, &current, msg).await?
-        }
-        None => {
-            return Err(ApiError::unavailable(
-                "the cluster is restarting; retry in a moment",
-            ))
-        }
-    };
+    let rec = state
+        .deps
+        .cluster(&id)
+        .ask(ClusterInput::Edit {
+            name: None,
+            description: None,
+            service_address: None,
+            move_to,
+        })
+        .await?
+        .record()?;
     let details = format!(
         "from {}/{} to {}/{}",
         current.org_id, current.project_id, rec.org_id, rec.project_id

@@ -376,7 +376,7 @@ async fn cluster_for(
     cluster_id: &str,
     need: Need,
 ) -> Result<ClusterRecord, ApiError> {
-    let store = &state.deps.store;
+    let store = &state.store;
     let cluster = store
         .cluster(cluster_id)
         .await?

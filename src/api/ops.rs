@@ -21,7 +21,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::unavailable("draining"));
     }
-    state.deps.store.user_count().await?;
+    state.store.user_count().await?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }
 

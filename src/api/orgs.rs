@@ -33,7 +33,7 @@ pub async fn list_orgs(
     state: web::Data<AppState>,
     user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    let mut orgs = state.deps.store.orgs().await?;
+    let mut orgs = state.store.orgs().await?;
     orgs.retain(|o| user.access.sees_org(&o.id));
     orgs.sort_by_key(|o| o.created_at);
     Ok(list(
@@ -56,10 +56,10 @@ pub async fn list_projects(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let org_id = path.into_inner();
-    if state.deps.store.org(&org_id).await?.is_none() || !user.access.sees_org(&org_id) {
+    if state.store.org(&org_id).await?.is_none() || !user.access.sees_org(&org_id) {
         return Err(ApiError::not_found("organization"));
     }
-    let mut projects = state.deps.store.projects(&org_id).await?;
+    let mut projects = state.store.projects(&org_id).await?;
     projects.retain(|p| user.access.project_role(&p.org_id, &p.id).is_some());
     projects.sort_by_key(|p| p.created_at);
     Ok(list(
@@ -83,7 +83,7 @@ pub async fn project_in_org(
     project_id: &str,
     need: crate::policy::Need,
 ) -> Result<ProjectRecord, ApiError> {
-    match state.deps.store.project(project_id).await? {
+    match state.store.project(project_id).await? {
         Some(p) if p.org_id == org_id => {
             user.access.require(&p, need)?;
             Ok(p)

@@ -35,7 +35,7 @@ pub async fn create_org(
     }
     validate::org_or_project_name(&body.name)
         .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
-    let orgs = state.deps.store.orgs().await?;
+    let orgs = state.store.orgs().await?;
     if orgs.len() >= 100 {
         return Err(ApiError::unprocessable(
             "LIMIT",
@@ -53,7 +53,7 @@ pub async fn create_org(
         name: body.name.clone(),
         created_at: now_ms(),
     };
-    state.deps.store.put_org(&org).await?;
+    state.store.put_org(&org).await?;
     let object = Object::org(&org);
     audit::ok(&state, &req, &user.user, "org.create", object, "").await;
     Ok(HttpResponse::Created().json(json!({"id": org.id, "name": org.name})))
@@ -70,7 +70,7 @@ pub async fn create_project(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let org_id = path.into_inner();
-    if state.deps.store.org(&org_id).await?.is_none() || !user.access.sees_org(&org_id) {
+    if state.store.org(&org_id).await?.is_none() || !user.access.sees_org(&org_id) {
         return Err(ApiError::not_found("organization"));
     }
     if !user.access.org_admin(&org_id) {
@@ -78,7 +78,7 @@ pub async fn create_project(
     }
     validate::org_or_project_name(&body.name)
         .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
-    let projects = state.deps.store.projects(&org_id).await?;
+    let projects = state.store.projects(&org_id).await?;
     if projects.len() >= 100 {
         return Err(ApiError::unprocessable(
             "LIMIT",
@@ -100,7 +100,7 @@ pub async fn create_project(
         name: body.name.clone(),
         created_at: now_ms(),
     };
-    state.deps.store.put_project(&p).await?;
+    state.store.put_project(&p).await?;
     let object = Object::project(&p);
     audit::ok(&state, &req, &user.user, "project.create", object, "").await;
     Ok(HttpResponse::Created().json(json!({"id": p.id, "name": p.name, "orgId": org_id})))
@@ -139,17 +139,12 @@ pub async fn create_user(
         system_admin: b.system_admin,
         created_at: now_ms(),
     };
-    state
-        .deps
-        .store
-        .create_user(&u)
-        .await
-        .map_err(|e| match e {
-            ecp_actors::store::StoreError::Exists => {
-                ApiError::conflict("EXISTS", format!("user {:?} exists", u.username))
-            }
-            other => other.into(),
-        })?;
+    state.store.create_user(&u).await.map_err(|e| match e {
+        ecp_actors::store::StoreError::Exists => {
+            ApiError::conflict("EXISTS", format!("user {:?} exists", u.username))
+        }
+        other => other.into(),
+    })?;
     let object = Object {
         kind: "user",
         id: &u.id,
@@ -185,17 +180,16 @@ async fn set_membership(
     m: Membership,
     remove: bool,
 ) -> Result<HttpResponse, ApiError> {
-    if state.deps.store.user(&m.user_id).await?.is_none() {
+    if state.store.user(&m.user_id).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }
     if remove {
         state
-            .deps
             .store
             .remove_membership(&m.user_id, &m.org_id, &m.project_id)
             .await?;
     } else {
-        state.deps.store.put_membership(&m).await?;
+        state.store.put_membership(&m).await?;
     }
     // Open streams of that user follow the new rights (on every node).
     state.revocations.notify(&m.user_id).await;
@@ -233,7 +227,7 @@ pub async fn org_member(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org_id, user_id) = path.into_inner();
-    if state.deps.store.org(&org_id).await?.is_none() || !user.access.sees_org(&org_id) {
+    if state.store.org(&org_id).await?.is_none() || !user.access.sees_org(&org_id) {
         return Err(ApiError::not_found("organization"));
     }
     if !user.access.org_admin(&org_id) {
@@ -275,7 +269,7 @@ pub async fn project_member(
     }
     let role = body.role;
     if role.is_some() {
-        let theirs = state.deps.store.memberships(&user_id).await?;
+        let theirs = state.store.memberships(&user_id).await?;
         if !theirs
             .iter()
             .any(|m| m.org_id == org_id && m.project_id.is_empty())
@@ -307,7 +301,6 @@ pub async fn update_org(
 ) -> Result<HttpResponse, ApiError> {
     let org_id = path.into_inner();
     let Some(mut org) = state
-        .deps
         .store
         .org(&org_id)
         .await?
@@ -321,7 +314,7 @@ pub async fn update_org(
     validate::org_or_project_name(&body.name)
         .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
     org.name = body.name.clone();
-    state.deps.store.put_org(&org).await?;
+    state.store.put_org(&org).await?;
     let object = Object::org(&org);
     audit::ok(&state, &req, &user.user, "org.edit", object, "").await;
     Ok(HttpResponse::Ok().json(json!({"id": org.id, "name": org.name})))
@@ -338,7 +331,6 @@ pub async fn delete_org(
 ) -> Result<HttpResponse, ApiError> {
     let org_id = path.into_inner();
     let Some(org) = state
-        .deps
         .store
         .org(&org_id)
         .await?
@@ -349,14 +341,14 @@ pub async fn delete_org(
     if !user.user.system_admin {
         return Err(forbidden("only system admins delete organizations"));
     }
-    let n = state.deps.store.projects(&org_id).await?.len();
+    let n = state.store.projects(&org_id).await?.len();
     if n > 0 {
         return Err(ApiError::conflict(
             "NOT_EMPTY",
             format!("the organization still has {n} project(s); delete them first"),
         ));
     }
-    state.deps.store.delete_org(&org_id).await?;
+    state.store.delete_org(&org_id).await?;
     let object = Object::org(&org);
     audit::ok(&state, &req, &user.user, "org.delete", object, "").await;
     Ok(HttpResponse::NoContent().finish())
@@ -387,7 +379,7 @@ pub async fn update_project(
     validate::org_or_project_name(&body.name)
         .map_err(|m| ApiError::bad_request("INVALID_NAME", m))?;
     p.name = body.name.clone();
-    state.deps.store.put_project(&p).await?;
+    state.store.put_project(&p).await?;
     let object = Object::project(&p);
     audit::ok(&state, &req, &user.user, "project.edit", object, "").await;
     Ok(HttpResponse::Ok().json(json!({"id": p.id, "name": p.name, "orgId": org_id})))
@@ -421,14 +413,14 @@ pub async fn delete_project(
             format!("the project still has {n} cluster(s); delete or transfer them first"),
         ));
     }
-    state.deps.store.delete_project(&p.id).await?;
+    state.store.delete_project(&p.id).await?;
     let object = Object::project(&p);
     audit::ok(&state, &req, &user.user, "project.delete", object, "").await;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn user_view(state: &AppState, u: &UserRecord) -> Result<serde_json::Value, ApiError> {
-    let mut ms = state.deps.store.memberships(&u.id).await?;
+    let mut ms = state.store.memberships(&u.id).await?;
     ms.sort_by(|a, b| (&a.org_id, &a.project_id).cmp(&(&b.org_id, &b.project_id)));
     let memberships: Vec<_> = ms
         .iter()
@@ -454,7 +446,7 @@ pub async fn list_users(
     if !user.user.system_admin {
         return Err(forbidden("only system admins list users"));
     }
-    let mut users = state.deps.store.users().await?;
+    let mut users = state.store.users().await?;
     users.sort_by_key(|u| u.created_at);
     let mut data = Vec::with_capacity(users.len());
     for u in &users {
@@ -475,7 +467,7 @@ pub async fn get_user(
     if !user.user.system_admin && id != user.user.id {
         return Err(ApiError::not_found("user"));
     }
-    let Some(target) = state.deps.store.user(&id).await? else {
+    let Some(target) = state.store.user(&id).await? else {
         return Err(ApiError::not_found("user"));
     };
     Ok(HttpResponse::Ok().json(user_view(&state, &target).await?))
@@ -500,10 +492,10 @@ pub async fn delete_user(
             "you cannot delete yourself",
         ));
     }
-    let Some(target) = state.deps.store.user(&id).await? else {
+    let Some(target) = state.store.user(&id).await? else {
         return Err(ApiError::not_found("user"));
     };
-    state.deps.store.delete_user(&id).await?;
+    state.store.delete_user(&id).await?;
     state.revocations.notify(&id).await;
     let object = Object {
         kind: "user",

@@ -1,6 +1,7 @@
 //! The embedded, on-disk back end (redb): one file under `store.data_dir`,
 //! every call one ACID transaction, run on the blocking pool.
 
+use super::TenancyStore;
 use ecp_actors::model::*;
 use ecp_actors::store::*;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -358,7 +359,7 @@ fn put_events(tx: &redb::WriteTransaction, events: &[ClusterEvent]) -> StoreResu
 }
 
 #[async_trait::async_trait]
-impl Store for EmbeddedStore {
+impl TenancyStore for EmbeddedStore {
     async fn user_count(&self) -> StoreResult<u64> {
         self.read(|tx| {
             tx.open_table(USERS)
@@ -438,6 +439,136 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        let (user_id, except) = (user_id.to_string(), except.copied());
+        self.write(move |tx| delete_sessions_in(tx, &user_id, except.as_ref()))
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        let (id, hash, keep) = (
+            user_id.to_string(),
+            password_hash.to_string(),
+            keep_session.copied(),
+        );
+        self.write(move |tx| {
+            let mut users = tx.open_table(USERS).map_err(unavailable)?;
+            let Some(mut user): Option<UserRecord> = get_json(&users, &id)? else {
+                return Err(StoreError::NotFound);
+            };
+            user.password_hash = hash;
+            users
+                .insert(id.as_str(), to_json(&user)?.as_slice())
+                .map_err(unavailable)?;
+            drop(users);
+            delete_sessions_in(tx, &id, keep.as_ref())
+        })
+        .await
+    }
+
+    async fn delete_org(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            tx.open_table(ORGS)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_project(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            tx.open_table(PROJECTS)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            let mut users = tx.open_table(USERS).map_err(unavailable)?;
+            let user: Option<UserRecord> = get_json(&users, &id)?;
+            users.remove(id.as_str()).map_err(unavailable)?;
+            if let Some(u) = user {
+                tx.open_table(USER_NAMES)
+                    .map_err(unavailable)?
+                    .remove(u.username.as_str())
+                    .map_err(unavailable)?;
+            }
+            drop(users);
+            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            for k in keys_with_prefix(&ms, &format!("{id}/"))? {
+                ms.remove(k.as_str()).map_err(unavailable)?;
+            }
+            drop(ms);
+            delete_sessions_in(tx, &id, None)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.read(|tx| all_json(&tx.open_table(USERS).map_err(unavailable)?))
+            .await
+    }
+
+    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
+        let key = format!("{}/{}/{}", m.user_id, m.org_id, m.project_id);
+        self.put_one(MEMBERSHIPS, &key, m).await
+    }
+
+    async fn remove_membership(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        project_id: &str,
+    ) -> StoreResult<()> {
+        let key = format!("{user_id}/{org_id}/{project_id}");
+        // An org membership's key is the prefix of the user's project
+        // memberships in that org: they go with it.
+        let cascade = project_id.is_empty();
+        self.write(move |tx| {
+            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
+            let keys = if cascade {
+                keys_with_prefix(&ms, &key)?
+            } else {
+                vec![key]
+            };
+            for k in keys {
+                ms.remove(k.as_str()).map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let prefix = format!("{user_id}/");
+        self.read(move |tx| {
+            values_with_prefix(&tx.open_table(MEMBERSHIPS).map_err(unavailable)?, &prefix)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterStore for EmbeddedStore {
     async fn create_cluster(&self, c: &ClusterRecord, event: &ClusterEvent) -> StoreResult<()> {
         let c = c.clone();
         let event = event.clone();
@@ -607,157 +738,6 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
-        let hash = *hash;
-        let token = token.clone();
-        self.write(move |tx| {
-            tx.open_table(TOKENS)
-                .map_err(unavailable)?
-                .insert(hash.as_slice(), to_json(&token)?.as_slice())
-                .map_err(unavailable)?;
-            if let TokenKind::Registration { cluster_id } = &token.kind {
-                tx.open_table(CLUSTER_TOKENS)
-                    .map_err(unavailable)?
-                    .insert(format!("{cluster_id}/{}", hex::encode(hash)).as_str(), ())
-                    .map_err(unavailable)?;
-            }
-            if let TokenKind::Session { user_id } = &token.kind {
-                tx.open_table(USER_SESSIONS)
-                    .map_err(unavailable)?
-                    .insert(session_key(user_id, &hash).as_str(), ())
-                    .map_err(unavailable)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
-        let hash = *hash;
-        self.read(move |tx| {
-            let t = tx.open_table(TOKENS).map_err(unavailable)?;
-            let rec: Option<TokenRecord> = match t.get(hash.as_slice()).map_err(unavailable)? {
-                Some(v) => Some(from_json(v.value())?),
-                None => None,
-            };
-            Ok(rec.filter(|r| !r.expired(now)))
-        })
-        .await
-    }
-
-    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
-        let hash = *hash;
-        self.write(move |tx| {
-            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
-            let old: Option<TokenRecord> = match t.remove(hash.as_slice()).map_err(unavailable)? {
-                Some(v) => Some(from_json(v.value())?),
-                None => None,
-            };
-            match old.map(|r| r.kind) {
-                Some(TokenKind::Registration { cluster_id }) => {
-                    tx.open_table(CLUSTER_TOKENS)
-                        .map_err(unavailable)?
-                        .remove(format!("{cluster_id}/{}", hex::encode(hash)).as_str())
-                        .map_err(unavailable)?;
-                }
-                Some(TokenKind::Session { user_id }) => {
-                    tx.open_table(USER_SESSIONS)
-                        .map_err(unavailable)?
-                        .remove(session_key(&user_id, &hash).as_str())
-                        .map_err(unavailable)?;
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        let (user_id, except) = (user_id.to_string(), except.copied());
-        self.write(move |tx| delete_sessions_in(tx, &user_id, except.as_ref()))
-            .await
-    }
-
-    async fn set_password(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        keep_session: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        let (id, hash, keep) = (
-            user_id.to_string(),
-            password_hash.to_string(),
-            keep_session.copied(),
-        );
-        self.write(move |tx| {
-            let mut users = tx.open_table(USERS).map_err(unavailable)?;
-            let Some(mut user): Option<UserRecord> = get_json(&users, &id)? else {
-                return Err(StoreError::NotFound);
-            };
-            user.password_hash = hash;
-            users
-                .insert(id.as_str(), to_json(&user)?.as_slice())
-                .map_err(unavailable)?;
-            drop(users);
-            delete_sessions_in(tx, &id, keep.as_ref())
-        })
-        .await
-    }
-
-    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
-        let prefix = format!("{cluster_id}/");
-        self.write(move |tx| {
-            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
-            let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
-            let keys = keys_with_prefix(&ct, &prefix)?;
-            for k in &keys {
-                if let Some(h) = k.split_once('/').and_then(|(_, h)| hex::decode(h).ok()) {
-                    tokens.remove(h.as_slice()).map_err(unavailable)?;
-                }
-                ct.remove(k.as_str()).map_err(unavailable)?;
-            }
-            Ok(keys.len() as u64)
-        })
-        .await
-    }
-
-    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64> {
-        self.write(move |tx| {
-            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
-            let mut expired = Vec::new();
-            for item in t.iter().map_err(unavailable)? {
-                let (k, v) = item.map_err(unavailable)?;
-                let rec: TokenRecord = from_json(v.value())?;
-                if rec.expired(now) {
-                    expired.push((k.value().to_vec(), rec));
-                }
-            }
-            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
-            let mut us = tx.open_table(USER_SESSIONS).map_err(unavailable)?;
-            for (k, rec) in &expired {
-                t.remove(k.as_slice()).map_err(unavailable)?;
-                match &rec.kind {
-                    TokenKind::Registration { cluster_id } => {
-                        ct.remove(format!("{cluster_id}/{}", hex::encode(k)).as_str())
-                            .map_err(unavailable)?;
-                    }
-                    TokenKind::Session { user_id } => {
-                        us.remove(session_key(user_id, k).as_str())
-                            .map_err(unavailable)?;
-                    }
-                    _ => {}
-                }
-            }
-            Ok(expired.len() as u64)
-        })
-        .await
-    }
-
     async fn register_agent(
         &self,
         agent: &AgentRecord,
@@ -900,6 +880,124 @@ impl Store for EmbeddedStore {
         let id = id.to_string();
         self.write(move |tx| remove_agent_in(tx, &id, None)).await
     }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for EmbeddedStore {
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
+        let hash = *hash;
+        let token = token.clone();
+        self.write(move |tx| {
+            tx.open_table(TOKENS)
+                .map_err(unavailable)?
+                .insert(hash.as_slice(), to_json(&token)?.as_slice())
+                .map_err(unavailable)?;
+            if let TokenKind::Registration { cluster_id } = &token.kind {
+                tx.open_table(CLUSTER_TOKENS)
+                    .map_err(unavailable)?
+                    .insert(format!("{cluster_id}/{}", hex::encode(hash)).as_str(), ())
+                    .map_err(unavailable)?;
+            }
+            if let TokenKind::Session { user_id } = &token.kind {
+                tx.open_table(USER_SESSIONS)
+                    .map_err(unavailable)?
+                    .insert(session_key(user_id, &hash).as_str(), ())
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
+        let hash = *hash;
+        self.read(move |tx| {
+            let t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let rec: Option<TokenRecord> = match t.get(hash.as_slice()).map_err(unavailable)? {
+                Some(v) => Some(from_json(v.value())?),
+                None => None,
+            };
+            Ok(rec.filter(|r| !r.expired(now)))
+        })
+        .await
+    }
+
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
+        let hash = *hash;
+        self.write(move |tx| {
+            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let old: Option<TokenRecord> = match t.remove(hash.as_slice()).map_err(unavailable)? {
+                Some(v) => Some(from_json(v.value())?),
+                None => None,
+            };
+            match old.map(|r| r.kind) {
+                Some(TokenKind::Registration { cluster_id }) => {
+                    tx.open_table(CLUSTER_TOKENS)
+                        .map_err(unavailable)?
+                        .remove(format!("{cluster_id}/{}", hex::encode(hash)).as_str())
+                        .map_err(unavailable)?;
+                }
+                Some(TokenKind::Session { user_id }) => {
+                    tx.open_table(USER_SESSIONS)
+                        .map_err(unavailable)?
+                        .remove(session_key(&user_id, &hash).as_str())
+                        .map_err(unavailable)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
+        let prefix = format!("{cluster_id}/");
+        self.write(move |tx| {
+            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            let mut tokens = tx.open_table(TOKENS).map_err(unavailable)?;
+            let keys = keys_with_prefix(&ct, &prefix)?;
+            for k in &keys {
+                if let Some(h) = k.split_once('/').and_then(|(_, h)| hex::decode(h).ok()) {
+                    tokens.remove(h.as_slice()).map_err(unavailable)?;
+                }
+                ct.remove(k.as_str()).map_err(unavailable)?;
+            }
+            Ok(keys.len() as u64)
+        })
+        .await
+    }
+
+    async fn purge_expired_tokens(&self, now: Millis) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(TOKENS).map_err(unavailable)?;
+            let mut expired = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                let rec: TokenRecord = from_json(v.value())?;
+                if rec.expired(now) {
+                    expired.push((k.value().to_vec(), rec));
+                }
+            }
+            let mut ct = tx.open_table(CLUSTER_TOKENS).map_err(unavailable)?;
+            let mut us = tx.open_table(USER_SESSIONS).map_err(unavailable)?;
+            for (k, rec) in &expired {
+                t.remove(k.as_slice()).map_err(unavailable)?;
+                match &rec.kind {
+                    TokenKind::Registration { cluster_id } => {
+                        ct.remove(format!("{cluster_id}/{}", hex::encode(k)).as_str())
+                            .map_err(unavailable)?;
+                    }
+                    TokenKind::Session { user_id } => {
+                        us.remove(session_key(user_id, k).as_str())
+                            .map_err(unavailable)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(expired.len() as u64)
+        })
+        .await
+    }
 
     async fn adopt_agent_credential(
         &self,
@@ -943,98 +1041,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
-    async fn delete_org(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
-        self.write(move |tx| {
-            tx.open_table(ORGS)
-                .map_err(unavailable)?
-                .remove(id.as_str())
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete_project(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
-        self.write(move |tx| {
-            tx.open_table(PROJECTS)
-                .map_err(unavailable)?
-                .remove(id.as_str())
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete_user(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
-        self.write(move |tx| {
-            let mut users = tx.open_table(USERS).map_err(unavailable)?;
-            let user: Option<UserRecord> = get_json(&users, &id)?;
-            users.remove(id.as_str()).map_err(unavailable)?;
-            if let Some(u) = user {
-                tx.open_table(USER_NAMES)
-                    .map_err(unavailable)?
-                    .remove(u.username.as_str())
-                    .map_err(unavailable)?;
-            }
-            drop(users);
-            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
-            for k in keys_with_prefix(&ms, &format!("{id}/"))? {
-                ms.remove(k.as_str()).map_err(unavailable)?;
-            }
-            drop(ms);
-            delete_sessions_in(tx, &id, None)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.read(|tx| all_json(&tx.open_table(USERS).map_err(unavailable)?))
-            .await
-    }
-
-    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
-        let key = format!("{}/{}/{}", m.user_id, m.org_id, m.project_id);
-        self.put_one(MEMBERSHIPS, &key, m).await
-    }
-
-    async fn remove_membership(
-        &self,
-        user_id: &str,
-        org_id: &str,
-        project_id: &str,
-    ) -> StoreResult<()> {
-        let key = format!("{user_id}/{org_id}/{project_id}");
-        // An org membership's key is the prefix of the user's project
-        // memberships in that org: they go with it.
-        let cascade = project_id.is_empty();
-        self.write(move |tx| {
-            let mut ms = tx.open_table(MEMBERSHIPS).map_err(unavailable)?;
-            let keys = if cascade {
-                keys_with_prefix(&ms, &key)?
-            } else {
-                vec![key]
-            };
-            for k in keys {
-                ms.remove(k.as_str()).map_err(unavailable)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
-        let prefix = format!("{user_id}/");
-        self.read(move |tx| {
-            values_with_prefix(&tx.open_table(MEMBERSHIPS).map_err(unavailable)?, &prefix)
-        })
-        .await
-    }
-
+#[async_trait::async_trait]
+impl LogStore for EmbeddedStore {
     async fn append_logs(
         &self,
         cluster_id: &str,
@@ -1058,25 +1068,18 @@ impl Store for EmbeddedStore {
                 .unwrap_or((1, 0));
             let mut marks = tx.open_table(LOG_MARKS).map_err(unavailable)?;
             let mut logs = tx.open_table(LOGS).map_err(unavailable)?;
-            let mut stored = 0;
-            // The batch's marks, read once and written once per file.
-            let mut moved: Vec<(String, u64, bool)> = Vec::new();
-            for l in &lines {
-                let mark_key = format!("{cid}/{agent}/{}", l.file);
-                let at = match moved.iter().position(|(k, _, _)| *k == mark_key) {
-                    Some(i) => i,
-                    None => {
-                        let found = marks.get(mark_key.as_str()).map_err(unavailable)?;
-                        let known = found.is_some();
-                        let mark = found.map(|v| v.value()).unwrap_or(0);
-                        moved.push((mark_key, mark, known));
-                        moved.len() - 1
-                    }
-                };
-                if l.offset < moved[at].1 {
-                    continue; // stored before: a resend after a lost ack
-                }
-                moved[at].1 = l.offset + 1;
+            let mark_key = |file: u64| format!("{cid}/{agent}/{file}");
+            // The batch's marks, read once; the plan says what is new.
+            let mut read = Vec::new();
+            for file in batch_files(&lines) {
+                let found = marks.get(mark_key(file).as_str()).map_err(unavailable)?;
+                read.push((file, found.map(|v| v.value())));
+            }
+            let plan = plan_append(&lines, |file| {
+                read.iter().find(|(f, _)| *f == file).and_then(|(_, m)| *m)
+            });
+            for &i in &plan.keep {
+                let Some(l) = lines.get(i) else { continue };
                 let rec = StoredLog {
                     seq: next,
                     time_us: l.time_us,
@@ -1090,10 +1093,9 @@ impl Store for EmbeddedStore {
                     .map_err(unavailable)?;
                 next += 1;
                 count += 1;
-                stored += 1;
             }
-            if count > cap {
-                let excess = count - cap;
+            let excess = lines_over_cap(count, cap);
+            if excess > 0 {
                 let mut old = Vec::new();
                 for item in logs
                     .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
@@ -1112,10 +1114,18 @@ impl Store for EmbeddedStore {
             // recently moved go (a file that long untouched was reused).
             let mut order = tx.open_table(LOG_MARK_ORDER).map_err(unavailable)?;
             let mut touch = tx.open_table(LOG_MARK_TOUCH).map_err(unavailable)?;
-            let mut added = false;
-            for (i, (key, mark, known)) in moved.iter().enumerate() {
-                marks.insert(key.as_str(), *mark).map_err(unavailable)?;
-                let t = next * 16 + i as u64;
+            let newest = match order
+                .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
+                .map_err(unavailable)?
+                .next_back()
+            {
+                Some(item) => Some(item.map_err(unavailable)?.0.value().1),
+                None => None,
+            };
+            for (i, m) in plan.marks.iter().enumerate() {
+                let key = mark_key(m.file);
+                marks.insert(key.as_str(), m.now).map_err(unavailable)?;
+                let t = mark_touch(newest, i);
                 if let Some(old) = touch.insert(key.as_str(), t).map_err(unavailable)? {
                     order
                         .remove((cid.as_str(), old.value()))
@@ -1124,16 +1134,15 @@ impl Store for EmbeddedStore {
                 order
                     .insert((cid.as_str(), t), key.as_str())
                     .map_err(unavailable)?;
-                added |= !known;
             }
-            if added {
+            if plan.adds_marks() {
                 let all: Vec<(u64, String)> = order
                     .range((cid.as_str(), 0)..=(cid.as_str(), u64::MAX))
                     .map_err(unavailable)?
                     .filter_map(|e| e.ok())
                     .map(|(k, v)| (k.value().1, v.value().to_string()))
                     .collect();
-                let excess = all.len().saturating_sub(LOG_MARKS_PER_CLUSTER);
+                let excess = marks_over_cap(all.len());
                 for (t, key) in all.into_iter().take(excess) {
                     order.remove((cid.as_str(), t)).map_err(unavailable)?;
                     touch.remove(key.as_str()).map_err(unavailable)?;
@@ -1142,7 +1151,7 @@ impl Store for EmbeddedStore {
             }
             meta.insert(cid.as_str(), (next, count))
                 .map_err(unavailable)?;
-            Ok(stored)
+            Ok(plan.keep.len())
         })
         .await
     }
@@ -1178,7 +1187,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl AuditStore for EmbeddedStore {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         let r = record.clone();
         self.write(move |tx| {

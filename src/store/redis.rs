@@ -6,6 +6,7 @@
 //! Lua only reads fields of the JSON it is given (`cjson.decode`); it never
 //! re-encodes records (cjson would turn `[]` into `{}`).
 
+use super::TenancyStore;
 use ecp_actors::model::*;
 use ecp_actors::store::*;
 use redis::aio::ConnectionManager;
@@ -113,38 +114,37 @@ redis.call('DEL', 'ecp:logs:'..id, 'ecp:log_marks:'..id, 'ecp:log_seq:'..id, 'ec
 return 'OK'
 "#;
 
+/// Applies an append planned in Rust (`plan_append`), if the batch's marks
+/// are still what Rust read (compare-and-set); otherwise -1.
 /// KEYS: stream, marks hash, seq counter, marks order (a sorted set of
-/// mark fields by when they last moved). ARGV: line cap, marks cap, then
-/// (mark field, offset, record) per line. Each mark is read and written once
-/// per batch; beyond the marks cap the least recently moved go.
+/// mark fields by when they last moved). ARGV: line cap, marks cap, number
+/// of files n, then per file (mark field, mark read ('' for none), new
+/// mark), then the records to store. Each mark written becomes the most
+/// recently moved (stamped like `mark_touch`); beyond the marks cap the
+/// least recently moved go. Returns how many records were stored.
 const APPEND_LOGS: &str = r#"
-local cap, markcap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local stored = 0
-local marks, seen = {}, {}
-for i = 3, #ARGV, 3 do
-  local field, off = ARGV[i], tonumber(ARGV[i+1])
-  if marks[field] == nil then
-    marks[field] = tonumber(redis.call('HGET', KEYS[2], field) or '0')
-    table.insert(seen, field)
-  end
-  if off >= marks[field] then
-    local seq = redis.call('INCR', KEYS[3])
-    redis.call('XADD', KEYS[1], 'MAXLEN', cap, '0-'..seq, 'd', ARGV[i+2])
-    marks[field] = off + 1
-    stored = stored + 1
-  end
+local cap, markcap, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, 3 + 3 * n, 3 do
+  if (redis.call('HGET', KEYS[2], ARGV[i]) or '') ~= ARGV[i+1] then return -1 end
 end
-local now = tonumber(redis.call('GET', KEYS[3]) or '0')
-for n, field in ipairs(seen) do
-  redis.call('HSET', KEYS[2], field, string.format('%d', marks[field]))
-  redis.call('ZADD', KEYS[4], now * 16 + n, field)
+for i = 4 + 3 * n, #ARGV do
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[1], 'MAXLEN', cap, '0-'..seq, 'd', ARGV[i])
+end
+-- Recency as `mark_touch`: past the newest mark, in batch order.
+local newest = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')[2]
+local base = newest and tonumber(newest) + 1 or 0
+for j = 1, n do
+  local i = 1 + 3 * j
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+2])
+  redis.call('ZADD', KEYS[4], base + j - 1, ARGV[i])
 end
 local excess = redis.call('ZCARD', KEYS[4]) - markcap
 if excess > 0 then
   local gone = redis.call('ZPOPMIN', KEYS[4], excess)
   for j = 1, #gone, 2 do redis.call('HDEL', KEYS[2], gone[j]) end
 end
-return stored
+return #ARGV - 3 - 3 * n
 "#;
 
 /// ARGV: hash, record, TTL ms (0: none), cluster (registration tokens),
@@ -349,7 +349,7 @@ fn outcome(reply: &str, name: &str) -> StoreResult<()> {
 }
 
 #[async_trait::async_trait]
-impl Store for RedisStore {
+impl TenancyStore for RedisStore {
     async fn user_count(&self) -> StoreResult<u64> {
         self.c()
             .scard(format!("{P}users"))
@@ -421,6 +421,130 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        with_sessions_fn(DELETE_SESSIONS_BODY)
+            .arg(user_id)
+            .arg(except.map(hex::encode).unwrap_or_default())
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        // The record is JSON that Lua must not re-encode: read, change,
+        // write if unchanged meanwhile.
+        for _ in 0..8 {
+            let key = format!("{P}user:{user_id}");
+            let Some(cur): Option<String> = self.c().get(&key).await.map_err(unavailable)? else {
+                return Err(StoreError::NotFound);
+            };
+            let mut user: UserRecord = from_json(&cur)?;
+            user.password_hash = password_hash.to_string();
+            let r: String = with_sessions_fn(SET_PASSWORD_BODY)
+                .arg(user_id)
+                .arg(&cur)
+                .arg(to_json(&user)?)
+                .arg(keep_session.map(hex::encode).unwrap_or_default())
+                .invoke_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            if r == "RETRY" {
+                continue;
+            }
+            if let Some(n) = r.strip_prefix("OK:") {
+                return Ok(n.parse().unwrap_or(0));
+            }
+            return outcome(&r, "").map(|_| 0);
+        }
+        Err(StoreError::Unavailable(
+            "the user record kept changing; retry".into(),
+        ))
+    }
+
+    async fn delete_org(&self, id: &str) -> StoreResult<()> {
+        redis::pipe()
+            .atomic()
+            .del(format!("{P}org:{id}"))
+            .srem(format!("{P}orgs"), id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_project(&self, id: &str) -> StoreResult<()> {
+        let Some(p) = self.project(id).await? else {
+            return Ok(());
+        };
+        redis::pipe()
+            .atomic()
+            .del(format!("{P}project:{id}"))
+            .srem(format!("{P}org_projects:{}", p.org_id), id)
+            .query_async::<()>(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let r: String = with_sessions_fn(DELETE_USER_BODY)
+            .arg(id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        outcome(&r, "")
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.members_json(format!("{P}users"), "user").await
+    }
+
+    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
+        self.c()
+            .hset(
+                format!("{P}memberships:{}", m.user_id),
+                format!("{}/{}", m.org_id, m.project_id),
+                to_json(m)?,
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn remove_membership(
+        &self,
+        user_id: &str,
+        org_id: &str,
+        project_id: &str,
+    ) -> StoreResult<()> {
+        let _: i64 = script(REMOVE_MEMBERSHIP)
+            .arg(user_id)
+            .arg(org_id)
+            .arg(project_id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        let v: Vec<String> = self
+            .c()
+            .hvals(format!("{P}memberships:{user_id}"))
+            .await
+            .map_err(unavailable)?;
+        v.iter().map(|s| from_json(s)).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterStore for RedisStore {
     async fn create_cluster(&self, c: &ClusterRecord, event: &ClusterEvent) -> StoreResult<()> {
         let r: String = script(CREATE_CLUSTER)
             .arg(&c.id)
@@ -502,108 +626,6 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         v.iter().map(|s| from_json(s)).collect()
-    }
-
-    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
-        let ttl = token
-            .expires_at
-            .map(|t| t.saturating_sub(now_ms()).max(1))
-            .unwrap_or(0);
-        let cluster = match &token.kind {
-            TokenKind::Registration { cluster_id } => cluster_id.clone(),
-            _ => String::new(),
-        };
-        let user = match &token.kind {
-            TokenKind::Session { user_id } => user_id.clone(),
-            _ => String::new(),
-        };
-        let _: String = script(PUT_TOKEN)
-            .arg(hex::encode(hash))
-            .arg(to_json(token)?)
-            .arg(ttl.to_string())
-            .arg(cluster)
-            .arg(user)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
-        let t: Option<TokenRecord> = self
-            .get_json(format!("{P}token:{}", hex::encode(hash)))
-            .await?;
-        Ok(t.filter(|t| !t.expired(now)))
-    }
-
-    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
-        let _: String = script(DELETE_TOKEN)
-            .arg(hex::encode(hash))
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        with_sessions_fn(DELETE_SESSIONS_BODY)
-            .arg(user_id)
-            .arg(except.map(hex::encode).unwrap_or_default())
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn set_password(
-        &self,
-        user_id: &str,
-        password_hash: &str,
-        keep_session: Option<&TokenHash>,
-    ) -> StoreResult<u64> {
-        // The record is JSON that Lua must not re-encode: read, change,
-        // write if unchanged meanwhile.
-        for _ in 0..8 {
-            let key = format!("{P}user:{user_id}");
-            let Some(cur): Option<String> = self.c().get(&key).await.map_err(unavailable)? else {
-                return Err(StoreError::NotFound);
-            };
-            let mut user: UserRecord = from_json(&cur)?;
-            user.password_hash = password_hash.to_string();
-            let r: String = with_sessions_fn(SET_PASSWORD_BODY)
-                .arg(user_id)
-                .arg(&cur)
-                .arg(to_json(&user)?)
-                .arg(keep_session.map(hex::encode).unwrap_or_default())
-                .invoke_async(&mut self.c())
-                .await
-                .map_err(unavailable)?;
-            if r == "RETRY" {
-                continue;
-            }
-            if let Some(n) = r.strip_prefix("OK:") {
-                return Ok(n.parse().unwrap_or(0));
-            }
-            return outcome(&r, "").map(|_| 0);
-        }
-        Err(StoreError::Unavailable(
-            "the user record kept changing; retry".into(),
-        ))
-    }
-
-    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
-        script(REVOKE_REGISTRATION)
-            .arg(cluster_id)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn purge_expired_tokens(&self, _now: Millis) -> StoreResult<u64> {
-        Ok(0) // Redis expires token keys by itself
     }
 
     async fn register_agent(
@@ -712,6 +734,62 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for RedisStore {
+    async fn put_token(&self, hash: &TokenHash, token: &TokenRecord) -> StoreResult<()> {
+        let ttl = token
+            .expires_at
+            .map(|t| t.saturating_sub(now_ms()).max(1))
+            .unwrap_or(0);
+        let cluster = match &token.kind {
+            TokenKind::Registration { cluster_id } => cluster_id.clone(),
+            _ => String::new(),
+        };
+        let user = match &token.kind {
+            TokenKind::Session { user_id } => user_id.clone(),
+            _ => String::new(),
+        };
+        let _: String = script(PUT_TOKEN)
+            .arg(hex::encode(hash))
+            .arg(to_json(token)?)
+            .arg(ttl.to_string())
+            .arg(cluster)
+            .arg(user)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn token(&self, hash: &TokenHash, now: Millis) -> StoreResult<Option<TokenRecord>> {
+        let t: Option<TokenRecord> = self
+            .get_json(format!("{P}token:{}", hex::encode(hash)))
+            .await?;
+        Ok(t.filter(|t| !t.expired(now)))
+    }
+
+    async fn delete_token(&self, hash: &TokenHash) -> StoreResult<()> {
+        let _: String = script(DELETE_TOKEN)
+            .arg(hex::encode(hash))
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn revoke_registration_tokens(&self, cluster_id: &str) -> StoreResult<u64> {
+        script(REVOKE_REGISTRATION)
+            .arg(cluster_id)
+            .invoke_async(&mut self.c())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn purge_expired_tokens(&self, _now: Millis) -> StoreResult<u64> {
+        Ok(0) // Redis expires token keys by itself
+    }
 
     async fn adopt_agent_credential(
         &self,
@@ -739,79 +817,10 @@ impl Store for RedisStore {
             _ => Err(StoreError::NotFound),
         }
     }
+}
 
-    async fn delete_org(&self, id: &str) -> StoreResult<()> {
-        redis::pipe()
-            .atomic()
-            .del(format!("{P}org:{id}"))
-            .srem(format!("{P}orgs"), id)
-            .query_async::<()>(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn delete_project(&self, id: &str) -> StoreResult<()> {
-        let Some(p) = self.project(id).await? else {
-            return Ok(());
-        };
-        redis::pipe()
-            .atomic()
-            .del(format!("{P}project:{id}"))
-            .srem(format!("{P}org_projects:{}", p.org_id), id)
-            .query_async::<()>(&mut self.c())
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn delete_user(&self, id: &str) -> StoreResult<()> {
-        let r: String = with_sessions_fn(DELETE_USER_BODY)
-            .arg(id)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        outcome(&r, "")
-    }
-
-    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
-        self.members_json(format!("{P}users"), "user").await
-    }
-
-    async fn put_membership(&self, m: &Membership) -> StoreResult<()> {
-        self.c()
-            .hset(
-                format!("{P}memberships:{}", m.user_id),
-                format!("{}/{}", m.org_id, m.project_id),
-                to_json(m)?,
-            )
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn remove_membership(
-        &self,
-        user_id: &str,
-        org_id: &str,
-        project_id: &str,
-    ) -> StoreResult<()> {
-        let _: i64 = script(REMOVE_MEMBERSHIP)
-            .arg(user_id)
-            .arg(org_id)
-            .arg(project_id)
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn memberships(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
-        let v: Vec<String> = self
-            .c()
-            .hvals(format!("{P}memberships:{user_id}"))
-            .await
-            .map_err(unavailable)?;
-        v.iter().map(|s| from_json(s)).collect()
-    }
-
+#[async_trait::async_trait]
+impl LogStore for RedisStore {
     async fn append_logs(
         &self,
         cluster_id: &str,
@@ -823,30 +832,68 @@ impl Store for RedisStore {
         if lines.is_empty() {
             return Ok(0);
         }
+        let marks_key = format!("{P}log_marks:{cluster_id}");
+        let files = batch_files(lines);
+        let fields: Vec<String> = files.iter().map(|f| format!("{agent_id}/{f}")).collect();
         let script = Script::new(APPEND_LOGS);
-        let mut inv = script.prepare_invoke();
-        inv.key(format!("{P}logs:{cluster_id}"))
-            .key(format!("{P}log_marks:{cluster_id}"))
-            .key(format!("{P}log_seq:{cluster_id}"))
-            .key(format!("{P}log_mark_order:{cluster_id}"))
-            .arg(cap.max(1))
-            .arg(LOG_MARKS_PER_CLUSTER);
-        for l in lines {
-            let rec = StoredLog {
-                seq: 0, // the stream entry's id
-                time_us: l.time_us,
-                level: l.level,
-                node: node.to_string(),
-                message: l.message.clone(),
-                fields: l.fields.clone(),
-                raw: l.raw.clone(),
-            };
-            inv.arg(format!("{agent_id}/{}", l.file))
-                .arg(l.offset)
-                .arg(to_json(&rec)?);
+        // Read the marks, plan in Rust, apply if the marks did not move
+        // meanwhile (another writer: a reconnected agent's new session).
+        for _ in 0..8 {
+            let read: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&marks_key)
+                .arg(&fields)
+                .query_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            let mut marks = Vec::with_capacity(files.len());
+            for (file, raw) in files.iter().zip(&read) {
+                let mark = raw
+                    .as_deref()
+                    .map(|r| {
+                        r.parse::<u64>()
+                            .map_err(|_| StoreError::Corrupt(format!("log mark {r:?}")))
+                    })
+                    .transpose()?;
+                marks.push((*file, mark));
+            }
+            let plan = plan_append(lines, |file| {
+                marks.iter().find(|(f, _)| *f == file).and_then(|(_, m)| *m)
+            });
+            let mut inv = script.prepare_invoke();
+            inv.key(format!("{P}logs:{cluster_id}"))
+                .key(&marks_key)
+                .key(format!("{P}log_seq:{cluster_id}"))
+                .key(format!("{P}log_mark_order:{cluster_id}"))
+                .arg(line_cap(cap))
+                .arg(LOG_MARKS_PER_CLUSTER)
+                .arg(plan.marks.len());
+            for m in &plan.marks {
+                let at = files.iter().position(|f| *f == m.file);
+                let raw = at.and_then(|at| read.get(at)).cloned().flatten();
+                inv.arg(format!("{agent_id}/{}", m.file))
+                    .arg(raw.unwrap_or_default())
+                    .arg(m.now.to_string());
+            }
+            for l in plan.keep.iter().filter_map(|&i| lines.get(i)) {
+                let rec = StoredLog {
+                    seq: 0, // the stream entry's id
+                    time_us: l.time_us,
+                    level: l.level,
+                    node: node.to_string(),
+                    message: l.message.clone(),
+                    fields: l.fields.clone(),
+                    raw: l.raw.clone(),
+                };
+                inv.arg(to_json(&rec)?);
+            }
+            let n: i64 = inv.invoke_async(&mut self.c()).await.map_err(unavailable)?;
+            if let Ok(n) = usize::try_from(n) {
+                return Ok(n);
+            }
         }
-        let n: usize = inv.invoke_async(&mut self.c()).await.map_err(unavailable)?;
-        Ok(n)
+        Err(StoreError::Unavailable(
+            "log marks kept changing; retry".into(),
+        ))
     }
 
     async fn logs(&self, cluster_id: &str, q: &LogQuery) -> StoreResult<LogPage> {
@@ -905,7 +952,10 @@ impl Store for RedisStore {
         }
         Ok(scan.finish())
     }
+}
 
+#[async_trait::async_trait]
+impl AuditStore for RedisStore {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         // Newest at the head; the log keeps the last AUDIT_CAP records.
         redis::pipe()

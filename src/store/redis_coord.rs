@@ -271,12 +271,14 @@ impl Coordinator for RedisCoordinator {
             .await
             .map_err(unavailable)
     }
-    async fn send(&self, node: &str, msg: &NodeMsg) -> StoreResult<()> {
+    async fn send(&self, node: &str, msg: &NodeMsg) -> StoreResult<bool> {
         let payload = serde_json::to_string(msg).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn
+        let receivers: i64 = self
+            .conn
             .clone()
-            .publish::<_, _, ()>(format!("ecp:node:{node}"), payload)
+            .publish(format!("ecp:node:{node}"), payload)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(receivers > 0)
     }
 }

@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod lifecycle;
 mod logs;
+mod matrix;
 mod nginx;
 mod operations;
 mod ops;

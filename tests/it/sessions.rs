@@ -213,7 +213,7 @@ async fn a_newer_session_of_the_same_agent_replaces_the_older_one() {
 
 #[actix_web::test]
 async fn the_registry_restarts_a_failed_cluster_actor_from_the_stored_state() {
-    use ecp_actors::cluster::{Edit, Fail, Snapshot};
+    use ecp_actors::msg::{ClusterInput, Control};
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = ecp::config::Config::default();
     config.store.data_dir = dir.path().display().to_string();
@@ -253,29 +253,33 @@ async fn the_registry_restarts_a_failed_cluster_actor_from_the_stored_state() {
         .create_cluster(&record, &event)
         .await
         .expect("create");
-    let first = state
+    assert!(state
         .registry
         .send(ecp_actors::registry::Spawn(record))
         .await
-        .expect("spawn")
-        .expect("addr");
-    let edited = first
-        .send(Edit {
+        .expect("spawn"));
+    let first = state.deps.dir.cluster("c-restart").expect("running here");
+    let cluster = state.deps.cluster("c-restart");
+    let edited = cluster
+        .ask(ClusterInput::Edit {
             name: Some("after".into()),
-            ..Default::default()
+            description: None,
+            service_address: None,
+            move_to: None,
         })
         .await
-        .expect("send")
-        .expect("edit");
+        .expect("edit")
+        .record()
+        .expect("record");
     assert_eq!(edited.revision, 2);
 
-    first.send(Fail).await.expect("fail");
+    first.control.send(Control::Fail).await.expect("fail");
     // Await the replacement actor (the registry backs off briefly first).
     let deadline = tokio::time::Instant::now() + WAIT;
     let second = loop {
-        if let Some(a) = state.deps.dir.cluster("c-restart") {
-            if a.connected() && a != first {
-                break a;
+        if let Some(h) = state.deps.dir.cluster("c-restart") {
+            if h.connected() && h.ask != first.ask {
+                break h;
             }
         }
         assert!(
@@ -285,7 +289,14 @@ async fn the_registry_restarts_a_failed_cluster_actor_from_the_stored_state() {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let snap = second.send(Snapshot).await.expect("snapshot");
+    let snap = second
+        .ask
+        .send(ecp_actors::msg::Ask(ClusterInput::Snapshot))
+        .await
+        .expect("snapshot")
+        .expect("answer")
+        .record()
+        .expect("record");
     assert_eq!(snap.name, "after", "state reloaded from the store");
     assert_eq!(snap.revision, 2);
 }

@@ -2,8 +2,8 @@
 //! Redis (a real redis-server). Each step says what it tries.
 
 use crate::redis_server::RedisServer;
+use ecp::store::*;
 use ecp_actors::model::*;
-use ecp_actors::store::*;
 use std::sync::Arc;
 
 fn cluster(id: &str, project: &str, name: &str) -> ClusterRecord {
@@ -935,6 +935,72 @@ async fn log_conformance(store: SharedStore) {
         1,
         "the least recently moved mark went"
     );
+    // A resend stores nothing but moves its marks: they become the most
+    // recently moved, in batch order, and the least recently moved mark
+    // still goes first once new files push marks out.
+    let files = |fs: &[u64]| fs.iter().map(|&f| line(f, 0, 1, "t")).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .append_logs("T", "a1", "n", &files(&[1, 2]), 100_000)
+            .await
+            .expect("two files"),
+        2
+    );
+    for f in [2, 1] {
+        assert_eq!(
+            store
+                .append_logs("T", "a1", "n", &files(&[f]), 100_000)
+                .await
+                .expect("resend"),
+            0
+        );
+    }
+    for chunk in (100..100 + cap - 1).collect::<Vec<_>>().chunks(8) {
+        store
+            .append_logs("T", "a1", "n", &files(chunk), 100_000)
+            .await
+            .expect("push out");
+    }
+    assert_eq!(
+        store
+            .append_logs("T", "a1", "n", &files(&[1]), 100_000)
+            .await
+            .expect("file 1"),
+        0,
+        "file 1, resent last, is kept"
+    );
+    assert_eq!(
+        store
+            .append_logs("T", "a1", "n", &files(&[2]), 100_000)
+            .await
+            .expect("file 2"),
+        1,
+        "file 2, moved least recently, went"
+    );
+    // Two writers with the same batch at once (an agent's old session still
+    // storing while its new one, maybe on another node, resends): every line
+    // is stored once.
+    for round in 0..20u64 {
+        let batch: Vec<_> = (0..10)
+            .map(|i| line(5, round * 10 + i, 1, &format!("w {round} {i}")))
+            .collect();
+        let (a, b) = tokio::join!(
+            store.append_logs("W", "a1", "n", &batch, 100_000),
+            store.append_logs("W", "a1", "n", &batch, 100_000)
+        );
+        assert_eq!(
+            a.expect("writer a") + b.expect("writer b"),
+            10,
+            "round {round}"
+        );
+    }
+    let w = store
+        .logs("W", &q(&|q| q.limit = 1000))
+        .await
+        .expect("read");
+    let mut texts: Vec<&str> = w.data.iter().map(|l| l.message.as_str()).collect();
+    texts.dedup();
+    assert_eq!(texts.len(), 200, "each line once");
     // Deleting the cluster deletes its logs.
     store
         .create_cluster(
