@@ -195,6 +195,10 @@ pub struct Api {
     pub token: String,
 }
 
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Value>,
+}
+
 pub const P: &str = "/api/orgs/default/projects/default";
 
 impl Api {
@@ -309,6 +313,14 @@ impl Api {
             .await
             .expect("events");
         assert_eq!(r.status(), 200);
+        // The server subscribed before it answered 200: nothing is missed.
+        Events::from_response(r)
+    }
+}
+
+impl Events {
+    /// Follows an answer of `GET /api/events` already known to be 200.
+    pub fn from_response(r: reqwest::Response) -> Events {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut body = r.bytes_stream();
         tokio::spawn(async move {
@@ -336,16 +348,8 @@ impl Api {
                 }
             }
         });
-        // The server subscribed before it answered 200: nothing is missed.
         Events { rx }
     }
-}
-
-pub struct Events {
-    rx: mpsc::UnboundedReceiver<Value>,
-}
-
-impl Events {
     /// Waits for a change of cluster `id` whose cluster matches `pred`;
     /// returns the cluster and when it arrived.
     pub async fn wait(
