@@ -5,6 +5,7 @@
 //! reason, in `NOT_TENANCY_ROUTES`) fails the matrix. 2xx answers of reads
 //! are checked to hold only what the role may see, and each role's event
 //! stream to carry only changes of projects it sees.
+
 use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::Duration;
