@@ -138,15 +138,12 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// SIGKILL, no drain.
+    /// SIGKILL, no drain; returns once it is gone.
     pub fn kill9(&mut self) {
-        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
-            let _ = std::process::Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            crate::stop::child(&mut child, Duration::from_secs(10));
         }
-        self.child = None;
     }
 
     /// Sends SIGTERM (without waiting).
@@ -186,6 +183,16 @@ impl Server {
 
     pub async fn api(&self) -> Api {
         Api::login(&self.base, "admin", ADMIN_PASSWORD).await
+    }
+}
+
+impl Drop for Server {
+    /// SIGTERM (ecp drains, then exits) and wait for it: a test ends only
+    /// once its server has.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::stop::child(&mut child, Duration::from_secs(30));
+        }
     }
 }
 
