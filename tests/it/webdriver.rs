@@ -338,10 +338,26 @@ impl Drop for Browser {
             .and_then(|rest| rest.split_once('/'))
         {
             if let Ok(mut s) = std::net::TcpStream::connect(host) {
+                // chromedriver answers once Chromium has quit, and may keep
+                // the connection open after: read the answer, not to EOF.
                 let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
                 let _ = write!(s, "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 let mut buf = Vec::new();
-                let _ = s.read_to_end(&mut buf);
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut chunk) {
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
             }
         }
         crate::stop::child(&mut self.driver, Duration::from_secs(10));
