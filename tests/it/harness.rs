@@ -410,6 +410,88 @@ impl Events {
     ) -> (Value, Instant) {
         self.wait(id, timeout, |c| c["status"] == status).await
     }
+
+    /// As `wait`, also returning every change the stream carried before the
+    /// match (as sent: `{"type": "upserted", "cluster": …}` or `removed`).
+    pub async fn wait_collecting(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Value, Vec<Value>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut before = Vec::new();
+        loop {
+            let v = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no matching event for cluster {id} within {timeout:?}"))
+                .expect("event stream ended");
+            if v["type"] == "upserted" && v["cluster"]["id"] == id && pred(&v["cluster"]) {
+                return (v["cluster"].clone(), before);
+            }
+            before.push(v);
+        }
+    }
+}
+
+/// Proof that one offline grace has passed on the server (or, in Redis
+/// mode, on every node) since this call, instead of sleeping "long enough":
+/// a witness cluster in `project` gets an agent (through `base`), runs, and
+/// loses it now; its `agent_offline` comes one grace later, from the same
+/// kind of timer as any grace started before the call, which has therefore
+/// fired by then. `events` is the caller's stream: the changes it carried
+/// until the witness went offline are returned, for the caller to check.
+pub async fn grace_passed(
+    base: &str,
+    api: &Api,
+    project: &str,
+    events: &mut Events,
+) -> (String, Vec<Value>) {
+    static WITNESSES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = WITNESSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("witness {n} {}", std::process::id());
+    let node = format!("emqx@witness{n}-{}", std::process::id());
+    let mut own = api.events().await;
+    let (s, c) = api
+        .post(&format!("{project}/clusters"), json!({ "name": name }))
+        .await;
+    assert_eq!(s, 201, "witness: {c}");
+    let id = c["id"].as_str().expect("id").to_string();
+    let (s, t) = api
+        .post(
+            &format!("{project}/clusters/{id}/registration-tokens"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 201, "witness token: {t}");
+    let reg = ecp_testkit::register(
+        &api.http,
+        base,
+        &ecp_testkit::register_body(
+            t["token"].as_str().expect("token"),
+            &format!("inst-{node}"),
+            &node,
+            "5.6.0",
+        ),
+    )
+    .await
+    .expect("witness register");
+    let mut session = ecp_testkit::Session::connect(base, &reg.token, &reg.agent_id, None)
+        .await
+        .expect("witness connect");
+    session
+        .report(ecp_protocol::Health::Healthy, &[(node.as_str(), true)])
+        .await
+        .expect("witness report");
+    own.wait_status(&id, "running", Duration::from_secs(20))
+        .await;
+    session.vanish();
+    let (_, before) = events
+        .wait_collecting(&id, Duration::from_secs(60), |c| {
+            c["status"] == "abnormal" && c["reason"]["code"] == "agent_offline"
+        })
+        .await;
+    (id, before)
 }
 
 /// A cluster named `name` with one test-client agent (EMQX node `node`)
