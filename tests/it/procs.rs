@@ -192,7 +192,8 @@ impl Agent {
             .and_then(|s| serde_json::from_str(&s).ok())
     }
 
-    /// SIGKILL the detached agent; returns once it is gone.
+    /// SIGKILL the detached agent; returns once it is gone, reaped too (so
+    /// that `start` right after does not find it "already running").
     pub fn kill9(&self) {
         let running = self.running();
         for (pid, _) in &running {
@@ -200,7 +201,10 @@ impl Agent {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
-        crate::stop::others(&running, Duration::from_secs(10), Duration::ZERO);
+        assert!(
+            crate::stop::gone_and_reaped(&running, Duration::from_secs(30)),
+            "the killed agent {running:?} was not reaped"
+        );
     }
 
     pub fn log(&self) -> String {

@@ -110,6 +110,30 @@ fn alive(pid: u32, since: u64) -> bool {
     started(pid) == Some(since)
 }
 
+/// Waits up to `within` until each of `procs` is reaped too: not even a
+/// zombie is left under its pid (its parent, here init, reaps it a moment
+/// after it exits). For callers about to start it again: a zombie still
+/// counts as running for `kill -0` checks such as `emqxee-agent start`'s.
+pub fn gone_and_reaped(procs: &[(u32, u64)], within: Duration) -> bool {
+    let present = |pid: u32, since: u64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 2..];
+                rest.split(' ').nth(19)?.parse::<u64>().ok()
+            })
+            == Some(since)
+    };
+    let deadline = Instant::now() + within;
+    while procs.iter().any(|(p, s)| present(*p, *s)) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+    true
+}
+
 /// Processes that are not our children (a detached agent, a browser's
 /// helpers): wait up to `grace` for them to go by themselves, then SIGTERM
 /// up to `patience`, then SIGKILL. Each is known by pid and start time, so
