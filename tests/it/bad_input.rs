@@ -209,7 +209,13 @@ async fn registration_tokens_expired_revoked_unknown_and_of_a_deleted_cluster() 
         .await;
     assert_eq!(s, 201, "{v}");
     let short = v["token"].as_str().expect("token").to_string();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // time passing is the point here
+    // Used once the server's own expiry time has passed (time passing is the
+    // point here: wait for the instant it stated, not a guess).
+    let expires = humantime::parse_rfc3339(v["expiresAt"].as_str().expect("expiresAt"))
+        .expect("expiresAt is RFC 3339");
+    while std::time::SystemTime::now() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let e = register(
         &api.http,
         base,

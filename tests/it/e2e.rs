@@ -55,7 +55,9 @@ async fn full_flow(version: &str) {
         .expect("agentId")
         .to_string();
 
-    // One EMQX node stops: abnormal / nodes_stopped naming it, within two report intervals.
+    // One EMQX node stops: abnormal / nodes_stopped naming it, at the next
+    // polls (1 s apart here; 5 s of slack for a loaded machine, still half
+    // the default interval).
     let stopped_at = Instant::now();
     sim.stop_node(2).await;
     let (c, at) = events.wait_status(&id, "abnormal", WAIT).await;
@@ -69,7 +71,7 @@ async fn full_flow(version: &str) {
     );
     assert_eq!(c["nodes"], json!({"running": 2, "total": 3}));
     assert!(
-        at - stopped_at <= Duration::from_secs(2 * REPORT_SECS),
+        at - stopped_at <= Duration::from_secs(5 * REPORT_SECS),
         "took {:?}",
         at - stopped_at
     );
@@ -77,13 +79,14 @@ async fn full_flow(version: &str) {
     sim.start_node(2).await;
     events.wait_status(&id, "running", WAIT).await;
 
-    // The agent dies hard: agent_offline within grace + 1 s.
+    // The agent dies hard: agent_offline after the grace (5 s of slack for a
+    // loaded machine).
     agent.kill9();
     let killed = Instant::now();
     let (c, at) = events.wait_status(&id, "abnormal", WAIT).await;
     assert_eq!(c["reason"]["code"], "agent_offline");
     assert!(
-        at - killed <= Duration::from_secs(GRACE_SECS + 1),
+        at - killed <= Duration::from_secs(GRACE_SECS + 5),
         "took {:?}",
         at - killed
     );
@@ -318,22 +321,29 @@ async fn the_agent_logs_in_again_when_its_v5_token_expires_and_the_cluster_stays
     assert!(agent.cmd(&["start"]).await.status.success());
     events.wait_status(&id, "running", WAIT).await;
     let logins = Agent::sim_hits(&sim.url, "/api/v5/login").await;
-    // Several report intervals, each outliving the 1 s token, must not flip the status.
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(4),
-        events.wait_status(&id, "abnormal", WAIT),
+    // The 1 s token expires under the agent twice over: it logs in again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Agent::sim_hits(&sim.url, "/api/v5/login").await < logins + 2 {
+        assert!(Instant::now() < deadline, "no new login after expiry");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A change EMQX shows now reaches the console after every report made
+    // with an expired token: none of them flipped the status.
+    sim.control(
+        reqwest::Method::PUT,
+        "connections",
+        json!({ "perNode": 4242 }),
     )
     .await;
-    assert!(
-        outcome.is_err(),
-        "went abnormal: {:?}",
-        outcome.ok().map(|c| c.0)
-    );
-    let later = Agent::sim_hits(&sim.url, "/api/v5/login").await;
-    assert!(
-        later >= logins + 2,
-        "re-logged in after expiry: {logins} → {later}"
-    );
+    let (c, meanwhile) = events
+        .wait_collecting(&id, WAIT, |c| c["connections"]["current"] == 3 * 4242)
+        .await;
+    assert_eq!(c["status"], "running", "{c}");
+    let flips: Vec<&serde_json::Value> = meanwhile
+        .iter()
+        .filter(|v| v["cluster"]["id"] == id.as_str() && v["cluster"]["status"] != "running")
+        .collect();
+    assert!(flips.is_empty(), "went abnormal: {flips:?}");
 }
 
 #[tokio::test]

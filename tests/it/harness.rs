@@ -138,15 +138,12 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// SIGKILL, no drain.
+    /// SIGKILL, no drain; returns once it is gone.
     pub fn kill9(&mut self) {
-        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
-            let _ = std::process::Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            crate::stop::child(&mut child, Duration::from_secs(10));
         }
-        self.child = None;
     }
 
     /// Sends SIGTERM (without waiting).
@@ -189,10 +186,24 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// SIGTERM (ecp drains, then exits) and wait for it: a test ends only
+    /// once its server has.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::stop::child(&mut child, Duration::from_secs(30));
+        }
+    }
+}
+
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
     pub token: String,
+}
+
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Value>,
 }
 
 pub const P: &str = "/api/orgs/default/projects/default";
@@ -309,6 +320,14 @@ impl Api {
             .await
             .expect("events");
         assert_eq!(r.status(), 200);
+        // The server subscribed before it answered 200: nothing is missed.
+        Events::from_response(r)
+    }
+}
+
+impl Events {
+    /// Follows an answer of `GET /api/events` already known to be 200.
+    pub fn from_response(r: reqwest::Response) -> Events {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut body = r.bytes_stream();
         tokio::spawn(async move {
@@ -336,16 +355,8 @@ impl Api {
                 }
             }
         });
-        // The server subscribed before it answered 200: nothing is missed.
         Events { rx }
     }
-}
-
-pub struct Events {
-    rx: mpsc::UnboundedReceiver<Value>,
-}
-
-impl Events {
     /// Waits for a change of cluster `id` whose cluster matches `pred`;
     /// returns the cluster and when it arrived.
     pub async fn wait(
@@ -399,6 +410,88 @@ impl Events {
     ) -> (Value, Instant) {
         self.wait(id, timeout, |c| c["status"] == status).await
     }
+
+    /// As `wait`, also returning every change the stream carried before the
+    /// match (as sent: `{"type": "upserted", "cluster": …}` or `removed`).
+    pub async fn wait_collecting(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Value, Vec<Value>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut before = Vec::new();
+        loop {
+            let v = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no matching event for cluster {id} within {timeout:?}"))
+                .expect("event stream ended");
+            if v["type"] == "upserted" && v["cluster"]["id"] == id && pred(&v["cluster"]) {
+                return (v["cluster"].clone(), before);
+            }
+            before.push(v);
+        }
+    }
+}
+
+/// Proof that one offline grace has passed on the server (or, in Redis
+/// mode, on every node) since this call, instead of sleeping "long enough":
+/// a witness cluster in `project` gets an agent (through `base`), runs, and
+/// loses it now; its `agent_offline` comes one grace later, from the same
+/// kind of timer as any grace started before the call, which has therefore
+/// fired by then. `events` is the caller's stream: the changes it carried
+/// until the witness went offline are returned, for the caller to check.
+pub async fn grace_passed(
+    base: &str,
+    api: &Api,
+    project: &str,
+    events: &mut Events,
+) -> (String, Vec<Value>) {
+    static WITNESSES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = WITNESSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("witness {n} {}", std::process::id());
+    let node = format!("emqx@witness{n}-{}", std::process::id());
+    let mut own = api.events().await;
+    let (s, c) = api
+        .post(&format!("{project}/clusters"), json!({ "name": name }))
+        .await;
+    assert_eq!(s, 201, "witness: {c}");
+    let id = c["id"].as_str().expect("id").to_string();
+    let (s, t) = api
+        .post(
+            &format!("{project}/clusters/{id}/registration-tokens"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 201, "witness token: {t}");
+    let reg = ecp_testkit::register(
+        &api.http,
+        base,
+        &ecp_testkit::register_body(
+            t["token"].as_str().expect("token"),
+            &format!("inst-{node}"),
+            &node,
+            "5.6.0",
+        ),
+    )
+    .await
+    .expect("witness register");
+    let mut session = ecp_testkit::Session::connect(base, &reg.token, &reg.agent_id, None)
+        .await
+        .expect("witness connect");
+    session
+        .report(ecp_protocol::Health::Healthy, &[(node.as_str(), true)])
+        .await
+        .expect("witness report");
+    own.wait_status(&id, "running", Duration::from_secs(20))
+        .await;
+    session.vanish();
+    let (_, before) = events
+        .wait_collecting(&id, Duration::from_secs(60), |c| {
+            c["status"] == "abnormal" && c["reason"]["code"] == "agent_offline"
+        })
+        .await;
+    (id, before)
 }
 
 /// A cluster named `name` with one test-client agent (EMQX node `node`)

@@ -92,7 +92,8 @@ async fn created_registering_running_abnormal_offline_running_and_it_survives_a_
     .expect("report");
     events.wait_status(&id, "running", WAIT).await;
 
-    // The agent vanishes (TCP gone, no close): agent_offline within grace + 1 s.
+    // The agent vanishes (TCP gone, no close): agent_offline after the grace
+    // (and not much later: 5 s of slack for a loaded machine).
     let vanished = Instant::now();
     s.vanish();
     let (c, at) = events.wait_status(&id, "abnormal", WAIT).await;
@@ -103,7 +104,7 @@ async fn created_registering_running_abnormal_offline_running_and_it_survives_a_
         "too early: {took:?}"
     );
     assert!(
-        took <= Duration::from_secs(GRACE_SECS + 1),
+        took <= Duration::from_secs(GRACE_SECS + 5),
         "too late: {took:?}"
     );
 
@@ -188,17 +189,14 @@ async fn a_reconnect_within_the_grace_does_not_flap() {
     s.report(Health::Healthy, &[("emqx@a", true)])
         .await
         .expect("report");
-    // Wait past the grace (twice over) for an abnormal that must not come.
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(2 * GRACE_SECS + 1),
-        events.wait_status(&id, "abnormal", WAIT),
-    )
-    .await;
-    assert!(
-        outcome.is_err(),
-        "the cluster flapped to abnormal: {:?}",
-        outcome.ok().map(|v| v.0)
-    );
+    // Once a grace has surely passed since the vanish (a witness's own
+    // grace ran out later), no abnormal has come.
+    let (_, meanwhile) = grace_passed(&server.base, &api, P, &mut events).await;
+    let flaps: Vec<&serde_json::Value> = meanwhile
+        .iter()
+        .filter(|v| v["cluster"]["id"] == id.as_str() && v["cluster"]["status"] != "running")
+        .collect();
+    assert!(flaps.is_empty(), "the cluster flapped: {flaps:?}");
     let history = api.history(&id).await;
     assert!(
         history.iter().all(|(_, to, _)| to != "abnormal"),

@@ -21,6 +21,7 @@ mod plain_http;
 mod procs;
 mod redis_server;
 mod sessions;
+mod stop;
 mod store;
 mod tenancy;
 mod webdriver;

@@ -110,18 +110,6 @@ impl Drop for Nginx {
     /// SIGTERM, which nginx handles (its workers exit with the master; a
     /// SIGKILLed master would leave them behind), then wait for it.
     fn drop(&mut self) {
-        let Some(pid) = self._child.id() else { return };
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self._child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self._child.start_kill();
+        crate::stop::child(&mut self._child, Duration::from_secs(10));
     }
 }

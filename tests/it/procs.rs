@@ -15,8 +15,8 @@ pub fn sibling(name: &str) -> PathBuf {
 }
 
 pub struct Sim {
-    /// Killed when the test ends (kill_on_drop).
-    _child: Child,
+    /// Stopped when the test ends (see `Drop`).
+    child: Child,
     pub url: String,
     pub cluster_name: String,
 }
@@ -66,7 +66,7 @@ impl Sim {
         .expect("emqx-sim did not start");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Sim {
-            _child: child,
+            child,
             url,
             cluster_name: cluster_name.to_string(),
         }
@@ -109,6 +109,13 @@ impl Sim {
     }
 }
 
+impl Drop for Sim {
+    /// SIGTERM (its default action ends emqx-sim) and wait for it.
+    fn drop(&mut self) {
+        crate::stop::child(&mut self.child, Duration::from_secs(10));
+    }
+}
+
 pub struct Agent {
     pub home: tempfile::TempDir,
 }
@@ -132,6 +139,9 @@ impl Agent {
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
+            // A test that fails while a sub-command runs (`run` does not
+            // return by itself) does not leave it behind.
+            .kill_on_drop(true)
             .output()
             .await
             .expect("run emqxee-agent")
@@ -160,25 +170,41 @@ impl Agent {
             .and_then(|s| s.trim().parse().ok())
     }
 
+    /// The detached agent (`start`) of this home, if it runs: its pid and
+    /// start time. The pid file may outlive the process; the command line
+    /// names this home, so a pid given to another process does not count.
+    fn running(&self) -> Vec<(u32, u64)> {
+        let home = self.home.path().display().to_string();
+        self.pid()
+            .and_then(|p| u32::try_from(p).ok())
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&home))
+            })
+            .filter_map(|p| Some((p, crate::stop::started(p)?)))
+            .collect()
+    }
+
     pub fn credential(&self) -> Option<serde_json::Value> {
         std::fs::read_to_string(self.home.path().join("etc/credential.json"))
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
     }
 
+    /// SIGKILL the detached agent; returns once it is gone, reaped too (so
+    /// that `start` right after does not find it "already running").
     pub fn kill9(&self) {
-        if let Some(pid) = self.pid() {
+        let running = self.running();
+        for (pid, _) in &running {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            // Wait until the process is gone.
-            for _ in 0..200 {
-                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
         }
+        assert!(
+            crate::stop::gone_and_reaped(&running, Duration::from_secs(30)),
+            "the killed agent {running:?} was not reaped"
+        );
     }
 
     pub fn log(&self) -> String {
@@ -187,12 +213,11 @@ impl Agent {
 }
 
 impl Drop for Agent {
+    /// The detached agent (`emqxee-agent start`) is no child of the test:
+    /// SIGTERM it (as `emqxee-agent stop` does; `run` exits on it) and wait
+    /// until it is gone.
     fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+        crate::stop::others(&self.running(), Duration::ZERO, Duration::from_secs(10));
     }
 }
 

@@ -91,3 +91,12 @@ impl RedisServer {
         self.spawn().await;
     }
 }
+
+impl Drop for RedisServer {
+    /// SIGTERM (redis-server exits cleanly on it) and wait for it.
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            crate::stop::child(&mut c, Duration::from_secs(10));
+        }
+    }
+}

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
-    _driver: Child,
+    driver: Child,
     _profile: tempfile::TempDir,
     http: reqwest::Client,
     base: String,
@@ -83,7 +83,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
             .to_string();
         Browser {
-            _driver: child,
+            driver: child,
             _profile: profile,
             http,
             base: format!("{url}/session/{id}"),
@@ -315,21 +315,52 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Chromium and its helpers are chromedriver's children (or, some of
+    /// them, orphans naming the profile): noted first, then the session is
+    /// closed (Chromium quits), chromedriver gets SIGTERM and is waited for,
+    /// and whatever of Chromium is still there goes the same way.
     fn drop(&mut self) {
-        // Close the session so Chromium exits before chromedriver is killed.
+        let mut chromium = self
+            .driver
+            .id()
+            .map(crate::stop::descendants)
+            .unwrap_or_default();
+        for p in crate::stop::mentioning(&self._profile.path().display().to_string()) {
+            if !chromium.contains(&p) {
+                chromium.push(p);
+            }
+        }
         // Plain blocking HTTP: no async runtime is needed (or safe) in drop.
         use std::io::{Read, Write};
-        let Some(rest) = self.base.strip_prefix("http://") else {
-            return;
-        };
-        let Some((host, path)) = rest.split_once('/') else {
-            return;
-        };
-        if let Ok(mut s) = std::net::TcpStream::connect(host) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = write!(s, "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf);
+        if let Some((host, path)) = self
+            .base
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            if let Ok(mut s) = std::net::TcpStream::connect(host) {
+                // chromedriver answers once Chromium has quit, and may keep
+                // the connection open after: read the answer, not to EOF.
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let _ = write!(s, "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut chunk) {
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+            }
         }
+        crate::stop::child(&mut self.driver, Duration::from_secs(10));
+        crate::stop::others(&chromium, Duration::from_secs(10), Duration::from_secs(10));
     }
 }
