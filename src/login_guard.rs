@@ -73,7 +73,8 @@ fn addr_key(ip: IpAddr) -> String {
 pub fn decide(pair: Seen, addr: Seen, user: Seen) -> Verdict {
     for (c, limit) in [(pair, PAIR_LIMIT), (addr, ADDRESS_LIMIT)] {
         if c.n >= limit {
-            return Verdict::Refuse(c.left.as_secs().max(1));
+            // Rounded up: a client that waits this long is let in.
+            return Verdict::Refuse(c.left.as_millis().div_ceil(1000).max(1) as u64);
         }
     }
     if user.n < SLOW_AFTER {
@@ -323,6 +324,12 @@ mod tests {
             left: Duration::from_millis(10),
         };
         assert_eq!(decide(almost, none, none), Verdict::Refuse(1));
+        // Never less than what is left: 1.5 s left says 2.
+        let part = Seen {
+            n: PAIR_LIMIT,
+            left: Duration::from_millis(1_500),
+        };
+        assert_eq!(decide(part, none, none), Verdict::Refuse(2));
     }
 
     #[tokio::test]

@@ -81,6 +81,9 @@ impl ClusterActor {
             })
             .collect();
         let gone = fx.contains(&Effect::Gone);
+        // A transfer: the old project's consoles must hear it leave.
+        let left = (old.project_id != rec.project_id)
+            .then(|| (old.org_id.clone(), old.project_id.clone()));
         let store = self.deps.store.clone();
         let id = rec.id.clone();
         let write = async move {
@@ -95,6 +98,14 @@ impl ClusterActor {
         Box::pin(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(rec) => {
                 act.record = rec.clone();
+                if let Some((org_id, project_id)) = left {
+                    act.announce(ClusterChange::Removed {
+                        cluster_id: rec.id.clone(),
+                        org_id,
+                        project_id,
+                        revision: rec.revision,
+                    });
+                }
                 if changed && !gone {
                     act.announce(ClusterChange::Upserted {
                         cluster: Box::new(rec.clone()),

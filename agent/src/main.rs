@@ -333,8 +333,23 @@ async fn unregister(home: &Home) -> Result<(), String> {
 
 // ------------------------------------------------------------ daemon
 
+/// Whether a process runs: it exists and is not a zombie waiting to be
+/// reaped (a killed agent's pid answers signals until its parent reaps it).
 fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    kill(Pid::from_raw(pid), None).is_ok() && !zombie(pid)
+}
+
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| proc_state(&s))
+        .is_some_and(|state| state == 'Z' || state == 'X')
+}
+
+/// The state letter of a `/proc/PID/stat` line (after the command, which
+/// may hold spaces and parentheses).
+fn proc_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 fn running_pid(home: &Home) -> Option<i32> {
@@ -487,4 +502,18 @@ fn uninstall(a: &InstallArgs) -> Result<(), String> {
         Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod daemon_tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_is_not_a_running_agent() {
+        assert_eq!(proc_state("1234 (emqxee-agent) S 1 1234"), Some('S'));
+        assert_eq!(proc_state("1234 (emqxee (odd) name) Z 1 1234"), Some('Z'));
+        assert_eq!(proc_state("garbage"), None);
+        assert!(alive(std::process::id() as i32), "this test runs");
+        assert!(!zombie(std::process::id() as i32));
+    }
 }

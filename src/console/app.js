@@ -6,7 +6,7 @@ import { t, setLang, getLang } from "/console/i18n.js";
 const ORG = "default", PROJECT = "default";
 const P = `/api/orgs/${ORG}/projects/${PROJECT}`;
 // The session is an HttpOnly cookie: this script never holds the secret.
-const state = { loggedIn: false, clusters: new Map(), gone: new Set(), view: localStorage.getItem("ecp.view") || "cards", live: null };
+const state = { loggedIn: false, clusters: new Map(), gone: new Map(), view: localStorage.getItem("ecp.view") || "cards", live: null };
 const $ = (sel, root = document) => root.querySelector(sel);
 
 /** Build an element: h("button.primary", {onclick, "data-x": 1}, "text", child…) */
@@ -366,16 +366,18 @@ function renderClusters() {
 }
 
 function updateCluster(c) {
-  // A late answer (or event) must not bring back a cluster already removed.
-  if (state.gone.has(c.id)) return;
+  // A late answer (or event) must not bring back a cluster already removed
+  // (a cluster transferred back in later comes with a newer revision).
+  if (state.gone.has(c.id) && c.revision <= state.gone.get(c.id)) return;
+  state.gone.delete(c.id);
   state.clusters.set(c.id, c);
   const old = document.querySelector(`[data-cluster-id="${CSS.escape(c.id)}"]`);
   if (old) old.replaceWith(state.view === "list" ? row(c) : card(c));
   else renderClusters();
 }
 
-function removeCluster(id) {
-  state.gone.add(id);
+function removeCluster(id, revision = Number.MAX_SAFE_INTEGER) {
+  state.gone.set(id, Math.max(revision, state.gone.get(id) ?? 0));
   state.clusters.delete(id);
   renderClusters();
 }
@@ -729,7 +731,9 @@ function onEvent(block) {
     const known = state.clusters.get(change.cluster.id);
     if (!known || known.revision <= change.cluster.revision) updateCluster(change.cluster);
   } else if (change.type === "removed") {
-    removeCluster(change.clusterId);
+    // Deleted, or transferred out of this project (to another, it is new there).
+    if (change.orgId !== ORG || change.projectId !== PROJECT) return;
+    removeCluster(change.clusterId, change.revision);
   }
 }
 

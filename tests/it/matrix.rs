@@ -324,3 +324,65 @@ async fn a_registration_whose_agent_never_connects_goes_agent_offline() {
         );
     }
 }
+
+/// A transfer is a removal for the old project's consoles and an arrival
+/// for the new one's: a viewer of the old project hears the cluster leave
+/// (and a viewer of the new one hears it come), on another node too.
+#[tokio::test]
+async fn a_transferred_cluster_leaves_the_old_projects_streams() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let a = Server::start_with(&[("ECP_REDIS", url.as_str()), ("ECP_NODE_ID", "node-a")]).await;
+    let b = Server::start_with(&[("ECP_REDIS", url.as_str()), ("ECP_NODE_ID", "node-b")]).await;
+    let admin = a.api().await;
+    let (s, p2) = admin
+        .post("/api/orgs/default/projects", json!({"name": "moved to"}))
+        .await;
+    assert_eq!(s, 201, "{p2}");
+    let p2 = p2["id"].as_str().expect("id").to_string();
+    let viewer = |name: &'static str, project: String| {
+        let admin = &admin;
+        let base = b.base.clone();
+        async move {
+            let (s, u) = admin
+                .post(
+                    "/api/users",
+                    json!({"username": name, "password": "Passw0rd-x"}),
+                )
+                .await;
+            assert_eq!(s, 201, "{u}");
+            let uid = u["id"].as_str().expect("id").to_string();
+            for path in [
+                format!("/api/orgs/default/members/{uid}"),
+                format!("/api/orgs/default/projects/{project}/members/{uid}"),
+            ] {
+                let (s, v) = admin
+                    .call(reqwest::Method::PUT, &path, Some(json!({"role": "viewer"})))
+                    .await;
+                assert_eq!(s, 204, "{v}");
+            }
+            Api::login(&base, name, "Passw0rd-x").await
+        }
+    };
+    let (old_viewer, new_viewer) = (
+        viewer("oldview", "default".into()).await,
+        viewer("newview", p2.clone()).await,
+    );
+    let id = admin.create_cluster("on the move").await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (mut old_stream, mut new_stream) = (old_viewer.events().await, new_viewer.events().await);
+    let (s, v) = admin
+        .post(
+            &format!("{P}/clusters/{id}/transfer"),
+            json!({"projectId": p2}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (gone, _) = old_stream.wait(&id, WAIT, |c| c["removed"] == true).await;
+    assert_eq!(gone["projectId"], "default", "{gone}");
+    new_stream
+        .wait(&id, WAIT, |c| c["projectId"] == p2.as_str())
+        .await;
+}
