@@ -624,11 +624,11 @@ async fn credential_conformance(store: SharedStore) {
         .await
         .expect("register");
     store
-        .put_token(&new, &rec("ra", Some(u64::MAX / 2)))
+        .put_token(&new, &rec("ra", Some(now_ms() + 3_600_000)))
         .await
         .expect("put");
     store
-        .put_token(&other, &rec("someone-else", Some(u64::MAX / 2)))
+        .put_token(&other, &rec("someone-else", Some(now_ms() + 3_600_000)))
         .await
         .expect("put");
     assert!(
