@@ -20,6 +20,7 @@ pub struct Config {
     pub logs: LogsConfig,
     pub audit: AuditConfig,
     pub metrics: MetricsConfig,
+    pub alerts: AlertsConfig,
 }
 
 /// The audit log's retention, applied by the housekeeping loop (every 10 min).
@@ -41,19 +42,54 @@ impl Default for AuditConfig {
     }
 }
 
-/// `/metrics`.
+/// `/metrics`, and the EMQX metrics agents collect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// How often the clusters-by-status figures are counted from the store
-    /// (in the background; scrapes read the last count).
+    /// How often the clusters-by-status figures and the managed clusters'
+    /// latest EMQX metrics are read from the store (in the background;
+    /// scrapes read the last reading).
     pub clusters_refresh_secs: u32,
+    /// Agents collect EMQX metrics this often (sent to agents at connect).
+    pub collect_interval_secs: u32,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             clusters_refresh_secs: 15,
+            collect_interval_secs: 15,
+        }
+    }
+}
+
+/// Alert evaluation and notification delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Each cluster's rules are evaluated at least this often (and at once
+    /// when what they look at changes).
+    pub eval_interval_secs: u32,
+    /// A channel's storm limit when it sets none: notifications per minute,
+    /// then one summary.
+    pub max_notifications_per_minute: u32,
+    /// A node taking a delivery holds it this long; a node that dies while
+    /// sending leaves it to another after that.
+    pub delivery_lease_secs: u32,
+    /// One webhook request or SMTP session may take this long.
+    pub delivery_timeout_secs: u32,
+    /// Deliveries sent at once by one node.
+    pub delivery_concurrency: u32,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            eval_interval_secs: 5,
+            max_notifications_per_minute: 10,
+            delivery_lease_secs: 30,
+            delivery_timeout_secs: 10,
+            delivery_concurrency: 8,
         }
     }
 }

@@ -189,6 +189,7 @@ fn timing(config: &Config) -> (Timing, SessionConfig) {
             bulk_queue: a.bulk_queue,
             log_cap_lines: config.logs.lines_per_cluster.max(1),
             credential_rotate: Duration::from_secs(u64::from(a.credential_rotate_secs.max(60))),
+            metrics_interval_secs: config.metrics.collect_interval_secs.max(1),
         },
     )
 }

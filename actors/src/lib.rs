@@ -2,6 +2,7 @@
 //! one [`cluster::ClusterActor`] per managed cluster around the pure
 //! [`machine::Machine`], and one [`session::SessionActor`] per agent WebSocket.
 
+pub mod alerting;
 pub mod bucket;
 pub mod bus;
 pub mod cluster;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod msg;
 pub mod registry;
 pub mod secret;
+pub mod series;
 pub mod session;
 pub mod store;
 pub mod tunnel;

@@ -55,6 +55,8 @@ pub struct SessionConfig {
     /// A fresh credential every this long during a session (and one at the
     /// start of every session), for agents of protocol 2 and later.
     pub credential_rotate: Duration,
+    /// Agents of protocol 3 collect EMQX metrics this often.
+    pub metrics_interval_secs: u32,
 }
 
 impl Default for SessionConfig {
@@ -69,6 +71,7 @@ impl Default for SessionConfig {
             bulk_queue: 256,
             log_cap_lines: 1_000_000,
             credential_rotate: Duration::from_secs(3600),
+            metrics_interval_secs: 15,
         }
     }
 }
@@ -421,6 +424,7 @@ impl SessionActor {
                             heartbeat_interval_secs: s.heartbeat_interval_secs,
                             report_interval_secs: s.report_interval_secs,
                             ping_interval_secs: s.ping_interval_secs,
+                            metrics_interval_secs: s.metrics_interval_secs,
                         },
                     };
                     act.send_frame(&welcome, ctx);

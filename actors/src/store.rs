@@ -153,12 +153,134 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn purge_audit(&self, before: Millis, max_records: u64) -> StoreResult<u64>;
 }
 
+/// What an append of metric samples did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsAppended {
+    /// Samples stored.
+    pub kept: usize,
+    /// Samples refused (see [`crate::series::plan_append`]).
+    pub refused: usize,
+    /// Roll-ups written.
+    pub rollups: usize,
+}
+
+/// Metric series per cluster (raw and 5-minute roll-ups, see
+/// [`crate::series`]) and the cluster's EMQX alarms. `remove_cluster`
+/// removes both.
+#[async_trait]
+pub trait MetricStore: Send + Sync + 'static {
+    /// Appends samples in one step: reads the newest raw point and the open
+    /// bucket's points, decides with [`crate::series::plan_append`] (spacing
+    /// `min_spacing`), writes the raw points and the closed buckets'
+    /// roll-ups, and drops points beyond each tier's retention and cap.
+    async fn append_metrics(
+        &self,
+        cluster_id: &str,
+        samples: &[ecp_protocol::MetricSample],
+        min_spacing: Millis,
+        now: Millis,
+    ) -> StoreResult<MetricsAppended>;
+    /// The points of one tier with `since <= at <= until`, oldest first.
+    async fn metric_points(
+        &self,
+        cluster_id: &str,
+        tier: crate::series::Tier,
+        since: Millis,
+        until: Millis,
+    ) -> StoreResult<Vec<crate::series::Point>>;
+    /// The newest raw point of each cluster (in the order asked).
+    async fn latest_points(
+        &self,
+        cluster_ids: &[String],
+    ) -> StoreResult<Vec<Option<crate::series::Point>>>;
+    /// The stored bytes of a cluster's series (both tiers), for benchmarks.
+    async fn metrics_bytes(&self, cluster_id: &str) -> StoreResult<u64>;
+    async fn alarms(&self, cluster_id: &str) -> StoreResult<crate::alerting::AlarmSet>;
+    async fn put_alarms(
+        &self,
+        cluster_id: &str,
+        alarms: &crate::alerting::AlarmSet,
+    ) -> StoreResult<()>;
+}
+
+/// Alerts kept per project (the newest; firing ones are never dropped).
+pub const ALERTS_PER_PROJECT: usize = 10_000;
+/// Finished deliveries kept per channel (its delivery log).
+pub const DELIVERIES_PER_CHANNEL: usize = 200;
+
+/// Alert rules, notification channels, alerts and their deliveries.
+/// Deleting a project deletes its rules, channels, alerts and deliveries.
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    async fn alert_rules(&self, project_id: &str) -> StoreResult<Vec<crate::alerting::AlertRule>>;
+    async fn alert_rule(&self, id: &str) -> StoreResult<Option<crate::alerting::AlertRule>>;
+    /// Inserts or replaces (by id).
+    async fn put_alert_rule(&self, rule: &crate::alerting::AlertRule) -> StoreResult<()>;
+    /// `NotFound` when there is none.
+    async fn delete_alert_rule(&self, id: &str) -> StoreResult<()>;
+    async fn channels(&self, project_id: &str) -> StoreResult<Vec<crate::alerting::ChannelRecord>>;
+    async fn channel(&self, id: &str) -> StoreResult<Option<crate::alerting::ChannelRecord>>;
+    /// Inserts or replaces (by id).
+    async fn put_channel(&self, channel: &crate::alerting::ChannelRecord) -> StoreResult<()>;
+    /// `NotFound` when there is none; its pending deliveries fail.
+    async fn delete_channel(&self, id: &str) -> StoreResult<()>;
+    /// Writes an alert (new, or its new state) and queues its deliveries,
+    /// in one step; trims the project's resolved alerts to
+    /// [`ALERTS_PER_PROJECT`].
+    async fn record_alert(
+        &self,
+        alert: &crate::alerting::AlertRecord,
+        deliveries: &[crate::alerting::Delivery],
+    ) -> StoreResult<()>;
+    /// Newest first (by `started_at`), at most `limit`, of one state or both.
+    async fn alerts(
+        &self,
+        project_id: &str,
+        state: Option<crate::alerting::AlertState>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::alerting::AlertRecord>>;
+    async fn firing_alerts_of_cluster(
+        &self,
+        cluster_id: &str,
+    ) -> StoreResult<Vec<crate::alerting::AlertRecord>>;
+    /// Queues deliveries not tied to an alert change (tests, summaries).
+    async fn queue_deliveries(&self, deliveries: &[crate::alerting::Delivery]) -> StoreResult<()>;
+    /// Claims at most `limit` pending deliveries due at `now` (any
+    /// project): each one's `next_at` moves to `now + lease_ms` in the same
+    /// step, so no other node takes it until the claim lapses.
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::alerting::Delivery>>;
+    /// Stores a claimed delivery's outcome (state, attempts, `next_at` for a
+    /// retry, status, error); trims the channel's finished deliveries to
+    /// [`DELIVERIES_PER_CHANNEL`].
+    async fn finish_delivery(&self, delivery: &crate::alerting::Delivery) -> StoreResult<()>;
+    /// A channel's deliveries, newest first.
+    async fn deliveries(
+        &self,
+        channel_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::alerting::Delivery>>;
+    /// Counts one notification in a channel's minute (shared by all nodes;
+    /// forgotten after a few minutes); returns the count including it.
+    async fn count_notification(&self, channel_id: &str, minute: Millis) -> StoreResult<u32>;
+}
+
 /// The store as the actors see it: everything but tenancy (users, orgs,
 /// projects, memberships), which only the server uses (`ecp::store::Store`
 /// adds it). Implemented by every back end.
-pub trait ActorStore: ClusterStore + TokenStore + LogStore + AuditStore {}
+pub trait ActorStore:
+    ClusterStore + TokenStore + LogStore + AuditStore + MetricStore + AlertStore
+{
+}
 
-impl<T: ClusterStore + TokenStore + LogStore + AuditStore + ?Sized> ActorStore for T {}
+impl<T: ClusterStore + TokenStore + LogStore + AuditStore + MetricStore + AlertStore + ?Sized>
+    ActorStore for T
+{
+}
 
 /// The registration decision, from what the store holds: the agent bound
 /// to the registering EMQX node (`by_node_key`) and the agent of the same

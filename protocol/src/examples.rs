@@ -20,6 +20,7 @@ pub fn every_frame() -> Vec<Frame> {
                 heartbeat_interval_secs: 10,
                 report_interval_secs: 10,
                 ping_interval_secs: 15,
+                metrics_interval_secs: 15,
             },
         },
         Frame::Heartbeat {
@@ -133,5 +134,46 @@ pub fn every_frame() -> Vec<Frame> {
             token: "ecpa_3a9f".into(),
         },
         Frame::CredentialAck,
+        Frame::Metrics(MetricsBatch {
+            batch: 3,
+            samples: vec![
+                MetricSample {
+                    at_ms: 1_700_000_000_000,
+                    values: vec![
+                        ("connections".into(), 1_000.0),
+                        ("live_connections".into(), 990.0),
+                        ("received_msg_rate".into(), 120.5),
+                        ("sent_msg_rate".into(), 118.0),
+                        ("dropped_msg_rate".into(), 0.0),
+                        ("nodes_running".into(), 3.0),
+                        ("nodes_total".into(), 3.0),
+                    ],
+                },
+                MetricSample {
+                    at_ms: 1_700_000_015_000,
+                    values: vec![("connections".into(), 3_000.0)],
+                },
+            ],
+        }),
+        Frame::MetricsAck { batch: 3 },
+        Frame::Alarms(AlarmSnapshot {
+            observed_at_ms: 1_700_000_000_000,
+            active: vec![EmqxAlarm {
+                node: "emqx@10.0.0.1".into(),
+                name: "high_cpu_usage".into(),
+                message: "93.11%".into(),
+                details: r#"{"high_watermark":80.0,"low_watermark":60.0,"usage":"93.11%"}"#.into(),
+                activate_at_ms: 1_699_999_990_000,
+                deactivate_at_ms: None,
+            }],
+            deactivated: vec![EmqxAlarm {
+                node: "emqx@10.0.0.1".into(),
+                name: "high_system_memory_usage".into(),
+                message: "System memory usage is higher than 70%".into(),
+                details: String::new(),
+                activate_at_ms: 1_699_999_000_000,
+                deactivate_at_ms: Some(1_699_999_500_000),
+            }],
+        }),
     ]
 }

@@ -53,6 +53,16 @@ pub enum Frame {
     Credential { token: String },
     /// Agent → server: the credential of the last `Credential` is stored.
     CredentialAck,
+    // ---- protocol 3: metrics and EMQX alarms ----
+    /// Agent → server (bulk): metric samples, oldest first; samples the
+    /// agent could not send while disconnected come first after a reconnect.
+    Metrics(MetricsBatch),
+    /// Server → agent (bulk): batch `batch` is stored (or was already); the
+    /// agent drops it from its backlog.
+    MetricsAck { batch: u64 },
+    /// Agent → server: EMQX's alarms, sent at the start of every session and
+    /// whenever they change.
+    Alarms(AlarmSnapshot),
 }
 
 /// EMQX's eight log levels (RFC 5424 order); `LogLine::level` indexes it.
@@ -132,6 +142,8 @@ impl Frame {
                 | Frame::TunnelCancel { .. }
                 | Frame::LogBatch(_)
                 | Frame::LogAck { .. }
+                | Frame::Metrics(_)
+                | Frame::MetricsAck { .. }
         )
     }
 
@@ -155,6 +167,9 @@ impl Frame {
             Frame::LogAck { .. } => "log_ack",
             Frame::Credential { .. } => "credential",
             Frame::CredentialAck => "credential_ack",
+            Frame::Metrics(_) => "metrics",
+            Frame::MetricsAck { .. } => "metrics_ack",
+            Frame::Alarms(_) => "alarms",
         }
     }
 }
@@ -172,6 +187,9 @@ pub struct Settings {
     pub heartbeat_interval_secs: u32,
     pub report_interval_secs: u32,
     pub ping_interval_secs: u32,
+    /// Protocol 3: collect EMQX metrics every this many seconds (0: do not).
+    /// Appended last: an agent of protocol 2 ignores it (trailing bytes).
+    pub metrics_interval_secs: u32,
 }
 
 /// What the agent observed of its EMQX cluster.
@@ -223,4 +241,50 @@ pub struct NodeStatus {
 pub struct Connections {
     pub current: u64,
     pub max: Option<u64>,
+}
+
+/// Metric samples from one agent (see [`crate::metrics`] for the names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsBatch {
+    /// Agent-chosen, increasing; echoed by `MetricsAck`.
+    pub batch: u64,
+    pub samples: Vec<MetricSample>,
+}
+
+/// The cluster's metrics at one moment: `(name, value)` pairs. A metric the
+/// EMQX version does not offer is simply absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    /// Unix milliseconds, the agent's clock, when it was collected.
+    pub at_ms: u64,
+    pub values: Vec<(String, f64)>,
+}
+
+impl MetricSample {
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+/// EMQX's alarms as the agent read them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmSnapshot {
+    pub observed_at_ms: u64,
+    /// Every active alarm.
+    pub active: Vec<EmqxAlarm>,
+    /// The most recent deactivated alarms EMQX still lists.
+    pub deactivated: Vec<EmqxAlarm>,
+}
+
+/// One EMQX alarm (v5 `/api/v5/alarms`, v4 `/api/v4/alarms/…`), times in
+/// Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmqxAlarm {
+    pub node: String,
+    pub name: String,
+    pub message: String,
+    /// `details` as JSON text ("" when none).
+    pub details: String,
+    pub activate_at_ms: u64,
+    pub deactivate_at_ms: Option<u64>,
 }

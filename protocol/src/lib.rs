@@ -31,6 +31,7 @@ pub mod codec;
 pub mod examples;
 mod frame;
 pub mod limits;
+pub mod metrics;
 pub mod path;
 pub mod register;
 pub mod version;
@@ -40,8 +41,9 @@ pub use codec::{decode, encode, CodecError, MAX_FRAME_BYTES};
 pub use frame::*;
 pub use version::check_emqx_version;
 
-/// The protocol version this build speaks (2: credential rotation).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this build speaks (2: credential rotation; 3:
+/// metrics and alarms).
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest protocol version a server of this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
@@ -52,3 +54,7 @@ pub fn server_accepts(version: u16) -> bool {
 
 /// The first protocol version whose agents take [`Frame::Credential`].
 pub const CREDENTIAL_ROTATION_SINCE: u16 = 2;
+
+/// The first protocol version whose agents send [`Frame::Metrics`] and
+/// [`Frame::Alarms`].
+pub const METRICS_SINCE: u16 = 3;

@@ -6,7 +6,8 @@
 //! bound, audits it, and stores nothing of the frame); other sessions are
 //! not affected.
 
-use crate::{Frame, Health, LogBatch, Report};
+use crate::metrics::*;
+use crate::{AlarmSnapshot, EmqxAlarm, Frame, Health, LogBatch, MetricsBatch, Report};
 
 /// Names: EMQX node names, agent ids, versions, header names.
 pub const MAX_NAME_BYTES: usize = 255;
@@ -89,6 +90,8 @@ pub fn check_from_agent(frame: &Frame) -> Result<(), Violation> {
             MAX_TEXT_BYTES,
         ),
         Frame::LogBatch(b) => check_logs(b),
+        Frame::Metrics(b) => check_metrics(b),
+        Frame::Alarms(a) => check_alarms(a),
         _ => Ok(()),
     }
 }
@@ -161,6 +164,41 @@ fn check_logs(b: &LogBatch) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+fn check_metrics(b: &MetricsBatch) -> Result<(), Violation> {
+    at_most("Metrics.samples", b.samples.len(), MAX_SAMPLES_PER_BATCH)?;
+    for s in &b.samples {
+        at_most(
+            "Metrics sample values",
+            s.values.len(),
+            MAX_VALUES_PER_SAMPLE,
+        )?;
+        for (name, _) in &s.values {
+            at_most("metric name bytes", name.len(), MAX_METRIC_NAME_BYTES)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_alarms(a: &AlarmSnapshot) -> Result<(), Violation> {
+    at_most("Alarms.active", a.active.len(), MAX_ACTIVE_ALARMS)?;
+    at_most(
+        "Alarms.deactivated",
+        a.deactivated.len(),
+        MAX_DEACTIVATED_ALARMS,
+    )?;
+    a.active
+        .iter()
+        .chain(&a.deactivated)
+        .try_for_each(check_alarm)
+}
+
+fn check_alarm(a: &EmqxAlarm) -> Result<(), Violation> {
+    at_most("alarm node bytes", a.node.len(), MAX_NAME_BYTES)?;
+    at_most("alarm name bytes", a.name.len(), MAX_NAME_BYTES)?;
+    at_most("alarm message bytes", a.message.len(), MAX_ALARM_TEXT_BYTES)?;
+    at_most("alarm details bytes", a.details.len(), MAX_ALARM_TEXT_BYTES)
 }
 
 #[cfg(test)]
@@ -239,6 +277,78 @@ mod tests {
             check_from_agent(&f).expect_err("node").what,
             "LogBatch.node bytes"
         );
+    }
+
+    #[test]
+    fn metrics_and_alarms_are_bounded() {
+        let sample = MetricSample {
+            at_ms: 1,
+            values: vec![("connections".into(), 1.0); MAX_VALUES_PER_SAMPLE],
+        };
+        let ok = Frame::Metrics(MetricsBatch {
+            batch: 1,
+            samples: vec![sample.clone(); 240],
+        });
+        assert_eq!(check_from_agent(&ok), Ok(()));
+        let many = Frame::Metrics(MetricsBatch {
+            batch: 1,
+            samples: vec![sample.clone(); MAX_SAMPLES_PER_BATCH + 1],
+        });
+        assert_eq!(
+            check_from_agent(&many).expect_err("samples").what,
+            "Metrics.samples"
+        );
+        let mut wide = sample.clone();
+        wide.values.push(("x".into(), 0.0));
+        let wide = Frame::Metrics(MetricsBatch {
+            batch: 1,
+            samples: vec![wide],
+        });
+        assert_eq!(
+            check_from_agent(&wide).expect_err("values").what,
+            "Metrics sample values"
+        );
+        let long = Frame::Metrics(MetricsBatch {
+            batch: 1,
+            samples: vec![MetricSample {
+                at_ms: 1,
+                values: vec![("n".repeat(MAX_METRIC_NAME_BYTES + 1), 1.0)],
+            }],
+        });
+        assert_eq!(
+            check_from_agent(&long).expect_err("name").what,
+            "metric name bytes"
+        );
+        let alarm = EmqxAlarm {
+            node: "emqx@n1".into(),
+            name: "high_cpu_usage".into(),
+            message: "cpu 95%".into(),
+            details: "{}".into(),
+            activate_at_ms: 1,
+            deactivate_at_ms: None,
+        };
+        let snap = |active: Vec<EmqxAlarm>, deactivated: Vec<EmqxAlarm>| {
+            Frame::Alarms(AlarmSnapshot {
+                observed_at_ms: 1,
+                active,
+                deactivated,
+            })
+        };
+        assert_eq!(
+            check_from_agent(&snap(vec![alarm.clone(); 10], vec![])),
+            Ok(())
+        );
+        let v = check_from_agent(&snap(vec![alarm.clone(); MAX_ACTIVE_ALARMS + 1], vec![]));
+        assert_eq!(v.expect_err("active").what, "Alarms.active");
+        let v = check_from_agent(&snap(
+            vec![],
+            vec![alarm.clone(); MAX_DEACTIVATED_ALARMS + 1],
+        ));
+        assert_eq!(v.expect_err("deactivated").what, "Alarms.deactivated");
+        let mut big = alarm.clone();
+        big.details = "d".repeat(MAX_ALARM_TEXT_BYTES + 1);
+        let v = check_from_agent(&snap(vec![], vec![big]));
+        assert_eq!(v.expect_err("details").what, "alarm details bytes");
     }
 
     #[test]

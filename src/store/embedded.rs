@@ -1,6 +1,8 @@
 //! The embedded, on-disk back end (redb): one file under `store.data_dir`,
 //! every call one ACID transaction, run on the blocking pool.
 
+mod alerting;
+
 use super::TenancyStore;
 use ecp_actors::model::*;
 use ecp_actors::store::*;

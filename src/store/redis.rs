@@ -6,6 +6,8 @@
 //! Lua only reads fields of the JSON it is given (`cjson.decode`); it never
 //! re-encodes records (cjson would turn `[]` into `{}`).
 
+mod alerting;
+
 use super::TenancyStore;
 use ecp_actors::model::*;
 use ecp_actors::store::*;

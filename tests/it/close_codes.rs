@@ -125,6 +125,7 @@ impl FakeEcp {
                 heartbeat_interval_secs: 60,
                 report_interval_secs: 60,
                 ping_interval_secs: 60,
+                metrics_interval_secs: 0,
             },
         };
         let bytes = ecp_protocol::encode(&welcome).expect("encode");

@@ -81,6 +81,8 @@ fn shape(f: &Frame) -> u64 {
         Frame::TunnelHead { headers, .. } => small(headers.len()),
         Frame::TunnelEnd { error, .. } => u64::from(error.is_some()),
         Frame::LogBatch(b) => small(b.lines.len()),
+        Frame::Metrics(b) => small(b.samples.len()),
+        Frame::Alarms(a) => small(a.active.len()) | small(a.deactivated.len()) << 2,
         _ => 0,
     }
 }
@@ -194,7 +196,7 @@ fn some<T>(rng: &mut Rng, mut f: impl FnMut(&mut Rng) -> T) -> Vec<T> {
 
 fn random_frame(rng: &mut Rng) -> Frame {
     let n32 = |rng: &mut Rng| num(rng) as u32;
-    match rng.below(17) {
+    match rng.below(20) {
         0 => Frame::Hello {
             protocol: num(rng) as u16,
             agent: AgentHello {
@@ -209,6 +211,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
                 heartbeat_interval_secs: n32(rng),
                 report_interval_secs: n32(rng),
                 ping_interval_secs: n32(rng),
+                metrics_interval_secs: n32(rng),
             },
         },
         2 => Frame::Heartbeat {
@@ -296,7 +299,30 @@ fn random_frame(rng: &mut Rng) -> Frame {
         }),
         14 => Frame::LogAck { batch: num(rng) },
         15 => Frame::Credential { token: text(rng) },
-        _ => Frame::CredentialAck,
+        16 => Frame::CredentialAck,
+        17 => Frame::Metrics(MetricsBatch {
+            batch: num(rng),
+            samples: some(rng, |rng| MetricSample {
+                at_ms: num(rng),
+                values: some(rng, |rng| (text(rng), f64::from_bits(num(rng)))),
+            }),
+        }),
+        18 => Frame::MetricsAck { batch: num(rng) },
+        _ => {
+            let alarm = |rng: &mut Rng| EmqxAlarm {
+                node: text(rng),
+                name: text(rng),
+                message: text(rng),
+                details: text(rng),
+                activate_at_ms: num(rng),
+                deactivate_at_ms: opt(rng, num),
+            };
+            Frame::Alarms(AlarmSnapshot {
+                observed_at_ms: num(rng),
+                active: some(rng, alarm),
+                deactivated: some(rng, alarm),
+            })
+        }
     }
 }
 
@@ -325,9 +351,12 @@ mod tests {
             Frame::LogAck { .. } => 14,
             Frame::Credential { .. } => 15,
             Frame::CredentialAck => 16,
+            Frame::Metrics(_) => 17,
+            Frame::MetricsAck { .. } => 18,
+            Frame::Alarms(_) => 19,
         }
     }
-    const VARIANTS: usize = 17;
+    const VARIANTS: usize = 20;
 
     #[test]
     fn every_variant_has_a_seed_and_is_generated() {
