@@ -73,6 +73,8 @@ pub struct AlertsConfig {
     /// A channel's storm limit when it sets none: notifications per minute,
     /// then one summary.
     pub max_notifications_per_minute: u32,
+    /// The storm-control window ("per minute"); shorter only in tests.
+    pub storm_window_secs: u32,
     /// A node taking a delivery holds it this long; a node that dies while
     /// sending leaves it to another after that.
     pub delivery_lease_secs: u32,
@@ -87,6 +89,7 @@ impl Default for AlertsConfig {
         AlertsConfig {
             eval_interval_secs: 5,
             max_notifications_per_minute: 10,
+            storm_window_secs: 60,
             delivery_lease_secs: 30,
             delivery_timeout_secs: 10,
             delivery_concurrency: 8,

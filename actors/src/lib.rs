@@ -33,6 +33,9 @@ pub struct Deps {
     pub metrics: metrics::Metrics,
     /// Asks this node sent to other nodes, waiting for their answers.
     pub replies: cluster_ref::Replies,
+    /// Poked when this node queued notifications, so its delivery worker
+    /// sends them at once instead of at its next poll.
+    pub wake_deliveries: Arc<tokio::sync::Notify>,
     /// Changes on their way to other nodes, in order, through one bounded
     /// queue and one publisher (started on first use).
     outbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<model::ClusterChange>>,
@@ -57,6 +60,7 @@ impl Deps {
             session,
             metrics: metrics::Metrics::default(),
             replies: cluster_ref::Replies::default(),
+            wake_deliveries: Arc::new(tokio::sync::Notify::new()),
             outbox: std::sync::OnceLock::new(),
         })
     }
