@@ -234,7 +234,11 @@ pub async fn build_state(config: Config) -> Result<web::Data<AppState>, StartErr
     } else {
         coord = Arc::new(ecp_actors::coord::LocalCoordinator);
     }
-    let deps = Deps::new(store.clone(), coord, timing, session);
+    let watch = ecp_actors::watch::WatchConfig {
+        eval_interval: Duration::from_secs(u64::from(config.alerts.eval_interval_secs.max(1))),
+        metrics_interval_ms: u64::from(config.metrics.collect_interval_secs.max(1)) * 1000,
+    };
+    let deps = Deps::new(store.clone(), coord, timing, session, watch);
     let revocations = Arc::new(revoke::Revocations::new(
         redis_coord.clone().map(|c| c as Arc<dyn revoke::Remote>),
     ));

@@ -4,10 +4,12 @@
 //! stored state. Everything reaches it as a [`ClusterInput`] (`Ask`), from
 //! this node or, through [`crate::cluster_ref::ClusterRef`], from any other.
 
+use crate::alerting::{self, AlertEngine, Subject, Transition};
 use crate::machine::{Effect, Input, Machine};
 use crate::model::*;
 use crate::msg::*;
 use crate::store::StoreError;
+use crate::watch::Watch;
 use crate::Deps;
 use actix::prelude::*;
 use ecp_protocol::{Frame, Health, Report};
@@ -21,6 +23,10 @@ pub struct ClusterActor {
     record: ClusterRecord,
     machine: Machine,
     deleted: bool,
+    /// Metrics, EMQX alarms and alert rules (`watch.rs`).
+    watch: Watch,
+    /// The timer for the alert engine's next time-driven change.
+    wake: Option<SpawnHandle>,
 }
 
 impl ClusterActor {
@@ -32,6 +38,8 @@ impl ClusterActor {
             record,
             machine,
             deleted: false,
+            watch: Watch::default(),
+            wake: None,
         }
     }
 
@@ -112,7 +120,11 @@ impl ClusterActor {
                     });
                 }
                 act.run_effects(fx, ctx);
+                if changed && !gone {
+                    act.evaluate(ctx);
+                }
                 if gone {
+                    act.resolve_all("the cluster was deleted");
                     act.announce(ClusterChange::Removed {
                         cluster_id: rec.id.clone(),
                         org_id: rec.org_id.clone(),
@@ -307,6 +319,9 @@ impl Actor for ClusterActor {
             // Sessions held by nodes that died end when their presence lapses.
             ctx.run_interval(SWEEP_EVERY, |act, ctx| act.sweep(ctx));
         }
+        // Alerts: loaded once, then the rules re-read and evaluated.
+        self.refresh(ctx);
+        ctx.run_interval(self.deps.watch.eval_interval, |act, ctx| act.refresh(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -380,7 +395,9 @@ impl Handler<Ask> for ClusterActor {
             ClusterInput::SessionUp {
                 agent_id,
                 session_id,
+                metrics,
             } => {
+                self.watch.session_up(&agent_id, metrics, now_ms());
                 let fx = self.step(Input::Connected {
                     agent: agent_id,
                     session: session_id,
@@ -392,6 +409,9 @@ impl Handler<Ask> for ClusterActor {
                 session_id,
                 last_seen,
             } => {
+                if self.machine.session_of(&agent_id) == Some(session_id) {
+                    self.watch.session_down(&agent_id);
+                }
                 let fx = self.step(Input::Disconnected {
                     agent: agent_id.clone(),
                     session: session_id,
@@ -474,6 +494,12 @@ impl Handler<Ask> for ClusterActor {
                 let fx = self.step(Input::Delete);
                 record_of(self.commit(fx, |_| {}))
             }
+            ClusterInput::Metrics {
+                agent_id, samples, ..
+            } => self.on_metrics(agent_id, samples),
+            ClusterInput::Alarms {
+                agent_id, snapshot, ..
+            } => self.on_alarms(agent_id, snapshot),
         }
     }
 }
@@ -515,5 +541,241 @@ impl Handler<Control> for ClusterActor {
             }
         }
         ctx.stop();
+    }
+}
+
+// ------------------------------------------------------------ the watch
+
+/// A new alert's or delivery's id.
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl ClusterActor {
+    /// Stores an agent's samples (its session vouches that it is this
+    /// cluster's) when it is the cluster's source (
+    /// another agent's copy of the same figures is answered and dropped),
+    /// then evaluates. A store failure is answered as one (the session
+    /// ends and the agent sends them again); the actor keeps running.
+    fn on_metrics(&mut self, agent: String, samples: Vec<ecp_protocol::MetricSample>) -> Answering {
+        // An agent that sends samples is able to (after an owner change the
+        // new owner learns it here).
+        let now = now_ms();
+        self.watch.session_up(&agent, true, now);
+        let machine = &self.machine;
+        if !self.watch.take_source(&agent, |a| machine.is_connected(a)) {
+            return answer(Ok(ClusterReply::Done));
+        }
+        let spacing = self.deps.watch.min_spacing();
+        let last = self.watch.latest.as_ref().map(|p| p.at);
+        let newest = crate::series::plan_append(last, &[], &samples, spacing, now)
+            .raw
+            .pop();
+        let store = self.deps.store.clone();
+        let id = self.record.id.clone();
+        let write = async move { store.append_metrics(&id, &samples, spacing, now).await };
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            move |res, act, ctx| match res {
+                Ok(_) => {
+                    if newest.is_some() {
+                        act.watch.latest = newest;
+                    }
+                    act.evaluate(ctx);
+                    Ok(ClusterReply::Done)
+                }
+                Err(e) => {
+                    tracing::warn!(cluster_id = %act.record.id, error = %e, "metric samples not stored");
+                    Err(ClusterError::from(e))
+                }
+            },
+        )))
+    }
+
+    /// Keeps EMQX's alarms as the source agent read them, then evaluates.
+    fn on_alarms(&mut self, agent: String, snapshot: ecp_protocol::AlarmSnapshot) -> Answering {
+        let machine = &self.machine;
+        if !self.watch.take_source(&agent, |a| machine.is_connected(a)) {
+            return answer(Ok(ClusterReply::Done));
+        }
+        let merged = alerting::merge_alarms(&self.watch.alarms, &snapshot);
+        if merged == self.watch.alarms {
+            return answer(Ok(ClusterReply::Done));
+        }
+        let store = self.deps.store.clone();
+        let id = self.record.id.clone();
+        let keep = merged.clone();
+        let write = async move { store.put_alarms(&id, &keep).await };
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            move |res, act, ctx| match res {
+                Ok(()) => {
+                    act.watch.alarms = merged;
+                    act.evaluate(ctx);
+                    Ok(ClusterReply::Done)
+                }
+                Err(e) => {
+                    tracing::warn!(cluster_id = %act.record.id, error = %e, "alarms not stored");
+                    Err(ClusterError::from(e))
+                }
+            },
+        )))
+    }
+
+    /// Loads what the watch starts from (the firing alerts first: nothing
+    /// is evaluated before, so a new owner neither fires again what fires
+    /// nor forgets to resolve it), or re-reads the rules; then evaluates.
+    fn refresh(&mut self, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let id = self.record.id.clone();
+        let project = self.record.project_id.clone();
+        let load = !self.watch.loaded;
+        ctx.spawn(
+            async move {
+                let rules = store.alert_rules(&project).await?;
+                if !load {
+                    return Ok((rules, None));
+                }
+                let firing = store.firing_alerts_of_cluster(&id).await?;
+                let alarms = store.alarms(&id).await?;
+                let latest = store
+                    .latest_points(std::slice::from_ref(&id))
+                    .await?
+                    .pop()
+                    .flatten();
+                Ok::<_, StoreError>((rules, Some((firing, alarms, latest))))
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok((rules, loaded)) => {
+                    if let Some((firing, alarms, latest)) = loaded {
+                        if act.watch.loaded {
+                            return; // loaded meanwhile
+                        }
+                        act.watch.engine = AlertEngine::load(firing);
+                        act.watch.alarms = alarms;
+                        if act.watch.latest.is_none() {
+                            act.watch.latest = latest;
+                        }
+                        act.watch.loaded = true;
+                    }
+                    act.watch.rules = rules;
+                    act.evaluate(ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(cluster_id = %act.record.id, error = %e, "alert rules not read; alerts not evaluated")
+                }
+            }),
+        );
+    }
+
+    /// Runs the rules against what the actor knows now; records what fired
+    /// or resolved (with its deliveries) before anything else happens.
+    fn evaluate(&mut self, ctx: &mut Context<Self>) {
+        if !self.watch.loaded || self.deleted || self.machine.status == Status::Deleting {
+            return;
+        }
+        let now = now_ms();
+        let facts = self.watch.facts(&self.record, &self.deps.watch, now);
+        let who = Subject {
+            org_id: &self.record.org_id,
+            project_id: &self.record.project_id,
+            cluster_id: &self.record.id,
+            cluster_name: &self.record.name,
+        };
+        let ts = self
+            .watch
+            .engine
+            .evaluate(&self.watch.rules, &facts, &who, now, new_id);
+        if let Some(h) = self.wake.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = self.watch.engine.next_wake(&self.watch.rules) {
+            let delay = Duration::from_millis(at.saturating_sub(now).max(10));
+            self.wake = Some(ctx.run_later(delay, |act, ctx| {
+                act.wake = None;
+                act.evaluate(ctx);
+            }));
+        }
+        if ts.is_empty() {
+            return;
+        }
+        let write = self.record_transitions(ts);
+        ctx.wait(write.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                // The engine moved on in memory only: start again from the
+                // store (the registry restarts this actor).
+                tracing::error!(cluster_id = %act.record.id, error = %e, "alert not recorded; restarting cluster actor");
+                ctx.stop();
+            }
+        }));
+    }
+
+    /// Writes each transition with its deliveries (one per channel of its
+    /// rule), then wakes this node's delivery worker.
+    fn record_transitions(
+        &self,
+        ts: Vec<Transition>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        let store = self.deps.store.clone();
+        let wake = self.deps.wake_deliveries.clone();
+        let rules = self.watch.rules.clone();
+        let now = now_ms();
+        async move {
+            let mut queued = false;
+            for t in &ts {
+                let (Transition::Fire(alert) | Transition::Resolve(alert)) = t;
+                let notice = alerting::notice_of(t);
+                let deliveries: Vec<alerting::Delivery> = rules
+                    .iter()
+                    .find(|r| r.id == alert.rule_id)
+                    .map(|r| r.channel_ids.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|channel| alerting::Delivery {
+                        id: new_id(),
+                        channel_id: channel.clone(),
+                        project_id: alert.project_id.clone(),
+                        notice: notice.clone(),
+                        state: alerting::DeliveryState::Pending,
+                        attempts: 0,
+                        next_at: now,
+                        created_at: now,
+                        finished_at: None,
+                        last_status: None,
+                        last_error: None,
+                    })
+                    .collect();
+                tracing::info!(
+                    cluster_id = %alert.cluster_id,
+                    rule_id = %alert.rule_id,
+                    alert_id = %alert.id,
+                    state = alert.state.as_str(),
+                    deliveries = deliveries.len(),
+                    "alert {}",
+                    alert.state.as_str()
+                );
+                store.record_alert(alert, &deliveries).await?;
+                queued |= !deliveries.is_empty();
+            }
+            if queued {
+                wake.notify_one();
+            }
+            Ok(())
+        }
+    }
+
+    /// The cluster is gone: its firing alerts resolve (recorded in the
+    /// background; the actor is stopping).
+    fn resolve_all(&mut self, why: &str) {
+        let ts = self.watch.engine.resolve_all(now_ms(), why);
+        if ts.is_empty() {
+            return;
+        }
+        let write = self.record_transitions(ts);
+        let id = self.record.id.clone();
+        actix::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::warn!(cluster_id = %id, error = %e, "resolved alerts of a deleted cluster not recorded");
+            }
+        });
     }
 }

@@ -19,6 +19,7 @@ pub mod series;
 pub mod session;
 pub mod store;
 pub mod tunnel;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct Deps {
     pub dir: directory::Directory,
     pub timing: machine::Timing,
     pub session: session::SessionConfig,
+    /// Metric and alert timing of the cluster actors.
+    pub watch: watch::WatchConfig,
     pub metrics: metrics::Metrics,
     /// Asks this node sent to other nodes, waiting for their answers.
     pub replies: cluster_ref::Replies,
@@ -50,6 +53,7 @@ impl Deps {
         coord: coord::SharedCoordinator,
         timing: machine::Timing,
         session: session::SessionConfig,
+        watch: watch::WatchConfig,
     ) -> Arc<Deps> {
         Arc::new(Deps {
             store,
@@ -58,6 +62,7 @@ impl Deps {
             dir: directory::Directory::default(),
             timing,
             session,
+            watch,
             metrics: metrics::Metrics::default(),
             replies: cluster_ref::Replies::default(),
             wake_deliveries: Arc::new(tokio::sync::Notify::new()),

@@ -22,8 +22,14 @@ pub enum ClusterInput {
     AgentsLive,
     /// A registration token was redeemed (`new`: a new agent, not a retry).
     AgentRegistered { agent_id: String, new: bool },
-    /// A session finished its handshake.
-    SessionUp { agent_id: String, session_id: u64 },
+    /// A session finished its handshake (`metrics`: the agent speaks
+    /// protocol 3, so it sends metric samples; absent from older nodes).
+    SessionUp {
+        agent_id: String,
+        session_id: u64,
+        #[serde(default)]
+        metrics: bool,
+    },
     /// A session ended (any reason).
     SessionDown {
         agent_id: String,
@@ -49,6 +55,19 @@ pub enum ClusterInput {
     },
     /// Start deleting.
     Delete,
+    /// Metric samples from a connected agent (answered `Done` once stored,
+    /// or dropped as another agent's duplicate).
+    Metrics {
+        agent_id: String,
+        session_id: u64,
+        samples: Vec<ecp_protocol::MetricSample>,
+    },
+    /// EMQX's alarms as a connected agent read them.
+    Alarms {
+        agent_id: String,
+        session_id: u64,
+        snapshot: ecp_protocol::AlarmSnapshot,
+    },
 }
 
 impl ClusterInput {
@@ -64,6 +83,8 @@ impl ClusterInput {
             ClusterInput::AgentGone { .. } => "agent_gone",
             ClusterInput::Edit { .. } => "edit",
             ClusterInput::Delete => "delete",
+            ClusterInput::Metrics { .. } => "metrics",
+            ClusterInput::Alarms { .. } => "alarms",
         }
     }
 }
@@ -82,6 +103,8 @@ pub enum ClusterReply {
     /// cluster that finished deleting).
     Record(Box<ClusterRecord>),
     Live(HashMap<String, AgentLive>),
+    /// Taken (metrics stored, alarms kept).
+    Done,
 }
 
 impl ClusterReply {
@@ -89,8 +112,8 @@ impl ClusterReply {
     pub fn record(self) -> Result<ClusterRecord, ClusterError> {
         match self {
             ClusterReply::Record(r) => Ok(*r),
-            ClusterReply::Live(_) => Err(ClusterError::Store(
-                "a cluster answered agents where a record was expected".into(),
+            ClusterReply::Live(_) | ClusterReply::Done => Err(ClusterError::Store(
+                "a cluster answered something else where a record was expected".into(),
             )),
         }
     }

@@ -105,6 +105,9 @@ pub struct SessionActor {
     log_writes: Arc<tokio::sync::Mutex<()>>,
     /// Log batches received and not yet stored.
     pending_logs: usize,
+    /// Metric batches are handed to the cluster one at a time, in order.
+    metric_writes: Arc<tokio::sync::Mutex<()>>,
+    pending_metrics: usize,
     /// Budgets for frames that no tunnel credit covers, and for reports.
     frames: Bucket,
     reports: Bucket,
@@ -151,6 +154,8 @@ pub fn start_session(
             tunnel,
             log_writes: Arc::new(tokio::sync::Mutex::new(())),
             pending_logs: 0,
+            metric_writes: Arc::new(tokio::sync::Mutex::new(())),
+            pending_metrics: 0,
             frames: Bucket::new(FRAMES_PER_SEC, FRAME_BURST),
             reports: Bucket::new(REPORTS_PER_SEC, REPORT_BURST),
             peer,
@@ -276,6 +281,7 @@ impl SessionActor {
                         ClusterInput::SessionUp {
                             agent_id: act.agent_id.clone(),
                             session_id: act.session_id,
+                            metrics: act.protocol >= ecp_protocol::METRICS_SINCE,
                         },
                         ctx,
                     );
@@ -320,11 +326,18 @@ impl SessionActor {
             other => other,
         };
         self.spend(ctx);
-        if matches!(frame, Frame::Report(_)) && self.reports.admit().is_err() {
+        // Everything the cluster's actor handles spends the report budget.
+        if matches!(
+            frame,
+            Frame::Report(_) | Frame::Alarms(_) | Frame::Metrics(_)
+        ) && self.reports.admit().is_err()
+        {
             self.refuse(
                 ctx,
                 CloseCode::OverBound,
-                &format!("more than {REPORTS_PER_SEC} reports a second (burst {REPORT_BURST})"),
+                &format!(
+                    "more than {REPORTS_PER_SEC} reports, alarm snapshots and metric batches a second (burst {REPORT_BURST})"
+                ),
             );
         }
         if self.closing {
@@ -332,6 +345,7 @@ impl SessionActor {
         }
         let frame = match frame {
             Frame::LogBatch(batch) => return self.on_logs(batch, ctx),
+            Frame::Metrics(batch) => return self.on_metrics(batch, ctx),
             Frame::CredentialAck => return self.on_credential_ack(ctx),
             other => other,
         };
@@ -344,6 +358,14 @@ impl SessionActor {
                     agent_id: self.agent_id.clone(),
                     session_id: self.session_id,
                     report,
+                };
+                self.ask(input, ctx);
+            }
+            Frame::Alarms(snapshot) => {
+                let input = ClusterInput::Alarms {
+                    agent_id: self.agent_id.clone(),
+                    session_id: self.session_id,
+                    snapshot,
                 };
                 self.ask(input, ctx);
             }
@@ -397,6 +419,7 @@ impl SessionActor {
         let up = ClusterInput::SessionUp {
             agent_id: self.agent_id.clone(),
             session_id: self.session_id,
+            metrics: protocol >= ecp_protocol::METRICS_SINCE,
         };
         ctx.wait(
             self.registry
@@ -587,6 +610,50 @@ impl SessionActor {
                     act.close(ctx, CloseCode::TryAgain, "log storage unavailable");
                 }
             }
+            }),
+        );
+    }
+
+    /// Hands metric samples to the cluster (which stores them) and
+    /// acknowledges them once taken; in order (one at a time, like the log
+    /// writes), at most [`LOG_WINDOW`] batches waiting. Not taken (the
+    /// store or the owner unavailable): the session ends, so the agent
+    /// sends the batch again on its next one.
+    fn on_metrics(&mut self, batch: ecp_protocol::MetricsBatch, ctx: &mut Context<Self>) {
+        if self.pending_metrics >= LOG_WINDOW {
+            return self.refuse(
+                ctx,
+                CloseCode::OverBound,
+                &format!("more than {LOG_WINDOW} metric batches waiting for their acknowledgement"),
+            );
+        }
+        self.pending_metrics += 1;
+        let cluster = self.deps.cluster(&self.cluster_id);
+        let lock = self.metric_writes.clone();
+        let input = ClusterInput::Metrics {
+            agent_id: self.agent_id.clone(),
+            session_id: self.session_id,
+            samples: batch.samples,
+        };
+        let id = batch.batch;
+        ctx.spawn(
+            async move {
+                let _serial = lock.lock().await;
+                cluster.ask(input).await
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.pending_metrics -= 1;
+                match res {
+                    Ok(_) => act.send_frame(&Frame::MetricsAck { batch: id }, ctx),
+                    Err(ClusterError::NotFound) => {
+                        act.close(ctx, CloseCode::ClusterDeleted, "cluster was deleted")
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent_id = %act.agent_id, error = %e, "metrics not stored");
+                        act.close(ctx, CloseCode::TryAgain, "metrics storage unavailable");
+                    }
+                }
             }),
         );
     }
