@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod download;
 pub mod events;
 pub mod logs;
+pub mod monitoring;
 pub mod ops;
 pub mod orgs;
 pub mod tenancy;
@@ -88,6 +89,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             "/api/orgs/{org_id}/projects/{project_id}/logs",
             web::get().to(logs::project_logs),
         )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/overview",
+            web::get().to(monitoring::overview),
+        )
         .service(
             web::scope("/api/orgs/{org_id}/projects/{project_id}/clusters")
                 .route("", web::get().to(clusters::list))
@@ -114,6 +119,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 )
                 .route("/{cluster_id}/events", web::get().to(clusters::events))
                 .route("/{cluster_id}/logs", web::get().to(logs::logs))
+                .route("/{cluster_id}/metrics", web::get().to(monitoring::metrics))
+                .route("/{cluster_id}/alarms", web::get().to(monitoring::alarms))
                 .route(
                     "/{cluster_id}/dashboard-sessions",
                     web::post().to(dashboard::open_session),
@@ -170,6 +177,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         events::stream,
         audit::operations,
         download::agent_binary,
+        monitoring::metrics, monitoring::alarms, monitoring::overview,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),

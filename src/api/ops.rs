@@ -132,18 +132,30 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             let _ = writeln!(out, "ecp_clusters{{status=\"{}\"}} {n}", s.as_str());
         }
     }
+    // Every managed cluster's latest EMQX figures, rendered in the background.
+    out.push_str(&state.cluster_gauges.fleet());
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out))
 }
 
-/// The clusters-by-status figures of `/metrics`, as last counted.
+/// The clusters-by-status figures of `/metrics`, as last counted, and the
+/// fleet's EMQX metrics as last rendered.
 #[derive(Default)]
 pub struct ClusterGauges {
     counts: std::sync::Mutex<Option<[u64; 5]>>,
+    fleet: std::sync::Mutex<std::sync::Arc<String>>,
 }
 
 impl ClusterGauges {
+    pub fn fleet(&self) -> std::sync::Arc<String> {
+        self.fleet.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_fleet(&self, text: String) {
+        *self.fleet.lock().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(text);
+    }
+
     pub fn get(&self) -> Option<[u64; 5]> {
         *self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -169,7 +181,17 @@ pub fn spawn_cluster_gauges(state: web::Data<AppState>) {
         loop {
             tick.tick().await;
             match state.deps.store.all_clusters().await {
-                Ok(all) => state.cluster_gauges.set(count_by_status(&all)),
+                Ok(all) => {
+                    state.cluster_gauges.set(count_by_status(&all));
+                    match fleet_rows(&state, all).await {
+                        Ok(rows) => state.cluster_gauges.set_fleet(render_fleet(
+                            &rows,
+                            ecp_actors::model::now_ms(),
+                            crate::api::monitoring::stale_ms(&state),
+                        )),
+                        Err(e) => tracing::warn!(error = %e, "fleet metrics not read for /metrics"),
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "clusters not counted for /metrics"),
             }
         }
@@ -182,4 +204,171 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         "NOT_FOUND",
         format!("no route for {} {}", req.method(), req.path()),
     ))
+}
+
+/// One managed cluster as `/metrics` labels it, with its latest sample.
+pub struct FleetRow {
+    pub org: String,
+    pub project: String,
+    pub cluster: String,
+    pub cluster_id: String,
+    pub status: Status,
+    pub latest: Option<ecp_actors::series::Point>,
+}
+
+async fn fleet_rows(
+    state: &AppState,
+    clusters: Vec<ecp_actors::model::ClusterRecord>,
+) -> Result<Vec<FleetRow>, ecp_actors::store::StoreError> {
+    let mut orgs = std::collections::HashMap::new();
+    let mut projects = std::collections::HashMap::new();
+    for o in state.store.orgs().await? {
+        for p in state.store.projects(&o.id).await? {
+            projects.insert(p.id.clone(), p.name);
+        }
+        orgs.insert(o.id.clone(), o.name);
+    }
+    let ids: Vec<String> = clusters.iter().map(|c| c.id.clone()).collect();
+    let mut latest = Vec::with_capacity(ids.len());
+    // Bounded reads, however large the fleet.
+    for chunk in ids.chunks(500) {
+        latest.extend(state.deps.store.latest_points(chunk).await?);
+    }
+    Ok(clusters
+        .into_iter()
+        .zip(latest)
+        .map(|(c, latest)| FleetRow {
+            org: orgs
+                .get(&c.org_id)
+                .cloned()
+                .unwrap_or_else(|| c.org_id.clone()),
+            project: projects
+                .get(&c.project_id)
+                .cloned()
+                .unwrap_or_else(|| c.project_id.clone()),
+            cluster: c.name,
+            cluster_id: c.id,
+            status: c.status,
+            latest,
+        })
+        .collect())
+}
+
+/// A label value in the Prometheus text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The fleet's figures in the Prometheus text format: each managed
+/// cluster's status and, when its latest sample is recent (`stale_ms`),
+/// its EMQX metrics as `ecp_emqx_<name>{org, project, cluster, cluster_id}`.
+pub fn render_fleet(rows: &[FleetRow], now: ecp_actors::model::Millis, stale_ms: u64) -> String {
+    let mut out = String::new();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "org=\"{}\",project=\"{}\",cluster=\"{}\",cluster_id=\"{}\"",
+                label(&r.org),
+                label(&r.project),
+                label(&r.cluster),
+                label(&r.cluster_id)
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP ecp_cluster_status A managed cluster's status (1 for the status it is in).\n# TYPE ecp_cluster_status gauge"
+        );
+        for (r, l) in rows.iter().zip(&labels) {
+            let _ = writeln!(
+                out,
+                "ecp_cluster_status{{{l},status=\"{}\"}} 1",
+                r.status.as_str()
+            );
+        }
+    }
+    let fresh: Vec<(&ecp_actors::series::Point, &String)> = rows
+        .iter()
+        .zip(&labels)
+        .filter_map(|(r, l)| r.latest.as_ref().map(|p| (p, l)))
+        .filter(|(p, _)| now.saturating_sub(p.at) <= stale_ms)
+        .collect();
+    if fresh.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ecp_emqx_sample_age_seconds How old a managed cluster's latest EMQX sample is.\n# TYPE ecp_emqx_sample_age_seconds gauge"
+    );
+    for (p, l) in &fresh {
+        let _ = writeln!(
+            out,
+            "ecp_emqx_sample_age_seconds{{{l}}} {}",
+            now.saturating_sub(p.at) as f64 / 1000.0
+        );
+    }
+    for m in ecp_protocol::metrics::METRICS {
+        let values: Vec<(f64, &String)> = fresh
+            .iter()
+            .filter_map(|(p, l)| p.get(m.name).map(|v| (v, *l)))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ecp_emqx_{0} EMQX {1} ({2}), as the cluster's agent last collected it.\n# TYPE ecp_emqx_{0} gauge",
+            m.name, m.help.replace('\n', " "), m.unit
+        );
+        for (v, l) in values {
+            let _ = writeln!(out, "ecp_emqx_{}{{{l}}} {v}", m.name);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fleet_is_labelled_and_stale_samples_left_out() {
+        let point = |at, v| {
+            ecp_actors::series::Point::from_sample(&ecp_protocol::MetricSample {
+                at_ms: at,
+                values: vec![("connections".into(), v), ("live_connections".into(), 7.0)],
+            })
+        };
+        let row = |name: &str, latest| FleetRow {
+            org: "Acme \"EU\"".into(),
+            project: "prod".into(),
+            cluster: name.into(),
+            cluster_id: format!("id-{name}"),
+            status: Status::Running,
+            latest,
+        };
+        let rows = vec![
+            row("a", point(95_000, 3000.0)),
+            row("b", point(1_000, 5.0)),
+            row("c", None),
+        ];
+        let text = render_fleet(&rows, 100_000, 45_000);
+        assert!(text.contains(
+            "ecp_emqx_connections{org=\"Acme \\\"EU\\\"\",project=\"prod\",cluster=\"a\",cluster_id=\"id-a\"} 3000\n"
+        ), "{text}");
+        assert!(
+            !text.contains("cluster=\"b\"} 5"),
+            "b's sample is stale: {text}"
+        );
+        assert!(text.contains("ecp_cluster_status{org=\"Acme \\\"EU\\\"\",project=\"prod\",cluster=\"c\",cluster_id=\"id-c\",status=\"running\"} 1"), "{text}");
+        assert_eq!(text.matches("# TYPE ecp_emqx_connections gauge").count(), 1);
+        assert!(
+            !text.contains("ecp_emqx_topics"),
+            "no cluster sent topics: {text}"
+        );
+    }
 }

@@ -676,6 +676,32 @@ async fn every_route_for_every_role() {
             [200, 200, 200, 200, 404],
         )
         .check(project_logs("log line of l1", vec![c1.clone(), l1.clone()])),
+        row(
+            "GET",
+            format!("{pa1}/clusters/{c1}/metrics?names=connections"),
+            None,
+            [200, 200, 200, 200, 404],
+        )
+        .check(|_, v| match v["series"][0]["name"].as_str() {
+            Some("connections") => Ok(()),
+            _ => Err(format!("expected the connections series: {v}")),
+        }),
+        row(
+            "GET",
+            format!("{pa1}/clusters/{c1}/alarms"),
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        row(
+            "GET",
+            format!("{pa1}/overview"),
+            None,
+            [200, 200, 200, 200, 404],
+        )
+        .check(|_, v| match v["clusters"]["total"].as_u64() {
+            Some(n) if n >= 2 => Ok(()),
+            _ => Err(format!("expected project A/p1's clusters counted: {v}")),
+        }),
         // Enter Dashboard: a capability for whoever may read the cluster
         // (viewers too: the dashboard site keeps them read-only).
         row(
@@ -797,6 +823,24 @@ async fn every_route_for_every_role() {
         )
         .check(project_logs("log line of l2", vec![c2.clone(), l2.clone()])),
         row(
+            "GET",
+            format!("{pa2}/clusters/{c2}/metrics"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("{pa2}/clusters/{c2}/alarms?activated=false"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("{pa2}/overview"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        row(
             "POST",
             format!("{pa2}/clusters/{c2}/dashboard-sessions"),
             Some(json!({})),
@@ -813,6 +857,13 @@ async fn every_route_for_every_role() {
         // A cluster asked for under a project it is not in: 404 for all.
         row("GET", format!("{pa1}/clusters/{c2}"), None, [404; 5]),
         row("GET", format!("{pa1}/clusters/{l2}/logs"), None, [404; 5]),
+        row(
+            "GET",
+            format!("{pa1}/clusters/{c2}/metrics"),
+            None,
+            [404; 5],
+        ),
+        row("GET", format!("{pa1}/clusters/{c2}/alarms"), None, [404; 5]),
         row(
             "POST",
             format!("{pa1}/clusters/{c2}/dashboard-sessions"),
