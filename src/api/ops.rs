@@ -371,4 +371,35 @@ mod tests {
             "no cluster sent topics: {text}"
         );
     }
+
+    /// The shipped Grafana dashboard asks only for series `/metrics` has.
+    #[test]
+    fn the_grafana_dashboard_uses_exported_series() {
+        let dash: serde_json::Value =
+            serde_json::from_str(include_str!("../../docker/grafana/ecp-fleet.json"))
+                .expect("the dashboard is JSON");
+        let mut exported: Vec<String> = ecp_protocol::metrics::METRICS
+            .iter()
+            .map(|m| format!("ecp_emqx_{}", m.name))
+            .collect();
+        exported.push("ecp_emqx_sample_age_seconds".into());
+        exported.push("ecp_cluster_status".into());
+        let text = dash.to_string();
+        let mut used = 0;
+        for (i, _) in text.match_indices("ecp_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = name.starts_with("ecp_emqx_") || name.starts_with("ecp_cluster");
+            if family && !name.ends_with('_') {
+                assert!(
+                    exported.contains(&name),
+                    "the dashboard uses {name}, which /metrics does not export"
+                );
+                used += 1;
+            }
+        }
+        assert!(used >= 10, "the dashboard's queries were not found");
+    }
 }
