@@ -22,6 +22,38 @@ use tokio_tungstenite::WebSocketStream;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// A process's memory and CPU time from `/proc`, for the benchmarks.
+pub mod procstat {
+    /// Resident set size in KiB (0 when unreadable).
+    pub fn rss_kib(pid: u32) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// utime + stime in clock ticks.
+    pub fn cpu_ticks(pid: u32) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the ")" of the command name; utime and stime are 14 and 15.
+        let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        get(11) + get(12)
+    }
+
+    /// Clock ticks per second.
+    pub fn clk_tck() -> u64 {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    }
+}
+
 /// What `POST /api/clusters/agents/emqxee/register` answered.
 pub type Registration = RegisterResponse;
 

@@ -7,6 +7,7 @@
 
 use clap::Parser;
 use ecp_protocol::Health;
+use ecp_testkit::procstat::{clk_tck, cpu_ticks, rss_kib};
 use ecp_testkit::{register, register_body, Session};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr};
@@ -37,33 +38,6 @@ struct Args {
     /// Number of 127.0.0.x source addresses (from 127.0.0.2).
     #[arg(long, default_value_t = 8)]
     source_ips: u8,
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the ")" of the command name; utime and stime are 14 and 15.
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
-}
-
-fn clk_tck() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
 }
 
 async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
