@@ -336,7 +336,7 @@ impl SessionActor {
                 ctx,
                 CloseCode::OverBound,
                 &format!(
-                    "more than {REPORTS_PER_SEC} reports, alarm snapshots and metric batches a second (burst {REPORT_BURST})"
+                    "more than {REPORTS_PER_SEC} reports a second (burst {REPORT_BURST}; alarm snapshots and metric batches count as reports)"
                 ),
             );
         }

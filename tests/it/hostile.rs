@@ -391,6 +391,14 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
             lines,
         })
     };
+    let alarm = |message: String| ecp_protocol::EmqxAlarm {
+        node: "emqx@hostile".into(),
+        name: "high_cpu_usage".into(),
+        message,
+        details: String::new(),
+        activate_at_ms: 1,
+        deactivate_at_ms: None,
+    };
     // Each attack: one session, its frames, the close reason the server gives.
     let mut reasons = Vec::new();
     let attacks: Vec<(&str, Vec<Frame>)> = vec![
@@ -458,6 +466,52 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
                 .map(|stream| Frame::TunnelData {
                     stream: stream + 1_000_000,
                     data: vec![0; 1024],
+                })
+                .collect(),
+        ),
+        (
+            "Metrics.samples",
+            vec![Frame::Metrics(ecp_protocol::MetricsBatch {
+                batch: 1,
+                samples: (0..ecp_protocol::metrics::MAX_SAMPLES_PER_BATCH as u64 + 1)
+                    .map(|i| ecp_protocol::MetricSample {
+                        at_ms: i,
+                        values: vec![("connections".into(), 1.0)],
+                    })
+                    .collect(),
+            })],
+        ),
+        (
+            "alarm message bytes",
+            vec![Frame::Alarms(ecp_protocol::AlarmSnapshot {
+                observed_at_ms: 1,
+                active: vec![alarm(
+                    "x".repeat(ecp_protocol::metrics::MAX_ALARM_TEXT_BYTES + 1),
+                )],
+                deactivated: vec![],
+            })],
+        ),
+        (
+            "Alarms.active",
+            vec![Frame::Alarms(ecp_protocol::AlarmSnapshot {
+                observed_at_ms: 1,
+                active: (0..ecp_protocol::metrics::MAX_ACTIVE_ALARMS + 1)
+                    .map(|i| alarm(format!("alarm {i}")))
+                    .collect(),
+                deactivated: vec![],
+            })],
+        ),
+        (
+            // Alarm snapshots reach the cluster's actor: they spend the
+            // report budget.
+            "reports a second",
+            (0..50u64)
+                .map(|i| {
+                    Frame::Alarms(ecp_protocol::AlarmSnapshot {
+                        observed_at_ms: i,
+                        active: vec![alarm(format!("flood {i}"))],
+                        deactivated: vec![],
+                    })
                 })
                 .collect(),
         ),
@@ -595,6 +649,18 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
         c["nodes"]["total"].as_u64().unwrap_or(0) <= 1,
         "no oversized node list stored: {c}"
     );
+    // Alarms within the bounds may be kept (they are this cluster's own
+    // view, like its reports); none that broke a bound was.
+    let (s, alarms) = api.get(&format!("{P}/clusters/{bad_id}/alarms")).await;
+    assert_eq!(s, 200, "{alarms}");
+    assert!(
+        alarms["data"]
+            .as_array()
+            .expect("alarms")
+            .iter()
+            .all(|a| a["message"].as_str().is_some_and(|m| m.len() < 100)),
+        "{alarms}"
+    );
     // Each refusal is in the audit log, with the bound it broke.
     let (_, audit) = api
         .get("/api/audit/operations?action=agent.frame_refused&size=100")
@@ -607,6 +673,8 @@ async fn a_hostile_agent_is_cut_off_and_nothing_it_sent_is_kept() {
         .collect();
     for bound in [
         "LogBatch.lines",
+        "Metrics.samples",
+        "Alarms.active",
         "Report.nodes",
         "frames a second",
         "reports a second",
