@@ -309,9 +309,10 @@ pub fn retry_after(attempts: u32) -> Option<Millis> {
     (attempts < MAX_ATTEMPTS).then(|| 1_000u64 << (2 * attempts.saturating_sub(1).min(10)))
 }
 
-/// The storm-control minute a time falls in.
-pub fn minute_of(at: Millis) -> Millis {
-    at - at % 60_000
+/// The storm-control window (a minute by default, `alerts.storm_window_secs`)
+/// a time falls in: its start.
+pub fn window_of(at: Millis, window_ms: Millis) -> Millis {
+    at - at % window_ms.max(1)
 }
 
 /// Storm control for one notification: `sent` is how many this channel's
@@ -579,6 +580,8 @@ pub fn conditions(rule: &AlertRule, f: &Facts, now: Millis) -> Verdict {
 
 // ---------------------------------------------------------------- engine
 
+// A handful per cluster: boxing the firing alert would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 enum Track {
     /// The condition holds since `since`, not yet for `for_secs`.
@@ -1125,6 +1128,7 @@ mod tests {
         assert_eq!(retry_after(2), Some(4_000));
         assert_eq!(retry_after(5), Some(256_000));
         assert_eq!(retry_after(MAX_ATTEMPTS), None);
-        assert_eq!(minute_of(61_234), 60_000);
+        assert_eq!(window_of(61_234, 60_000), 60_000);
+        assert_eq!(window_of(61_234, 0), 61_234);
     }
 }

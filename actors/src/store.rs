@@ -264,9 +264,10 @@ pub trait AlertStore: Send + Sync + 'static {
         channel_id: &str,
         limit: usize,
     ) -> StoreResult<Vec<crate::alerting::Delivery>>;
-    /// Counts one notification in a channel's minute (shared by all nodes;
-    /// forgotten after a few minutes); returns the count including it.
-    async fn count_notification(&self, channel_id: &str, minute: Millis) -> StoreResult<u32>;
+    /// Counts one notification in a channel's storm-control window (the
+    /// window's start, [`crate::alerting::window_of`]; shared by all nodes;
+    /// forgotten a few minutes after); returns the count including it.
+    async fn count_notification(&self, channel_id: &str, window: Millis) -> StoreResult<u32>;
 }
 
 /// The store as the actors see it: everything but tenancy (users, orgs,
