@@ -1634,3 +1634,272 @@ async fn redis_alert_store_conformance() {
     alert_conformance(store.clone(), other.clone()).await;
     concurrent_claims(store, other).await;
 }
+
+// ------------------------------------------------------------ metrics
+
+use ecp_actors::series::{self, Point, Tier, BUCKET_MS, RAW_RETENTION_MS};
+
+const NOW: u64 = 1_700_000_100_000;
+
+fn sample(at_ms: u64, connections: f64) -> ecp_protocol::MetricSample {
+    ecp_protocol::MetricSample {
+        at_ms,
+        values: vec![
+            ("connections".into(), connections),
+            ("received_msg_rate".into(), 12.5),
+        ],
+    }
+}
+
+fn conns(points: &[Point]) -> Vec<(u64, Option<f64>)> {
+    points
+        .iter()
+        .map(|p| (p.at, p.get("connections")))
+        .collect()
+}
+
+async fn all_points(store: &SharedStore, cluster: &str, tier: Tier) -> Vec<Point> {
+    store
+        .metric_points(cluster, tier, 0, u64::MAX)
+        .await
+        .expect("points")
+}
+
+/// Series and alarms, on a store with [`small_caps`] (10 raw points, 3
+/// roll-ups per cluster).
+async fn metric_conformance(store: SharedStore) {
+    let b0 = series::bucket_of(NOW - 3_600_000);
+    // Spacing 10 s: the sample 1 s after another is refused.
+    let batch = [
+        sample(b0, 10.0),
+        sample(b0 + 15_000, 20.0),
+        sample(b0 + 16_000, 99.0),
+        sample(b0 + 30_000, 30.0),
+    ];
+    let r = store
+        .append_metrics("m1", &batch, 10_000, NOW)
+        .await
+        .expect("append");
+    assert_eq!(
+        r,
+        MetricsAppended {
+            kept: 3,
+            refused: 1,
+            rollups: 0
+        }
+    );
+    // A resend (the ack was lost) stores nothing twice.
+    let r = store
+        .append_metrics("m1", &batch, 10_000, NOW)
+        .await
+        .expect("resend");
+    assert_eq!((r.kept, r.refused), (0, 4));
+    let raw = all_points(&store, "m1", Tier::Raw).await;
+    assert_eq!(
+        conns(&raw),
+        [
+            (b0, Some(10.0)),
+            (b0 + 15_000, Some(20.0)),
+            (b0 + 30_000, Some(30.0))
+        ]
+    );
+    assert_eq!(
+        raw[0].get("received_msg_rate"),
+        Some(12.5),
+        "every value kept"
+    );
+    assert_eq!(
+        conns(
+            &store
+                .metric_points("m1", Tier::Raw, b0 + 15_000, b0 + 30_000)
+                .await
+                .expect("range")
+        )
+        .len(),
+        2,
+        "since and until are inclusive"
+    );
+    assert!(all_points(&store, "m1", Tier::Rollup).await.is_empty());
+    // The next bucket begins: the first one is rolled up (the mean), once.
+    let r = store
+        .append_metrics("m1", &[sample(b0 + BUCKET_MS, 40.0)], 10_000, NOW)
+        .await
+        .expect("next bucket");
+    assert_eq!(r.rollups, 1);
+    let r = store
+        .append_metrics("m1", &[sample(b0 + 2 * BUCKET_MS, 50.0)], 10_000, NOW)
+        .await
+        .expect("and the next");
+    assert_eq!(r.rollups, 1);
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Rollup).await),
+        [(b0, Some(20.0)), (b0 + BUCKET_MS, Some(40.0))]
+    );
+
+    // The newest raw point of each cluster, in the order asked.
+    store
+        .append_metrics("m2", &[sample(NOW - 5_000, 7.0)], 10_000, NOW)
+        .await
+        .expect("m2");
+    let latest = store
+        .latest_points(&["m1".into(), "none".into(), "m2".into()])
+        .await
+        .expect("latest");
+    assert_eq!(
+        latest
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.at))
+            .collect::<Vec<_>>(),
+        [Some(b0 + 2 * BUCKET_MS), None, Some(NOW - 5_000)]
+    );
+    assert_eq!(
+        latest[2].as_ref().and_then(|p| p.get("connections")),
+        Some(7.0)
+    );
+    assert!(store.latest_points(&[]).await.expect("none").is_empty());
+
+    // A day later: the raw points of a day ago are gone, the roll-ups stay
+    // (and the open bucket is rolled up as the next begins).
+    let later = NOW + RAW_RETENTION_MS;
+    let r = store
+        .append_metrics("m1", &[sample(later - 1_000, 60.0)], 10_000, later)
+        .await
+        .expect("a day later");
+    assert_eq!((r.kept, r.rollups), (1, 1));
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Raw).await),
+        [(later - 1_000, Some(60.0))]
+    );
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Rollup).await),
+        [
+            (b0, Some(20.0)),
+            (b0 + BUCKET_MS, Some(40.0)),
+            (b0 + 2 * BUCKET_MS, Some(50.0))
+        ]
+    );
+    // Roll-ups older than their retention go too.
+    let much_later = b0 + BUCKET_MS + series::ROLLUP_RETENTION_MS;
+    store
+        .append_metrics("m1", &[sample(much_later, 1.0)], 10_000, much_later)
+        .await
+        .expect("a month later");
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Rollup).await)
+            .first()
+            .map(|p| p.0),
+        Some(b0 + 2 * BUCKET_MS),
+        "b0 and b0+5min are past 30 days"
+    );
+
+    // Caps: the newest 10 raw points and 3 roll-ups.
+    let many: Vec<_> = (0..15u64)
+        .map(|i| sample(NOW - 60_000 + i * 1_000, i as f64))
+        .collect();
+    let r = store
+        .append_metrics("m3", &many, 1_000, NOW)
+        .await
+        .expect("many");
+    assert_eq!(r.kept, 15);
+    let raw = all_points(&store, "m3", Tier::Raw).await;
+    assert_eq!(raw.len(), 10);
+    assert_eq!(raw[0].get("connections"), Some(5.0), "the oldest went");
+    let buckets: Vec<_> = (0..6u64)
+        .map(|i| sample(b0 + i * BUCKET_MS, i as f64))
+        .collect();
+    let r = store
+        .append_metrics("m4", &buckets, 1_000, NOW)
+        .await
+        .expect("buckets");
+    assert_eq!(r.rollups, 5);
+    assert_eq!(
+        conns(&all_points(&store, "m4", Tier::Rollup).await),
+        [
+            (b0 + 2 * BUCKET_MS, Some(2.0)),
+            (b0 + 3 * BUCKET_MS, Some(3.0)),
+            (b0 + 4 * BUCKET_MS, Some(4.0))
+        ]
+    );
+
+    // Bytes, alarms.
+    assert!(store.metrics_bytes("m3").await.expect("bytes") > 0);
+    assert_eq!(store.metrics_bytes("none").await.expect("bytes"), 0);
+    assert_eq!(
+        store.alarms("m3").await.expect("alarms"),
+        AlarmSet::default()
+    );
+    let alarms = AlarmSet {
+        active: vec![ecp_protocol::EmqxAlarm {
+            node: "emqx@n1".into(),
+            name: "high_cpu_usage".into(),
+            message: "cpu 95%".into(),
+            details: "{\"usage\":\"95%\"}".into(),
+            activate_at_ms: 5,
+            deactivate_at_ms: None,
+        }],
+        history: vec![],
+    };
+    store.put_alarms("m3", &alarms).await.expect("put alarms");
+    assert_eq!(store.alarms("m3").await.expect("alarms"), alarms);
+
+    // Deleting the cluster deletes its series and alarms, only its.
+    store.remove_cluster("m3").await.expect("remove");
+    assert!(all_points(&store, "m3", Tier::Raw).await.is_empty());
+    assert_eq!(
+        store.latest_points(&["m3".into()]).await.expect("latest"),
+        [None]
+    );
+    assert_eq!(store.metrics_bytes("m3").await.expect("bytes"), 0);
+    assert_eq!(
+        store.alarms("m3").await.expect("alarms"),
+        AlarmSet::default()
+    );
+    store.remove_cluster("m4").await.expect("remove");
+    assert!(all_points(&store, "m4", Tier::Rollup).await.is_empty());
+    assert_eq!(all_points(&store, "m2", Tier::Raw).await.len(), 1);
+}
+
+/// Two writers race on one cluster's series: whatever interleaving, the
+/// stored points are what they were told was kept, in order and spaced.
+async fn racing_appends(store: SharedStore, other: SharedStore) {
+    let writer = |s: SharedStore, first: u64| async move {
+        let mut kept = 0;
+        for i in 0..4u64 {
+            let at = NOW - 60_000 + first + i * 2_000;
+            kept += s
+                .append_metrics("race", &[sample(at, at as f64)], 1_000, NOW)
+                .await
+                .expect("append")
+                .kept;
+        }
+        kept
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(writer(store.clone(), 0)),
+        tokio::spawn(writer(other, 1_000))
+    );
+    let kept = a.expect("writer a") + b.expect("writer b");
+    let raw = all_points(&store, "race", Tier::Raw).await;
+    assert_eq!(raw.len(), kept, "each kept point stored once");
+    assert!(
+        raw.windows(2).all(|w| w[1].at >= w[0].at + 1_000),
+        "{:?}",
+        conns(&raw)
+    );
+}
+
+#[tokio::test]
+async fn embedded_metric_store_conformance() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = small_embedded(dir.path());
+    metric_conformance(store.clone()).await;
+    racing_appends(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_metric_store_conformance() {
+    let redis = RedisServer::start().await;
+    let (store, other) = (small_redis(&redis).await, small_redis(&redis).await);
+    metric_conformance(store.clone()).await;
+    racing_appends(store, other).await;
+}

@@ -2,15 +2,16 @@
 //! in the Redis back end. Every change of several keys is one Lua script.
 //!
 //! Layout (`ecp:` keys):
-//! - `metrics:{cluster}:raw`, `metrics:{cluster}:rollup`: one sorted set per
-//!   cluster and tier, scored by the point's time (ms), each member the
-//!   time (8 bytes, big-endian, so two points never collapse into one
-//!   member) and [`Point::pack`]. An append reads the newest raw point and
-//!   the open bucket's, plans with [`series::plan_append`] in Rust, and a
-//!   script applies the plan only while the newest raw point is still the
-//!   one read (else Rust plans again): it adds the raw points and closed
-//!   buckets' roll-ups, and drops what is past each tier's retention
-//!   (relative to `now`) and cap (the oldest).
+//! - `metrics:{cluster}:raw`, `metrics:{cluster}:rollup`: one list per
+//!   cluster and tier, oldest first, each entry the point's time (8 bytes,
+//!   big-endian) and [`Point::pack`] (a list, not a sorted set: half the
+//!   memory, and appends only ever add newer points). An append reads the
+//!   newest raw point and the rest of its bucket (a read-only script),
+//!   plans with [`series::plan_append`] in Rust, and a script applies the
+//!   plan only while the newest raw point is still the one read (else Rust
+//!   plans again): it pushes the raw points and closed buckets' roll-ups,
+//!   pops what is past each tier's retention (relative to `now`) from the
+//!   head, and trims to each tier's cap. A range is found by binary search.
 //! - `alarms:{cluster}`: the [`AlarmSet`] (JSON).
 //! - `alert_rule:{id}`, `channel:{id}`: JSON; `project_alert_rules:{project}`,
 //!   `project_channels:{project}`: sets of ids.
@@ -271,26 +272,73 @@ local function remove_cluster_alerting(id)
 end
 "#;
 
-/// KEYS: raw, roll-ups. ARGV: the newest raw member read ('' for none),
-/// raw and roll-up keep-from times (older go), raw and roll-up caps, n,
-/// then n raw (time, member), then the roll-ups (time, member). -1 if
-/// the newest raw member changed since it was read.
-const APPEND_METRICS: &str = r#"
-local last = redis.call('ZRANGE', KEYS[1], -1, -1)[1] or ''
-if last ~= ARGV[1] then return -1 end
-local n = tonumber(ARGV[6])
-for i = 7, 6 + 2 * n, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i+1]) end
-for i = 7 + 2 * n, #ARGV, 2 do
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[i], ARGV[i])
-  redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i+1])
+/// The time of a stored point (its first 8 bytes, big-endian; exact in a
+/// Lua number below 2^53 ms).
+const AT_FN: &str = r#"
+local function at(m)
+  local a, b, c, d, e, f, g, h = string.byte(m, 1, 8)
+  return ((((((a * 256 + b) * 256 + c) * 256 + d) * 256 + e) * 256 + f) * 256 + g) * 256 + h
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '('..ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '('..ARGV[3])
+"#;
+
+/// KEYS: raw, roll-ups. ARGV: the newest raw point read ('' for none),
+/// raw and roll-up keep-from times (older go), raw and roll-up caps, n,
+/// then n raw points, then the roll-ups (all in time order). -1 if the
+/// newest raw point changed since it was read. A roll-up not after the
+/// newest stored one replaces it (never two for one bucket).
+const APPEND_METRICS_BODY: &str = r#"
+if (redis.call('LINDEX', KEYS[1], -1) or '') ~= ARGV[1] then return -1 end
+local n = tonumber(ARGV[6])
+for i = 7, 6 + n do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+for i = 7 + n, #ARGV do
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  if last and at(last) >= at(ARGV[i]) then redis.call('LSET', KEYS[2], -1, ARGV[i])
+  else redis.call('RPUSH', KEYS[2], ARGV[i]) end
+end
 for k = 1, 2 do
-  local excess = redis.call('ZCARD', KEYS[k]) - tonumber(ARGV[3 + k])
-  if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, excess - 1) end
+  local from = tonumber(ARGV[1 + k])
+  while true do
+    local first = redis.call('LINDEX', KEYS[k], 0)
+    if not first or at(first) >= from then break end
+    redis.call('LPOP', KEYS[k])
+  end
+  redis.call('LTRIM', KEYS[k], -tonumber(ARGV[3 + k]), -1)
 end
 return 0
+"#;
+
+/// KEYS: one tier. ARGV: since, until. The points with since <= at <=
+/// until (binary search on the time-ordered list).
+const POINTS_BODY: &str = r#"
+local function first_at_or_after(t)
+  local lo, hi = 0, redis.call('LLEN', KEYS[1])
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if at(redis.call('LINDEX', KEYS[1], mid)) < t then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+local from = first_at_or_after(tonumber(ARGV[1]))
+local to = first_at_or_after(tonumber(ARGV[2]) + 1)
+if to <= from then return {} end
+return redis.call('LRANGE', KEYS[1], from, to - 1)
+"#;
+
+/// KEYS: raw. ARGV: the bucket (ms). The newest point and every point of
+/// its bucket, oldest first: what `plan_append` reads.
+const OPEN_BUCKET_BODY: &str = r#"
+local newest = redis.call('LINDEX', KEYS[1], -1)
+if not newest then return {} end
+local t = at(newest)
+local start = t - t % tonumber(ARGV[1])
+local out, i = {}, -1
+while true do
+  local m = redis.call('LINDEX', KEYS[1], i)
+  if not m or at(m) < start then break end
+  table.insert(out, 1, m)
+  i = i - 1
+end
+return out
 "#;
 
 static RECORD_ALERT: LazyLock<Script> = LazyLock::new(|| {
@@ -307,7 +355,11 @@ static DELETE_CHANNEL: LazyLock<Script> =
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_DELIVERIES));
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_INDEXED));
 static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_INDEXED));
-static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND_METRICS));
+static APPEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{AT_FN}\n{APPEND_METRICS_BODY}")));
+static POINTS: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{AT_FN}\n{POINTS_BODY}")));
+static OPEN_BUCKET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{AT_FN}\n{OPEN_BUCKET_BODY}")));
 
 /// The 7 script arguments of a delivery (see `write_delivery`).
 fn delivery_args(inv: &mut redis::ScriptInvocation<'_>, d: &Delivery) -> StoreResult<()> {
@@ -444,41 +496,29 @@ impl MetricStore for RedisStore {
         // The owner's actor is the only writer; should another race it,
         // the script refuses a plan made from a stale read and we plan again.
         for _ in 0..8 {
-            let newest: Vec<Vec<u8>> = self
-                .c()
-                .zrange(&raw_key, -1, -1)
+            let open: Vec<Vec<u8>> = OPEN_BUCKET
+                .key(&raw_key)
+                .arg(series::BUCKET_MS)
+                .invoke_async(&mut self.c())
                 .await
                 .map_err(unavailable)?;
-            let last = newest.first().map(|m| unmember(m)).transpose()?;
-            let open: Vec<Point> = match &last {
-                Some(l) => {
-                    let ms: Vec<Vec<u8>> = self
-                        .c()
-                        .zrangebyscore(&raw_key, series::bucket_of(l.at), "+inf")
-                        .await
-                        .map_err(unavailable)?;
-                    ms.iter().map(|m| unmember(m)).collect::<StoreResult<_>>()?
-                }
-                None => Vec::new(),
-            };
-            let plan = series::plan_append(
-                last.as_ref().map(|l| l.at),
-                &open,
-                samples,
-                min_spacing,
-                now,
-            );
+            let open_points: Vec<Point> = open
+                .iter()
+                .map(|m| unmember(m))
+                .collect::<StoreResult<_>>()?;
+            let last = open_points.last().map(|p| p.at);
+            let plan = series::plan_append(last, &open_points, samples, min_spacing, now);
             let mut inv = APPEND.prepare_invoke();
             inv.key(&raw_key)
                 .key(&rollup_key)
-                .arg(newest.first().cloned().unwrap_or_default())
+                .arg(open.last().cloned().unwrap_or_default())
                 .arg(raw_from)
                 .arg(rollup_from)
                 .arg(self.caps.raw_points.max(1))
                 .arg(self.caps.rollup_points.max(1))
                 .arg(plan.raw.len());
             for p in plan.raw.iter().chain(&plan.rollups) {
-                inv.arg(p.at).arg(member(p));
+                inv.arg(member(p));
             }
             let r: i64 = inv.invoke_async(&mut self.c()).await.map_err(unavailable)?;
             if r == 0 {
@@ -504,9 +544,11 @@ impl MetricStore for RedisStore {
         if since > until {
             return Ok(Vec::new());
         }
-        let ms: Vec<Vec<u8>> = self
-            .c()
-            .zrangebyscore(series_key(cluster_id, tier), since, until)
+        let ms: Vec<Vec<u8>> = POINTS
+            .key(series_key(cluster_id, tier))
+            .arg(since)
+            .arg(until)
+            .invoke_async(&mut self.c())
             .await
             .map_err(unavailable)?;
         ms.iter().map(|m| unmember(m)).collect()
@@ -517,12 +559,12 @@ impl MetricStore for RedisStore {
         for chunk in cluster_ids.chunks(LATEST_CHUNK) {
             let mut pipe = redis::pipe();
             for cid in chunk {
-                pipe.zrange(series_key(cid, Tier::Raw), -1, -1);
+                pipe.lindex(series_key(cid, Tier::Raw), -1);
             }
-            let newest: Vec<Vec<Vec<u8>>> =
+            let newest: Vec<Option<Vec<u8>>> =
                 pipe.query_async(&mut self.c()).await.map_err(unavailable)?;
-            for ms in newest {
-                out.push(ms.first().map(|m| unmember(m)).transpose()?);
+            for m in newest {
+                out.push(m.map(|m| unmember(&m)).transpose()?);
             }
         }
         Ok(out)
