@@ -922,6 +922,7 @@ async fn run(mut source: Source, mut cmds: mpsc::Receiver<Cmd>) {
     // Overdue acknowledgements and full queues are retried every second.
     let mut retry = tokio::time::interval(Duration::from_secs(1));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut late = false;
     loop {
         tokio::select! {
             _ = until(next) => {
@@ -945,8 +946,15 @@ async fn run(mut source: Source, mut cmds: mpsc::Receiver<Cmd>) {
                     }
                 };
                 match collection {
-                    Some(c) => out.on_collection(at_ms, c),
-                    None => tracing::warn!(budget = ?budget, "reading EMQX took longer than the interval: no sample"),
+                    Some(c) => {
+                        late = false;
+                        out.on_collection(at_ms, c);
+                    }
+                    None if !late => {
+                        late = true;
+                        tracing::warn!(budget = ?budget, "reading EMQX took longer than the interval: no sample");
+                    }
+                    None => {}
                 }
                 next = tick_of(out.interval_secs);
                 out.flush(Instant::now());
