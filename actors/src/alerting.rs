@@ -580,6 +580,8 @@ pub fn conditions(rule: &AlertRule, f: &Facts, now: Millis) -> Verdict {
 
 // ---------------------------------------------------------------- engine
 
+// A handful per cluster: boxing the firing alert would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 enum Track {
     /// The condition holds since `since`, not yet for `for_secs`.

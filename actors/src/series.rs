@@ -253,10 +253,9 @@ pub fn downsample(points: &[Point], names: &[&str], since: Millis, step_ms: Mill
                 let Some(v) = idx.and_then(|i| p.values.get(i).copied().flatten()) else {
                     continue;
                 };
-                let slot = if step_ms == 0 {
-                    p.at
-                } else {
-                    since + (p.at.saturating_sub(since) / step_ms) * step_ms
+                let slot = match p.at.saturating_sub(since).checked_div(step_ms) {
+                    Some(n) => since + n * step_ms,
+                    None => p.at,
                 };
                 match &mut cur {
                     Some((t, s, n)) if *t == slot => {
