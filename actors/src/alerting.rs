@@ -300,6 +300,25 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+impl Delivery {
+    /// A notification queued for a channel (of `project_id`), due now.
+    pub fn queued(channel_id: &str, project_id: &str, notice: Notice, now: Millis) -> Delivery {
+        Delivery {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            channel_id: channel_id.to_string(),
+            project_id: project_id.to_string(),
+            notice,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_at: now,
+            created_at: now,
+            finished_at: None,
+            last_status: None,
+            last_error: None,
+        }
+    }
+}
+
 /// Delivery attempts before a notification is `failed`.
 pub const MAX_ATTEMPTS: u32 = 6;
 

@@ -730,18 +730,8 @@ impl ClusterActor {
                     .map(|r| r.channel_ids.as_slice())
                     .unwrap_or_default()
                     .iter()
-                    .map(|channel| alerting::Delivery {
-                        id: new_id(),
-                        channel_id: channel.clone(),
-                        project_id: alert.project_id.clone(),
-                        notice: notice.clone(),
-                        state: alerting::DeliveryState::Pending,
-                        attempts: 0,
-                        next_at: now,
-                        created_at: now,
-                        finished_at: None,
-                        last_status: None,
-                        last_error: None,
+                    .map(|channel| {
+                        alerting::Delivery::queued(channel, &alert.project_id, notice.clone(), now)
                     })
                     .collect();
                 tracing::info!(

@@ -108,19 +108,7 @@ pub fn apply(d: &mut Delivery, a: &Attempt, now: Millis) {
 
 /// A notification queued for a channel, due now.
 pub fn queued(channel: &ChannelRecord, notice: Notice, now: Millis) -> Delivery {
-    Delivery {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        channel_id: channel.id.clone(),
-        project_id: channel.project_id.clone(),
-        notice,
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_at: now,
-        created_at: now,
-        finished_at: None,
-        last_status: None,
-        last_error: None,
-    }
+    Delivery::queued(&channel.id, &channel.project_id, notice, now)
 }
 
 /// What the channel's Test button sends.

@@ -40,22 +40,22 @@ async fn start(backend: Backend, env: &[(&str, &str)]) -> (Server, Option<RedisS
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Req {
+pub(crate) struct Req {
     path: String,
     /// Lower-case names.
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     at: Instant,
 }
 
 impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
@@ -66,8 +66,8 @@ type Answers = Arc<Mutex<VecDeque<(u16, Vec<(String, String)>)>>>;
 /// A webhook receiver: answers each request with the next queued answer
 /// (200 when none is queued) and hands the request, raw body and all, to
 /// the test.
-struct Hook {
-    url: String,
+pub(crate) struct Hook {
+    pub(crate) url: String,
     rx: mpsc::UnboundedReceiver<Req>,
     answers: Answers,
     task: tokio::task::JoinHandle<()>,
@@ -124,7 +124,7 @@ async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Req> {
 }
 
 impl Hook {
-    async fn start() -> Hook {
+    pub(crate) async fn start() -> Hook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -182,7 +182,7 @@ impl Hook {
         ));
     }
 
-    async fn next(&mut self) -> Req {
+    pub(crate) async fn next(&mut self) -> Req {
         tokio::time::timeout(WAIT, self.rx.recv())
             .await
             .unwrap_or_else(|_| panic!("the webhook got no request within {WAIT:?}"))
@@ -190,12 +190,12 @@ impl Hook {
     }
 
     /// A request that already arrived, if any.
-    fn arrived(&mut self) -> Option<Req> {
+    pub(crate) fn arrived(&mut self) -> Option<Req> {
         self.rx.try_recv().ok()
     }
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -203,7 +203,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
 
 // ---------------------------------------------------------------- helpers
 
-async fn create_channel(api: &Api, body: Value) -> Value {
+pub(crate) async fn create_channel(api: &Api, body: Value) -> Value {
     let (s, v) = api.post(&format!("{P}/notification-channels"), body).await;
     assert_eq!(s, 201, "create channel: {v}");
     v
@@ -1245,15 +1245,15 @@ fn python_with_aiosmtpd() -> String {
 }
 
 /// A local SMTP sink writing each message into a maildir.
-struct Sink {
+pub(crate) struct Sink {
     child: tokio::process::Child,
-    port: u16,
+    pub(crate) port: u16,
     maildir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Sink {
-    async fn start() -> Sink {
+    pub(crate) async fn start() -> Sink {
         let py = python_with_aiosmtpd();
         let dir = tempfile::tempdir().expect("tempdir");
         let maildir = dir.path().join("maildir");
@@ -1292,7 +1292,7 @@ impl Sink {
     }
 
     /// The messages delivered so far (raw).
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         std::fs::read_dir(self.maildir.join("new"))
             .map(|d| {
                 d.filter_map(|e| e.ok())

@@ -15,6 +15,7 @@ mod hostile;
 mod lifecycle;
 mod logs;
 mod matrix;
+mod monitoring;
 mod nginx;
 mod operations;
 mod ops;
