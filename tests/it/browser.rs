@@ -115,7 +115,7 @@ async fn an_operator_adopts_a_cluster_through_the_console() {
     b.click("#add-cluster").await;
     b.type_into("#c-name", " leading space").await;
     b.click("[data-action=create]").await;
-    let err = b.text("#create-error").await;
+    let err = b.text_shown("#create-error").await;
     assert!(err.contains("space"), "{err}");
     b.clear("#c-name").await;
     let name = "web console 一号";
@@ -378,7 +378,7 @@ async fn a_system_admin_manages_orgs_and_users_and_reads_the_audit_log_in_the_co
     b.find("#orgs-body").await;
     b.type_into("#org-name", "org <b>bold</b>").await;
     b.click("#org-create").await;
-    let err = b.text("#org-error").await;
+    let err = b.text_shown("#org-error").await;
     assert!(
         err.contains("only letters"),
         "a bad org name is explained: {err}"
@@ -395,7 +395,7 @@ async fn a_system_admin_manages_orgs_and_users_and_reads_the_audit_log_in_the_co
     b.type_into("#user-name", "operator1").await;
     b.type_into("#user-pass", "weak").await;
     b.click("#user-create").await;
-    let err = b.text("#user-error").await;
+    let err = b.text_shown("#user-error").await;
     assert!(
         err.contains("8 to 128"),
         "the password rule is shown: {err}"

@@ -232,6 +232,20 @@ impl Browser {
         .await;
     }
 
+    /// The text of `css` once it has any (a message the page shows after
+    /// an answer arrives).
+    pub async fn text_shown(&self, css: &str) -> String {
+        self.wait_for(
+            &format!("text in {css}"),
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : ''",
+            json!([css]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
     pub async fn text(&self, css: &str) -> String {
         let id = self.find(css).await;
         self.cmd(
