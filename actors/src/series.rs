@@ -25,8 +25,8 @@ pub const BUCKET_MS: Millis = 300_000;
 /// Samples further in the future than this (the agent's clock is wrong, or
 /// it lies) are refused.
 pub const MAX_FUTURE_MS: Millis = 5 * 60_000;
-/// Hard caps per cluster and tier, whatever the spacing (the Redis back end
-/// trims to them; the embedded one keeps fewer by time and spacing).
+/// Hard caps per cluster and tier, whatever the spacing (both back ends
+/// trim to them; at the usual spacing, time trims first).
 pub const RAW_CAP: u64 = 24 * 3_600;
 pub const ROLLUP_CAP: u64 = ROLLUP_RETENTION_MS / BUCKET_MS;
 

@@ -208,8 +208,37 @@ pub const ALERTS_PER_PROJECT: usize = 10_000;
 /// Finished deliveries kept per channel (its delivery log).
 pub const DELIVERIES_PER_CHANNEL: usize = 200;
 
+/// What the metric and alert stores keep at most. The defaults are the
+/// constants ([`crate::series::RAW_CAP`], [`crate::series::ROLLUP_CAP`],
+/// [`ALERTS_PER_PROJECT`], [`DELIVERIES_PER_CHANNEL`]); tests pass smaller
+/// ones to a back end to see the trimming without writing thousands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Raw points per cluster.
+    pub raw_points: u64,
+    /// Roll-ups per cluster.
+    pub rollup_points: u64,
+    /// Resolved alerts per project.
+    pub alerts_per_project: usize,
+    /// Finished deliveries per channel.
+    pub deliveries_per_channel: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Caps {
+        Caps {
+            raw_points: crate::series::RAW_CAP,
+            rollup_points: crate::series::ROLLUP_CAP,
+            alerts_per_project: ALERTS_PER_PROJECT,
+            deliveries_per_channel: DELIVERIES_PER_CHANNEL,
+        }
+    }
+}
+
 /// Alert rules, notification channels, alerts and their deliveries.
 /// Deleting a project deletes its rules, channels, alerts and deliveries.
+/// Deleting a cluster resolves its firing alerts (no notification: the
+/// store does not queue any; the alerts stay as history).
 #[async_trait]
 pub trait AlertStore: Send + Sync + 'static {
     async fn alert_rules(&self, project_id: &str) -> StoreResult<Vec<crate::alerting::AlertRule>>;

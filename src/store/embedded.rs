@@ -52,6 +52,7 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    caps: Caps,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -160,9 +161,20 @@ impl EmbeddedStore {
             tx.open_table(LOG_MARKS).map_err(unavailable)?;
             tx.open_table(LOG_MARK_ORDER).map_err(unavailable)?;
             tx.open_table(LOG_MARK_TOUCH).map_err(unavailable)?;
+            alerting::create_tables(&tx)?;
         }
         tx.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            caps: Caps::default(),
+        })
+    }
+
+    /// The same store keeping at most `caps` (tests: smaller than the
+    /// defaults).
+    pub fn with_caps(mut self, caps: Caps) -> EmbeddedStore {
+        self.caps = caps;
+        self
     }
 
     /// Runs `f` on the blocking pool: redb does synchronous file I/O.
@@ -496,7 +508,8 @@ impl TenancyStore for EmbeddedStore {
                 .map_err(unavailable)?
                 .remove(id.as_str())
                 .map_err(unavailable)?;
-            Ok(())
+            // Its rules, channels, alerts and deliveries go with it.
+            alerting::delete_project_in(tx, &id)
         })
         .await
     }
@@ -664,7 +677,7 @@ impl ClusterStore for EmbeddedStore {
     }
 
     async fn remove_cluster(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
+        let (id, caps) = (id.to_string(), self.caps);
         self.write(move |tx| {
             let mut clusters = tx.open_table(CLUSTERS).map_err(unavailable)?;
             if let Some(c) = get_json::<ClusterRecord>(&clusters, &id)? {
@@ -714,7 +727,8 @@ impl ClusterStore for EmbeddedStore {
                 .map_err(unavailable)?
                 .retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)
                 .map_err(unavailable)?;
-            Ok(())
+            // Its series and alarms go; its firing alerts resolve.
+            alerting::remove_cluster_in(tx, &id, now_ms(), caps)
         })
         .await
     }

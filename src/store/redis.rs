@@ -19,6 +19,7 @@ const P: &str = "ecp:";
 
 pub struct RedisStore {
     conn: ConnectionManager,
+    caps: Caps,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -99,8 +100,12 @@ redis.call('LTRIM', 'ecp:events:'..id, -1000, -1)
 return 'OK'
 "#;
 
+/// ARGV: cluster, credential keep (ms), then the arguments of
+/// `remove_cluster_alerting` (its firing alerts as read, resolved).
 const REMOVE_CLUSTER_BODY: &str = r#"
 local id, keep = ARGV[1], tonumber(ARGV[2])
+-- Resolves the firing alerts (if still those read), drops series and alarms.
+if not remove_cluster_alerting(id) then return 'RETRY' end
 local cur = redis.call('GET', 'ecp:cluster:'..id)
 if cur then
   local c = cjson.decode(cur)
@@ -247,6 +252,14 @@ end
 return n
 "#;
 
+/// ARGV: project, its org ('' when the project is gone).
+const DELETE_PROJECT_BODY: &str = r#"
+redis.call('DEL', 'ecp:project:'..ARGV[1])
+if ARGV[2] ~= '' then redis.call('SREM', 'ecp:org_projects:'..ARGV[2], ARGV[1]) end
+delete_project_alerting(ARGV[1])
+return 'OK'
+"#;
+
 const REVOKE_REGISTRATION: &str = r#"
 local n = 0
 for _, h in ipairs(redis.call('SMEMBERS', 'ecp:cluster_tokens:'..ARGV[1])) do
@@ -311,7 +324,17 @@ impl RedisStore {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad redis URL: {e}")))?;
         let conn = ConnectionManager::new(client).await.map_err(unavailable)?;
-        Ok(RedisStore { conn })
+        Ok(RedisStore {
+            conn,
+            caps: Caps::default(),
+        })
+    }
+
+    /// The same store keeping at most `caps` (tests: smaller than the
+    /// defaults).
+    pub fn with_caps(mut self, caps: Caps) -> RedisStore {
+        self.caps = caps;
+        self
     }
 
     fn c(&self) -> ConnectionManager {
@@ -483,16 +506,18 @@ impl TenancyStore for RedisStore {
     }
 
     async fn delete_project(&self, id: &str) -> StoreResult<()> {
-        let Some(p) = self.project(id).await? else {
-            return Ok(());
-        };
-        redis::pipe()
-            .atomic()
-            .del(format!("{P}project:{id}"))
-            .srem(format!("{P}org_projects:{}", p.org_id), id)
-            .query_async::<()>(&mut self.c())
-            .await
-            .map_err(unavailable)
+        let org = self.project(id).await?.map(|p| p.org_id);
+        // Its rules, channels, alerts and deliveries go with it.
+        let _: String = Script::new(&format!(
+            "{}\n{DELETE_PROJECT_BODY}",
+            alerting::DELETE_PROJECT_ALERTING
+        ))
+        .arg(id)
+        .arg(org.unwrap_or_default())
+        .invoke_async(&mut self.c())
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
@@ -605,13 +630,29 @@ impl ClusterStore for RedisStore {
     }
 
     async fn remove_cluster(&self, id: &str) -> StoreResult<()> {
-        let r: String = with_fn(REMOVE_CLUSTER_BODY)
-            .arg(id)
-            .arg((7u64 * 24 * 3600 * 1000).to_string())
-            .invoke_async(&mut self.c())
-            .await
-            .map_err(unavailable)?;
-        outcome(&r, "")
+        let script = Script::new(&format!(
+            "{REMOVE_AGENT_FN}\n{}\n{}\n{REMOVE_CLUSTER_BODY}",
+            alerting::RECORD_ALERT_FN,
+            alerting::REMOVE_CLUSTER_ALERTING
+        ));
+        // Its firing alerts resolve: Rust rewrites them, the script applies
+        // that only while they are still what was read.
+        for _ in 0..8 {
+            let alerting = self.firing_for_removal(id, now_ms()).await?;
+            let r: String = script
+                .arg(id)
+                .arg((7u64 * 24 * 3600 * 1000).to_string())
+                .arg(alerting)
+                .invoke_async(&mut self.c())
+                .await
+                .map_err(unavailable)?;
+            if r != "RETRY" {
+                return outcome(&r, "");
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the cluster's alerts kept changing; retry".into(),
+        ))
     }
 
     async fn cluster_deleted(&self, id: &str) -> StoreResult<bool> {

@@ -1070,3 +1070,836 @@ async fn ecp_serve_with_redis_runs_the_lifecycle_and_keeps_it_across_restarts() 
         .await
         .expect("credential kept in Redis");
 }
+
+// ------------------------------------------------------------ alerting
+
+use ecp_actors::alerting::*;
+
+/// Small caps so trimming shows without writing thousands.
+fn small_caps() -> Caps {
+    Caps {
+        raw_points: 10,
+        rollup_points: 3,
+        alerts_per_project: 3,
+        deliveries_per_channel: 3,
+    }
+}
+
+fn rule(id: &str, project: &str, name: &str) -> AlertRule {
+    AlertRule {
+        id: id.into(),
+        org_id: "o".into(),
+        project_id: project.into(),
+        name: name.into(),
+        kind: AlertKind::AgentOffline,
+        cluster_ids: vec![],
+        threshold: None,
+        unit: ThresholdUnit::Percent,
+        reason_code: None,
+        alarm_pattern: None,
+        for_secs: 0,
+        recover_secs: 0,
+        severity: Severity::Warning,
+        channel_ids: vec!["ch1".into()],
+        enabled: true,
+        created_at: id.len() as u64,
+        updated_at: 1,
+    }
+}
+
+fn channel(id: &str, project: &str) -> ChannelRecord {
+    ChannelRecord {
+        id: id.into(),
+        org_id: "o".into(),
+        project_id: project.into(),
+        name: format!("channel {id}"),
+        kind: ChannelKind::Webhook,
+        webhook: Some(WebhookConfig {
+            url: "http://127.0.0.1:1/hook".into(),
+            headers: vec![("x-a".into(), "b".into())],
+            body_template: None,
+            secret: "s".into(),
+        }),
+        email: None,
+        max_per_minute: 10,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn alert(
+    id: &str,
+    project: &str,
+    cluster: &str,
+    started_at: u64,
+    state: AlertState,
+) -> AlertRecord {
+    AlertRecord {
+        id: id.into(),
+        org_id: "o".into(),
+        project_id: project.into(),
+        rule_id: "r1".into(),
+        rule_name: "offline".into(),
+        kind: AlertKind::AgentOffline,
+        cluster_id: cluster.into(),
+        cluster_name: cluster.into(),
+        subject: String::new(),
+        severity: Severity::Critical,
+        state,
+        started_at,
+        resolved_at: (state == AlertState::Resolved).then_some(started_at + 1),
+        message: "no agent session".into(),
+    }
+}
+
+fn delivery(id: &str, channel: &str, project: &str, created_at: u64, next_at: u64) -> Delivery {
+    Delivery {
+        id: id.into(),
+        channel_id: channel.into(),
+        project_id: project.into(),
+        notice: Notice {
+            kind: NoticeKind::Firing,
+            alert_id: Some("a1".into()),
+            cluster_id: "c1".into(),
+            cluster: "prod".into(),
+            rule: "offline".into(),
+            severity: Severity::Critical,
+            status: "firing".into(),
+            message: "m".into(),
+            started_at: 1,
+            resolved_at: None,
+        },
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_at,
+        created_at,
+        finished_at: None,
+        last_status: None,
+        last_error: None,
+    }
+}
+
+fn ids<T>(v: &[T], id: impl Fn(&T) -> &str) -> Vec<String> {
+    v.iter().map(|x| id(x).to_string()).collect()
+}
+
+fn alert_ids(v: &[AlertRecord]) -> Vec<String> {
+    ids(v, |a| &a.id)
+}
+
+fn delivery_ids(v: &[Delivery]) -> Vec<String> {
+    ids(v, |d| &d.id)
+}
+
+/// Rules, channels, alerts and deliveries, on a store with
+/// [`small_caps`]; `other` is a second handle on the same data (another
+/// node, for Redis).
+async fn alert_conformance(store: SharedStore, other: SharedStore) {
+    // Rules: by project, replaced by id, moved between projects, deleted.
+    for r in [
+        rule("r1", "p1", "one"),
+        rule("r22", "p1", "two"),
+        rule("r333", "p2", "three"),
+    ] {
+        store.put_alert_rule(&r).await.expect("put rule");
+    }
+    let names = |v: Vec<AlertRule>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.alert_rules("p1").await.expect("rules")),
+        ["one", "two"]
+    );
+    store
+        .put_alert_rule(&rule("r1", "p1", "one, renamed"))
+        .await
+        .expect("replace");
+    store
+        .put_alert_rule(&rule("r22", "p2", "two"))
+        .await
+        .expect("move");
+    assert_eq!(
+        names(store.alert_rules("p1").await.expect("rules")),
+        ["one, renamed"]
+    );
+    assert_eq!(
+        names(store.alert_rules("p2").await.expect("rules")),
+        ["two", "three"]
+    );
+    store.delete_alert_rule("r1").await.expect("delete");
+    assert!(matches!(
+        store.delete_alert_rule("r1").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.alert_rule("r1").await.expect("get"), None);
+    assert!(store.alert_rules("p1").await.expect("rules").is_empty());
+    store
+        .put_alert_rule(&rule("r1", "p1", "one"))
+        .await
+        .expect("again");
+
+    // Channels: the same, secrets and all fields round-trip.
+    for c in [
+        channel("ch1", "p1"),
+        channel("ch2", "p1"),
+        channel("ch3", "p2"),
+    ] {
+        store.put_channel(&c).await.expect("put channel");
+    }
+    assert_eq!(
+        store.channel("ch1").await.expect("get"),
+        Some(channel("ch1", "p1"))
+    );
+    assert_eq!(
+        ids(&store.channels("p1").await.expect("channels"), |c| &c.id),
+        ["ch1", "ch2"]
+    );
+    store
+        .put_channel(&channel("ch2", "p2"))
+        .await
+        .expect("move");
+    assert_eq!(
+        ids(&store.channels("p2").await.expect("channels"), |c| &c.id),
+        ["ch2", "ch3"]
+    );
+    assert!(matches!(
+        store.delete_channel("nope").await,
+        Err(StoreError::NotFound)
+    ));
+
+    // An alert fires with its deliveries in one step; the cluster's firing
+    // alerts are what a new owner loads.
+    let a1 = alert("a1", "p1", "c1", 100, AlertState::Firing);
+    store
+        .record_alert(&a1, &[delivery("d1", "ch1", "p1", 100, 100)])
+        .await
+        .expect("fire a1");
+    store
+        .record_alert(&alert("a2", "p1", "c2", 200, AlertState::Firing), &[])
+        .await
+        .expect("fire a2");
+    assert_eq!(
+        alert_ids(&store.firing_alerts_of_cluster("c1").await.expect("c1")),
+        ["a1"]
+    );
+    assert_eq!(
+        store.firing_alerts_of_cluster("c1").await.expect("c1")[0],
+        a1
+    );
+    assert_eq!(
+        delivery_ids(&store.deliveries("ch1", 10).await.expect("log")),
+        ["d1"],
+        "queued with the alert"
+    );
+    // It resolves: no longer firing for its cluster, listed as resolved.
+    let mut r1 = a1.clone();
+    r1.state = AlertState::Resolved;
+    r1.resolved_at = Some(150);
+    store
+        .record_alert(&r1, &[delivery("d2", "ch1", "p1", 150, 150)])
+        .await
+        .expect("resolve a1");
+    assert!(store
+        .firing_alerts_of_cluster("c1")
+        .await
+        .expect("c1")
+        .is_empty());
+    assert_eq!(
+        alert_ids(&store.alerts("p1", None, 10).await.expect("all")),
+        ["a2", "a1"]
+    );
+    assert_eq!(
+        alert_ids(
+            &store
+                .alerts("p1", Some(AlertState::Firing), 10)
+                .await
+                .expect("f")
+        ),
+        ["a2"]
+    );
+    assert_eq!(
+        store
+            .alerts("p1", Some(AlertState::Resolved), 10)
+            .await
+            .expect("r"),
+        [r1.clone()]
+    );
+    assert_eq!(
+        alert_ids(&store.alerts("p1", None, 1).await.expect("limit")),
+        ["a2"]
+    );
+    assert!(store.alerts("p1", None, 0).await.expect("none").is_empty());
+    assert!(store
+        .alerts("p2", None, 10)
+        .await
+        .expect("other")
+        .is_empty());
+
+    // Beyond the cap (3) the oldest resolved alerts go; a firing one,
+    // however old, stays.
+    store
+        .record_alert(&alert("old", "p1", "c3", 1, AlertState::Firing), &[])
+        .await
+        .expect("old firing");
+    for (i, started) in [300u64, 400, 500, 600].iter().enumerate() {
+        store
+            .record_alert(
+                &alert(&format!("r{i}"), "p1", "c1", *started, AlertState::Resolved),
+                &[],
+            )
+            .await
+            .expect("resolved");
+    }
+    assert_eq!(
+        alert_ids(&store.alerts("p1", None, 100).await.expect("all")),
+        ["r3", "r2", "r1", "a2", "old"],
+        "three resolved kept (a1 and r0 were the oldest), firing ones all"
+    );
+    assert_eq!(
+        store
+            .firing_alerts_of_cluster("c3")
+            .await
+            .expect("c3")
+            .len(),
+        1
+    );
+
+    // Deliveries: claimed once until the lease lapses.
+    store
+        .queue_deliveries(&[delivery("d3", "ch2", "p2", 160, 5_000)])
+        .await
+        .expect("queue");
+    let claimed = store.claim_deliveries(1_000, 500, 10).await.expect("claim");
+    assert_eq!(
+        delivery_ids(&claimed),
+        ["d1", "d2"],
+        "due ones, oldest due first"
+    );
+    assert!(
+        claimed.iter().all(|d| d.next_at == 1_500),
+        "next_at is the lease's end"
+    );
+    assert!(
+        other
+            .claim_deliveries(1_000, 500, 10)
+            .await
+            .expect("again")
+            .is_empty(),
+        "claimed: no other node takes them"
+    );
+    assert_eq!(
+        store.deliveries("ch1", 10).await.expect("log")[1].next_at,
+        1_500,
+        "the stored record moved too"
+    );
+    let lapsed = other.claim_deliveries(1_500, 500, 1).await.expect("lapsed");
+    assert_eq!(delivery_ids(&lapsed), ["d1"], "the lease lapsed; limit 1");
+    // d1 delivered; d2 failed once, retried at 4 000.
+    let mut d1 = lapsed[0].clone();
+    d1.state = DeliveryState::Delivered;
+    d1.attempts = 1;
+    d1.finished_at = Some(1_600);
+    d1.last_status = Some(200);
+    store.finish_delivery(&d1).await.expect("finish d1");
+    let mut d2 = claimed[1].clone();
+    d2.attempts = 1;
+    d2.next_at = 4_000;
+    d2.last_status = Some(503);
+    d2.last_error = Some("503".into());
+    store.finish_delivery(&d2).await.expect("retry d2");
+    assert!(store
+        .claim_deliveries(3_999, 500, 10)
+        .await
+        .expect("not yet")
+        .is_empty());
+    let again = store.claim_deliveries(5_000, 500, 10).await.expect("due");
+    assert_eq!(delivery_ids(&again), ["d2", "d3"]);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(
+        store.deliveries("ch1", 10).await.expect("log"),
+        [
+            Delivery {
+                next_at: 5_500,
+                ..d2.clone()
+            },
+            d1.clone()
+        ],
+        "newest first, outcomes stored"
+    );
+    assert_eq!(
+        delivery_ids(&store.deliveries("ch1", 1).await.expect("limit")),
+        ["d2"]
+    );
+
+    // A channel's log keeps its newest 3 finished deliveries; pending ones
+    // are never dropped.
+    for i in 0..5u64 {
+        let mut d = delivery(&format!("f{i}"), "ch1", "p1", 200 + i, 0);
+        d.state = DeliveryState::Delivered;
+        d.finished_at = Some(300);
+        store.queue_deliveries(&[d]).await.expect("finished");
+    }
+    assert_eq!(
+        delivery_ids(&store.deliveries("ch1", 100).await.expect("log")),
+        ["f4", "f3", "f2", "d2"],
+        "d1 and f0, f1 trimmed; d2 is pending"
+    );
+    assert!(
+        matches!(store.finish_delivery(&d1).await, Err(StoreError::NotFound)),
+        "a trimmed delivery is not written back"
+    );
+
+    // Deleting a channel fails its pending deliveries (claimed or not).
+    store.delete_channel("ch2").await.expect("delete ch2");
+    assert!(matches!(
+        store.delete_channel("ch2").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.channel("ch2").await.expect("gone"), None);
+    assert_eq!(
+        ids(&store.channels("p2").await.expect("p2"), |c| &c.id),
+        ["ch3"]
+    );
+    let failed = store.deliveries("ch2", 10).await.expect("log");
+    assert_eq!(delivery_ids(&failed), ["d3"]);
+    assert_eq!(failed[0].state, DeliveryState::Failed);
+    assert!(failed[0].last_error.is_some());
+    assert!(
+        !delivery_ids(
+            &store
+                .claim_deliveries(u64::MAX / 2, 1, 100)
+                .await
+                .expect("claim")
+        )
+        .contains(&"d3".to_string()),
+        "a failed delivery is never claimed"
+    );
+
+    // Storm control counts per channel and minute, across handles.
+    assert_eq!(store.count_notification("ch1", 60_000).await.expect("1"), 1);
+    assert_eq!(store.count_notification("ch1", 60_000).await.expect("2"), 2);
+    assert_eq!(other.count_notification("ch1", 60_000).await.expect("3"), 3);
+    assert_eq!(
+        other
+            .count_notification("ch1", 120_000)
+            .await
+            .expect("next"),
+        1
+    );
+    assert_eq!(
+        store
+            .count_notification("ch3", 60_000)
+            .await
+            .expect("other"),
+        1
+    );
+
+    // Deleting a cluster resolves its firing alerts (they stay as history,
+    // trimmed like any: "old" is the oldest resolved one now).
+    store
+        .record_alert(&alert("cz", "p1", "c3", 700, AlertState::Firing), &[])
+        .await
+        .expect("another on c3");
+    store.remove_cluster("c3").await.expect("remove c3");
+    assert!(store
+        .firing_alerts_of_cluster("c3")
+        .await
+        .expect("c3")
+        .is_empty());
+    let resolved = store
+        .alerts("p1", Some(AlertState::Resolved), 100)
+        .await
+        .expect("r");
+    assert_eq!(alert_ids(&resolved), ["cz", "r3", "r2"]);
+    assert!(resolved[0].resolved_at.is_some());
+    assert!(
+        resolved[0].message.contains("deleted"),
+        "{}",
+        resolved[0].message
+    );
+    assert_eq!(
+        alert_ids(
+            &store
+                .alerts("p1", Some(AlertState::Firing), 100)
+                .await
+                .expect("f")
+        ),
+        ["a2"]
+    );
+
+    // Deleting a project deletes its rules, channels, alerts, deliveries.
+    store
+        .queue_deliveries(&[delivery("d9", "ch1", "p1", 900, 0)])
+        .await
+        .expect("pending");
+    store.delete_project("p1").await.expect("delete p1");
+    assert!(store.alert_rules("p1").await.expect("rules").is_empty());
+    assert_eq!(store.alert_rule("r1").await.expect("rule"), None);
+    assert!(store.channels("p1").await.expect("channels").is_empty());
+    assert_eq!(store.channel("ch1").await.expect("channel"), None);
+    assert!(store
+        .alerts("p1", None, 100)
+        .await
+        .expect("alerts")
+        .is_empty());
+    assert!(store
+        .firing_alerts_of_cluster("c2")
+        .await
+        .expect("c2")
+        .is_empty());
+    assert!(store.deliveries("ch1", 100).await.expect("log").is_empty());
+    assert!(
+        store
+            .claim_deliveries(u64::MAX / 2, 1, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "its pending deliveries are gone"
+    );
+    assert_eq!(
+        names(store.alert_rules("p2").await.expect("p2 kept")),
+        ["two", "three"]
+    );
+    assert_eq!(
+        ids(&store.channels("p2").await.expect("p2"), |c| &c.id),
+        ["ch3"]
+    );
+    assert_eq!(
+        delivery_ids(&store.deliveries("ch2", 10).await.expect("p2 log")),
+        ["d3"]
+    );
+}
+
+/// Two nodes claim concurrently: each pending delivery is handed out once.
+async fn concurrent_claims(store: SharedStore, other: SharedStore) {
+    let batch: Vec<Delivery> = (0..60u64)
+        .map(|i| delivery(&format!("cc{i:02}"), "cc", "pc", i, i))
+        .collect();
+    store.queue_deliveries(&batch).await.expect("queue");
+    let claimer = |s: SharedStore| async move {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            let v = s.claim_deliveries(1_000, 60_000, 7).await.expect("claim");
+            if v.is_empty() {
+                return got;
+            }
+            got.extend(delivery_ids(&v));
+        }
+        panic!("claims never ran out: the same deliveries were handed out again");
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(claimer(store.clone())),
+        tokio::spawn(claimer(other.clone()))
+    );
+    let (a, b) = (a.expect("claimer a"), b.expect("claimer b"));
+    let mut all: Vec<String> = a.iter().chain(&b).cloned().collect();
+    all.sort();
+    let total = all.len();
+    all.dedup();
+    assert_eq!(
+        total,
+        all.len(),
+        "no delivery claimed twice (a {a:?}, b {b:?})"
+    );
+    assert_eq!(all.len(), 60, "every delivery claimed");
+}
+
+fn small_embedded(dir: &std::path::Path) -> SharedStore {
+    Arc::new(
+        ecp::store::embedded::EmbeddedStore::open(dir)
+            .expect("open")
+            .with_caps(small_caps()),
+    )
+}
+
+async fn small_redis(redis: &RedisServer) -> SharedStore {
+    Arc::new(
+        ecp::store::redis::RedisStore::connect(&redis.url())
+            .await
+            .expect("connect")
+            .with_caps(small_caps()),
+    )
+}
+
+#[tokio::test]
+async fn embedded_alert_store_conformance() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = small_embedded(dir.path());
+    alert_conformance(store.clone(), store.clone()).await;
+    concurrent_claims(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_alert_store_conformance() {
+    let redis = RedisServer::start().await;
+    let (store, other) = (small_redis(&redis).await, small_redis(&redis).await);
+    alert_conformance(store.clone(), other.clone()).await;
+    concurrent_claims(store, other).await;
+}
+
+// ------------------------------------------------------------ metrics
+
+use ecp_actors::series::{self, Point, Tier, BUCKET_MS, RAW_RETENTION_MS};
+
+const NOW: u64 = 1_700_000_100_000;
+
+fn sample(at_ms: u64, connections: f64) -> ecp_protocol::MetricSample {
+    ecp_protocol::MetricSample {
+        at_ms,
+        values: vec![
+            ("connections".into(), connections),
+            ("received_msg_rate".into(), 12.5),
+        ],
+    }
+}
+
+fn conns(points: &[Point]) -> Vec<(u64, Option<f64>)> {
+    points
+        .iter()
+        .map(|p| (p.at, p.get("connections")))
+        .collect()
+}
+
+async fn all_points(store: &SharedStore, cluster: &str, tier: Tier) -> Vec<Point> {
+    store
+        .metric_points(cluster, tier, 0, u64::MAX)
+        .await
+        .expect("points")
+}
+
+/// Series and alarms, on a store with [`small_caps`] (10 raw points, 3
+/// roll-ups per cluster).
+async fn metric_conformance(store: SharedStore) {
+    let b0 = series::bucket_of(NOW - 3_600_000);
+    // Spacing 10 s: the sample 1 s after another is refused.
+    let batch = [
+        sample(b0, 10.0),
+        sample(b0 + 15_000, 20.0),
+        sample(b0 + 16_000, 99.0),
+        sample(b0 + 30_000, 30.0),
+    ];
+    let r = store
+        .append_metrics("m1", &batch, 10_000, NOW)
+        .await
+        .expect("append");
+    assert_eq!(
+        r,
+        MetricsAppended {
+            kept: 3,
+            refused: 1,
+            rollups: 0
+        }
+    );
+    // A resend (the ack was lost) stores nothing twice.
+    let r = store
+        .append_metrics("m1", &batch, 10_000, NOW)
+        .await
+        .expect("resend");
+    assert_eq!((r.kept, r.refused), (0, 4));
+    let raw = all_points(&store, "m1", Tier::Raw).await;
+    assert_eq!(
+        conns(&raw),
+        [
+            (b0, Some(10.0)),
+            (b0 + 15_000, Some(20.0)),
+            (b0 + 30_000, Some(30.0))
+        ]
+    );
+    assert_eq!(
+        raw[0].get("received_msg_rate"),
+        Some(12.5),
+        "every value kept"
+    );
+    assert_eq!(
+        conns(
+            &store
+                .metric_points("m1", Tier::Raw, b0 + 15_000, b0 + 30_000)
+                .await
+                .expect("range")
+        )
+        .len(),
+        2,
+        "since and until are inclusive"
+    );
+    assert!(all_points(&store, "m1", Tier::Rollup).await.is_empty());
+    // The next bucket begins: the first one is rolled up (the mean), once.
+    let r = store
+        .append_metrics("m1", &[sample(b0 + BUCKET_MS, 40.0)], 10_000, NOW)
+        .await
+        .expect("next bucket");
+    assert_eq!(r.rollups, 1);
+    let r = store
+        .append_metrics("m1", &[sample(b0 + 2 * BUCKET_MS, 50.0)], 10_000, NOW)
+        .await
+        .expect("and the next");
+    assert_eq!(r.rollups, 1);
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Rollup).await),
+        [(b0, Some(20.0)), (b0 + BUCKET_MS, Some(40.0))]
+    );
+
+    // The newest raw point of each cluster, in the order asked.
+    store
+        .append_metrics("m2", &[sample(NOW - 5_000, 7.0)], 10_000, NOW)
+        .await
+        .expect("m2");
+    let latest = store
+        .latest_points(&["m1".into(), "none".into(), "m2".into()])
+        .await
+        .expect("latest");
+    assert_eq!(
+        latest
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.at))
+            .collect::<Vec<_>>(),
+        [Some(b0 + 2 * BUCKET_MS), None, Some(NOW - 5_000)]
+    );
+    assert_eq!(
+        latest[2].as_ref().and_then(|p| p.get("connections")),
+        Some(7.0)
+    );
+    assert!(store.latest_points(&[]).await.expect("none").is_empty());
+
+    // A day later: the raw points of a day ago are gone, the roll-ups stay
+    // (and the open bucket is rolled up as the next begins).
+    let later = NOW + RAW_RETENTION_MS;
+    let r = store
+        .append_metrics("m1", &[sample(later - 1_000, 60.0)], 10_000, later)
+        .await
+        .expect("a day later");
+    assert_eq!((r.kept, r.rollups), (1, 1));
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Raw).await),
+        [(later - 1_000, Some(60.0))]
+    );
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Rollup).await),
+        [
+            (b0, Some(20.0)),
+            (b0 + BUCKET_MS, Some(40.0)),
+            (b0 + 2 * BUCKET_MS, Some(50.0))
+        ]
+    );
+    // Roll-ups older than their retention go too.
+    let much_later = b0 + BUCKET_MS + series::ROLLUP_RETENTION_MS;
+    store
+        .append_metrics("m1", &[sample(much_later, 1.0)], 10_000, much_later)
+        .await
+        .expect("a month later");
+    assert_eq!(
+        conns(&all_points(&store, "m1", Tier::Rollup).await)
+            .first()
+            .map(|p| p.0),
+        Some(b0 + 2 * BUCKET_MS),
+        "b0 and b0+5min are past 30 days"
+    );
+
+    // Caps: the newest 10 raw points and 3 roll-ups.
+    let many: Vec<_> = (0..15u64)
+        .map(|i| sample(NOW - 60_000 + i * 1_000, i as f64))
+        .collect();
+    let r = store
+        .append_metrics("m3", &many, 1_000, NOW)
+        .await
+        .expect("many");
+    assert_eq!(r.kept, 15);
+    let raw = all_points(&store, "m3", Tier::Raw).await;
+    assert_eq!(raw.len(), 10);
+    assert_eq!(raw[0].get("connections"), Some(5.0), "the oldest went");
+    let buckets: Vec<_> = (0..6u64)
+        .map(|i| sample(b0 + i * BUCKET_MS, i as f64))
+        .collect();
+    let r = store
+        .append_metrics("m4", &buckets, 1_000, NOW)
+        .await
+        .expect("buckets");
+    assert_eq!(r.rollups, 5);
+    assert_eq!(
+        conns(&all_points(&store, "m4", Tier::Rollup).await),
+        [
+            (b0 + 2 * BUCKET_MS, Some(2.0)),
+            (b0 + 3 * BUCKET_MS, Some(3.0)),
+            (b0 + 4 * BUCKET_MS, Some(4.0))
+        ]
+    );
+
+    // Bytes, alarms.
+    assert!(store.metrics_bytes("m3").await.expect("bytes") > 0);
+    assert_eq!(store.metrics_bytes("none").await.expect("bytes"), 0);
+    assert_eq!(
+        store.alarms("m3").await.expect("alarms"),
+        AlarmSet::default()
+    );
+    let alarms = AlarmSet {
+        active: vec![ecp_protocol::EmqxAlarm {
+            node: "emqx@n1".into(),
+            name: "high_cpu_usage".into(),
+            message: "cpu 95%".into(),
+            details: "{\"usage\":\"95%\"}".into(),
+            activate_at_ms: 5,
+            deactivate_at_ms: None,
+        }],
+        history: vec![],
+    };
+    store.put_alarms("m3", &alarms).await.expect("put alarms");
+    assert_eq!(store.alarms("m3").await.expect("alarms"), alarms);
+
+    // Deleting the cluster deletes its series and alarms, only its.
+    store.remove_cluster("m3").await.expect("remove");
+    assert!(all_points(&store, "m3", Tier::Raw).await.is_empty());
+    assert_eq!(
+        store.latest_points(&["m3".into()]).await.expect("latest"),
+        [None]
+    );
+    assert_eq!(store.metrics_bytes("m3").await.expect("bytes"), 0);
+    assert_eq!(
+        store.alarms("m3").await.expect("alarms"),
+        AlarmSet::default()
+    );
+    store.remove_cluster("m4").await.expect("remove");
+    assert!(all_points(&store, "m4", Tier::Rollup).await.is_empty());
+    assert_eq!(all_points(&store, "m2", Tier::Raw).await.len(), 1);
+}
+
+/// Two writers race on one cluster's series: whatever interleaving, the
+/// stored points are what they were told was kept, in order and spaced.
+async fn racing_appends(store: SharedStore, other: SharedStore) {
+    let writer = |s: SharedStore, first: u64| async move {
+        let mut kept = 0;
+        for i in 0..4u64 {
+            let at = NOW - 60_000 + first + i * 2_000;
+            kept += s
+                .append_metrics("race", &[sample(at, at as f64)], 1_000, NOW)
+                .await
+                .expect("append")
+                .kept;
+        }
+        kept
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(writer(store.clone(), 0)),
+        tokio::spawn(writer(other, 1_000))
+    );
+    let kept = a.expect("writer a") + b.expect("writer b");
+    let raw = all_points(&store, "race", Tier::Raw).await;
+    assert_eq!(raw.len(), kept, "each kept point stored once");
+    assert!(
+        raw.windows(2).all(|w| w[1].at >= w[0].at + 1_000),
+        "{:?}",
+        conns(&raw)
+    );
+}
+
+#[tokio::test]
+async fn embedded_metric_store_conformance() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = small_embedded(dir.path());
+    metric_conformance(store.clone()).await;
+    racing_appends(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_metric_store_conformance() {
+    let redis = RedisServer::start().await;
+    let (store, other) = (small_redis(&redis).await, small_redis(&redis).await);
+    metric_conformance(store.clone()).await;
+    racing_appends(store, other).await;
+}
