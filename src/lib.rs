@@ -12,6 +12,7 @@ pub mod error;
 pub mod hashing;
 pub mod limits;
 pub mod login_guard;
+pub mod notify;
 pub mod peers;
 pub mod policy;
 pub mod revoke;
@@ -316,6 +317,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let state = build_state(config).await?;
     spawn_housekeeping(state.clone());
     api::ops::spawn_cluster_gauges(state.clone());
+    // The node's one notification worker.
+    let notifier = notify::spawn(state.deps.clone(), state.config.alerts.clone());
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
         let state = app_state.clone();
@@ -367,7 +370,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     }
     let _ = std::io::stdout().flush();
     let server = server.run();
-    actix_web::rt::spawn(drain_on_signal(state, server.handle()));
+    actix_web::rt::spawn(drain_on_signal(state, server.handle(), notifier));
     server.await?;
     tracing::info!("ecp stopped");
     Ok(())
@@ -375,7 +378,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
 
 /// SIGTERM/SIGINT: fail readiness, tell agents to reconnect elsewhere in
 /// staggered batches, wait until they left (or the timeout), then stop.
-async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::ServerHandle) {
+async fn drain_on_signal(
+    state: web::Data<AppState>,
+    handle: actix_web::dev::ServerHandle,
+    notifier: notify::Running,
+) {
     use std::sync::atomic::Ordering;
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
@@ -413,6 +420,10 @@ async fn drain_on_signal(state: web::Data<AppState>, handle: actix_web::dev::Ser
         let _ = state.registry.send(ecp_actors::registry::ReleaseAll).await;
     }
     tracing::info!(left = state.deps.dir.session_count(), "drained; stopping");
+    // Notifications under way finish (each within its timeout); nothing new
+    // is claimed: other nodes, or this one when it is back, send the rest.
+    let patience = Duration::from_secs(u64::from(state.config.alerts.delivery_timeout_secs) + 2);
+    notifier.stop(patience).await;
     // Agents that did not move yet are closed as draining: they reconnect
     // (to another node) at once rather than after a lost connection's backoff.
     for s in state.deps.dir.all_sessions() {

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod agents;
+pub mod alerting;
 pub mod audit;
 pub mod clusters;
 pub mod dashboard;
@@ -128,6 +129,50 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/{cluster_id}/transfer", web::post().to(clusters::transfer)),
         )
         .route(
+            "/api/orgs/{org_id}/projects/{project_id}/alert-rules",
+            web::get().to(alerting::list_rules),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/alert-rules",
+            web::post().to(alerting::create_rule),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/alert-rules/{rule_id}",
+            web::put().to(alerting::update_rule),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/alert-rules/{rule_id}",
+            web::delete().to(alerting::delete_rule),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/notification-channels",
+            web::get().to(alerting::list_channels),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/notification-channels",
+            web::post().to(alerting::create_channel),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/notification-channels/{channel_id}",
+            web::put().to(alerting::update_channel),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/notification-channels/{channel_id}",
+            web::delete().to(alerting::delete_channel),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/notification-channels/{channel_id}/test",
+            web::post().to(alerting::test_channel),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/notification-channels/{channel_id}/deliveries",
+            web::get().to(alerting::deliveries),
+        )
+        .route(
+            "/api/orgs/{org_id}/projects/{project_id}/alerts",
+            web::get().to(alerting::alerts),
+        )
+        .route(
             "/api/clusters/agents/emqxee/register",
             web::post().to(agents::register),
         )
@@ -178,6 +223,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         audit::operations,
         download::agent_binary,
         monitoring::metrics, monitoring::alarms, monitoring::overview,
+        alerting::list_rules, alerting::create_rule, alerting::update_rule, alerting::delete_rule,
+        alerting::list_channels, alerting::create_channel, alerting::update_channel, alerting::delete_channel,
+        alerting::test_channel, alerting::deliveries, alerting::alerts,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),

@@ -1,6 +1,7 @@
 //! Integration tests: the real `ecp` binary over real sockets, with the
 //! protocol test client standing in for agents.
 
+mod alerting;
 mod audit;
 mod authority;
 mod bad_input;

@@ -111,6 +111,10 @@ enum Fresh {
     Org,
     /// A user without memberships.
     User,
+    /// An alert rule in this project path.
+    Rule(String),
+    /// A notification channel (webhook) in this project path.
+    Channel(String),
     /// No object: the request is sent with a fresh login of the role.
     Login,
 }
@@ -257,6 +261,56 @@ async fn cluster_with_a_log_line(server: &Server, sys: &Api, project: &str, name
     id
 }
 
+/// A notification channel's body: a webhook nobody listens to (port 9).
+fn channel_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "kind": "webhook",
+        "webhook": {"url": "http://127.0.0.1:9/hook", "secret": format!("secret of {name}")},
+    })
+}
+
+/// An alert rule's body naming a channel (none when `channel` is empty).
+fn rule_body(name: &str, channel: &str) -> Value {
+    let channels: Vec<&str> = [channel].into_iter().filter(|c| !c.is_empty()).collect();
+    json!({"name": name, "kind": "agent_offline", "channelIds": channels})
+}
+
+/// A rule naming a channel, both made by `sys` in `project`: their ids.
+async fn rule_and_channel(sys: &Api, project: &str, name: &str) -> (String, String) {
+    let (s, c) = sys
+        .post(
+            &format!("{project}/notification-channels"),
+            channel_body(name),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let ch = c["id"].as_str().expect("channel id").to_string();
+    let (s, r) = sys
+        .post(&format!("{project}/alert-rules"), rule_body(name, &ch))
+        .await;
+    assert_eq!(s, 201, "{r}");
+    (r["id"].as_str().expect("rule id").to_string(), ch)
+}
+
+/// A list answer holds `must` and none of `not`, and no secret of any
+/// channel (they are write-only).
+fn has_not(must: String, not: Vec<String>) -> impl Fn(usize, &Value) -> Result<(), String> {
+    move |_, v| {
+        let got = ids(v);
+        if !got.contains(&must) {
+            return Err(format!("does not list {must}: {got:?}"));
+        }
+        if let Some(n) = not.iter().find(|n| got.contains(n)) {
+            return Err(format!("lists {n} of another project: {got:?}"));
+        }
+        if v.to_string().contains("secret of ") {
+            return Err(format!("a channel secret is shown: {v}"));
+        }
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn every_route_for_every_role() {
     let server = Server::start().await;
@@ -337,6 +391,10 @@ async fn every_route_for_every_role() {
     // Clusters with stored log lines, one in each project of A.
     let l1 = cluster_with_a_log_line(&server, &sys, &pa1, "l1").await;
     let l2 = cluster_with_a_log_line(&server, &sys, &pa2, "l2").await;
+    // Alerting: a rule and a channel in each project of A and in B's.
+    let (r1, ch1) = rule_and_channel(&sys, &pa1, "a1").await;
+    let (r2, ch2) = rule_and_channel(&sys, &pa2, "a2").await;
+    let (rb, chb) = rule_and_channel(&sys, &pb1, "b1").await;
 
     // (name, username, password, token, user id)
     let mut roles: Vec<(&str, &str, &str, String, String)> = Vec::new();
@@ -731,6 +789,111 @@ async fn every_route_for_every_role() {
         )
         .fresh(Fresh::Cluster(pa1.clone()))
         .check(in_project(&q1)),
+        // Alerting in A/p1: viewers read, project admins write.
+        row(
+            "GET",
+            format!("{pa1}/alert-rules"),
+            None,
+            [200, 200, 200, 200, 404],
+        )
+        .check(has_not(r1.clone(), vec![r2.clone(), rb.clone()])),
+        row(
+            "POST",
+            format!("{pa1}/alert-rules"),
+            Some(json!({"name": "new", "kind": "agent_offline"})),
+            [201, 201, 201, 403, 404],
+        ),
+        row(
+            "PUT",
+            format!("{pa1}/alert-rules/{r1}"),
+            Some(rule_body("a1", &ch1)),
+            [200, 200, 200, 403, 404],
+        ),
+        row(
+            "DELETE",
+            format!("{pa1}/alert-rules/{{new}}"),
+            None,
+            [204, 204, 204, 403, 404],
+        )
+        .fresh(Fresh::Rule(pa1.clone())),
+        row(
+            "GET",
+            format!("{pa1}/notification-channels"),
+            None,
+            [200, 200, 200, 200, 404],
+        )
+        .check(has_not(ch1.clone(), vec![ch2.clone(), chb.clone()])),
+        row(
+            "POST",
+            format!("{pa1}/notification-channels"),
+            Some(channel_body("new")),
+            [201, 201, 201, 403, 404],
+        ),
+        row(
+            "PUT",
+            format!("{pa1}/notification-channels/{ch1}"),
+            Some(channel_body("a1")),
+            [200, 200, 200, 403, 404],
+        ),
+        row(
+            "DELETE",
+            format!("{pa1}/notification-channels/{{new}}"),
+            None,
+            [204, 204, 204, 403, 404],
+        )
+        .fresh(Fresh::Channel(pa1.clone())),
+        row(
+            "POST",
+            format!("{pa1}/notification-channels/{ch1}/test"),
+            Some(json!({})),
+            [202, 202, 202, 403, 404],
+        ),
+        row(
+            "GET",
+            format!("{pa1}/notification-channels/{ch1}/deliveries"),
+            None,
+            [200, 200, 200, 200, 404],
+        )
+        .check(|_, v| match v["data"].as_array() {
+            Some(d) if d.iter().all(|x| x["kind"] == "test") => Ok(()),
+            _ => Err(format!("not ch1's test deliveries: {v}")),
+        }),
+        row(
+            "GET",
+            format!("{pa1}/alerts?state=firing"),
+            None,
+            [200, 200, 200, 200, 404],
+        )
+        .check(|_, v| match v["data"].as_array() {
+            Some(d) if d.is_empty() => Ok(()),
+            _ => Err(format!("no alert fired in this test: {v}")),
+        }),
+        // Another project's rule or channel under this project: 404 (a
+        // viewer's write is refused first: 403).
+        row(
+            "PUT",
+            format!("{pa1}/alert-rules/{r2}"),
+            Some(rule_body("a2", "")),
+            [404, 404, 404, 403, 404],
+        ),
+        row(
+            "DELETE",
+            format!("{pa1}/notification-channels/{ch2}"),
+            None,
+            [404, 404, 404, 403, 404],
+        ),
+        row(
+            "GET",
+            format!("{pa1}/notification-channels/{ch2}/deliveries"),
+            None,
+            [404; 5],
+        ),
+        row(
+            "POST",
+            format!("{pa1}/notification-channels/{ch2}/test"),
+            Some(json!({})),
+            [404, 404, 404, 403, 404],
+        ),
         // Clusters of A/p2: only those who see p2.
         row(
             "GET",
@@ -854,6 +1017,71 @@ async fn every_route_for_every_role() {
         )
         .fresh(Fresh::Cluster(pa2.clone()))
         .check(in_project(&p1)),
+        // Alerting in A/p2 and B/q1: only those who see the project.
+        row(
+            "GET",
+            format!("{pa2}/alert-rules"),
+            None,
+            [200, 200, 404, 404, 404],
+        )
+        .check(has_not(r2.clone(), vec![r1.clone(), rb.clone()])),
+        row(
+            "PUT",
+            format!("{pa2}/alert-rules/{r2}"),
+            Some(rule_body("a2", &ch2)),
+            [200, 200, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("{pa2}/notification-channels"),
+            None,
+            [200, 200, 404, 404, 404],
+        )
+        .check(has_not(ch2.clone(), vec![ch1.clone(), chb.clone()])),
+        row(
+            "PUT",
+            format!("{pa2}/notification-channels/{ch2}"),
+            Some(channel_body("a2")),
+            [200, 200, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("{pa2}/alerts"),
+            None,
+            [200, 200, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("{pb1}/alert-rules"),
+            None,
+            [200, 404, 404, 404, 200],
+        )
+        .check(has_not(rb.clone(), vec![r1.clone(), r2.clone()])),
+        row(
+            "POST",
+            format!("{pb1}/alert-rules"),
+            Some(json!({"name": "new", "kind": "no_metrics"})),
+            [201, 404, 404, 404, 201],
+        ),
+        row(
+            "DELETE",
+            format!("{pb1}/notification-channels/{{new}}"),
+            None,
+            [204, 404, 404, 404, 204],
+        )
+        .fresh(Fresh::Channel(pb1.clone())),
+        row(
+            "GET",
+            format!("{pb1}/notification-channels/{chb}/deliveries"),
+            None,
+            [200, 404, 404, 404, 200],
+        ),
+        row(
+            "GET",
+            format!("{pb1}/alerts"),
+            None,
+            [200, 404, 404, 404, 200],
+        ),
         // A cluster asked for under a project it is not in: 404 for all.
         row("GET", format!("{pa1}/clusters/{c2}"), None, [404; 5]),
         row("GET", format!("{pa1}/clusters/{l2}/logs"), None, [404; 5]),
@@ -1066,6 +1294,26 @@ async fn every_route_for_every_role() {
                     v["id"].as_str().expect("id").to_string()
                 }
                 Fresh::User => make_user(&sys, &format!("fresh{n}")).await,
+                Fresh::Rule(project) => {
+                    let (s, v) = sys
+                        .post(
+                            &format!("{project}/alert-rules"),
+                            json!({ "name": format!("fresh {n}"), "kind": "agent_offline" }),
+                        )
+                        .await;
+                    assert_eq!(s, 201, "{v}");
+                    v["id"].as_str().expect("id").to_string()
+                }
+                Fresh::Channel(project) => {
+                    let (s, v) = sys
+                        .post(
+                            &format!("{project}/notification-channels"),
+                            channel_body(&format!("fresh {n}")),
+                        )
+                        .await;
+                    assert_eq!(s, 201, "{v}");
+                    v["id"].as_str().expect("id").to_string()
+                }
                 Fresh::Login => {
                     token = Api::login(&server.base, user, password).await.token;
                     String::new()
