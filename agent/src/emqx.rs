@@ -14,6 +14,9 @@ pub const MAX_NODES: usize = 512;
 pub const MAX_TEXT: usize = 255;
 /// Longest message in a health verdict.
 pub const MAX_MESSAGE: usize = 512;
+/// Largest EMQX answer the agent reads; a bigger one is an error (its
+/// bytes are not kept). A thousand alarms with their details fit easily.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// `s` cut to at most `max` bytes, on a char boundary.
 fn clip(s: &str, max: usize) -> String {
@@ -102,6 +105,31 @@ fn unreachable(e: reqwest::Error) -> EmqxError {
     EmqxError::Unreachable(msg)
 }
 
+/// An answer's body, at most [`MAX_BODY`] bytes read.
+async fn body_text(mut r: reqwest::Response) -> Result<String, EmqxError> {
+    let too_big = || EmqxError::Malformed(format!("an answer over {MAX_BODY} bytes"));
+    if r.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_big());
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(unreachable)? {
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(too_big());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// What an endpoint answered: its JSON (v4: its `data`), or nothing
+/// because this EMQX has no such endpoint (404: another version or the
+/// open-source edition).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    Found(Value),
+    Missing,
+}
+
 fn status_error(status: StatusCode, body: &str) -> EmqxError {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         EmqxError::AuthFailed(format!("HTTP {}", status.as_u16()))
@@ -174,7 +202,7 @@ impl Emqx {
             .await
             .map_err(unreachable)?;
         let status = r.status();
-        let body = r.text().await.map_err(unreachable)?;
+        let body = body_text(r).await?;
         if status == StatusCode::OK {
             let v: Value =
                 serde_json::from_str(&body).map_err(|e| EmqxError::Malformed(e.to_string()))?;
@@ -191,6 +219,16 @@ impl Emqx {
     }
 
     async fn get_v5(&mut self, path: &str) -> Result<Value, EmqxError> {
+        let (status, body) = self.get_v5_raw(path).await?;
+        if !status.is_success() {
+            return Err(status_error(status, &body));
+        }
+        v5_json(path, &body)
+    }
+
+    /// A v5 GET's status and body (logging in first, and once more when
+    /// the token is refused).
+    async fn get_v5_raw(&mut self, path: &str) -> Result<(StatusCode, String), EmqxError> {
         for attempt in 0..2 {
             if self.token.is_none() {
                 self.login_v5().await?;
@@ -203,21 +241,26 @@ impl Emqx {
                 .await
                 .map_err(unreachable)?;
             let status = r.status();
-            let body = r.text().await.map_err(unreachable)?;
+            let body = body_text(r).await?;
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 // TOKEN_TIME_OUT or BAD_TOKEN: log in again once.
                 self.token = None;
                 continue;
             }
-            if !status.is_success() {
-                return Err(status_error(status, &body));
-            }
-            return v5_json(path, &body);
+            return Ok((status, body));
         }
         Err(EmqxError::AuthFailed("token refused after re-login".into()))
     }
 
     async fn get_v4(&self, path: &str) -> Result<Value, EmqxError> {
+        let (status, body) = self.get_v4_raw(path).await?;
+        if !status.is_success() {
+            return Err(status_error(status, &body));
+        }
+        v4_data(path, &body)
+    }
+
+    async fn get_v4_raw(&self, path: &str) -> Result<(StatusCode, String), EmqxError> {
         let r = self
             .http
             .get(format!("{}{path}", self.api_url))
@@ -226,11 +269,32 @@ impl Emqx {
             .await
             .map_err(unreachable)?;
         let status = r.status();
-        let body = r.text().await.map_err(unreachable)?;
+        Ok((status, body_text(r).await?))
+    }
+
+    /// GETs `path` (and query) with this flavour's authentication: its JSON
+    /// (v4: the `data` of the envelope), or [`Fetched::Missing`] on 404.
+    /// Detects the flavour first if need be.
+    pub async fn fetch(&mut self, path: &str) -> Result<Fetched, EmqxError> {
+        let flavor = match self.flavor {
+            Some(f) => f,
+            None => self.detect().await?,
+        };
+        let (status, body) = match flavor {
+            Flavor::V5 => self.get_v5_raw(path).await?,
+            Flavor::V4 => self.get_v4_raw(path).await?,
+        };
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Fetched::Missing);
+        }
         if !status.is_success() {
             return Err(status_error(status, &body));
         }
-        v4_data(path, &body)
+        match flavor {
+            Flavor::V5 => v5_json(path, &body),
+            Flavor::V4 => v4_data(path, &body),
+        }
+        .map(Fetched::Found)
     }
 
     /// Polls the cluster. Errors become the observation's health.

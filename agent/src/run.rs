@@ -5,6 +5,7 @@ use crate::home::{Credential, Home, Settings, Status};
 use crate::tls;
 use crate::tunnel::Tunnels;
 use ecp_protocol::{AfterClose, AgentHello, CloseCode, Frame, Report};
+use emqxee_agent::metrics::{Link, Metrics};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,10 +60,27 @@ pub async fn run(home: Home, opts: RunOptions) -> Result<(), String> {
     result
 }
 
+/// The metrics collector for these settings: it reads EMQX on its own,
+/// session or not.
+fn start_metrics(home: &Home, s: &Settings) -> Result<Metrics, String> {
+    let tls = tls::client_config(s.insecure, s.ca_file.as_deref())?;
+    let http = tls::http_client(&tls, Duration::from_secs(10))?;
+    Ok(Metrics::spawn(Emqx::new(
+        http,
+        &s.api_url,
+        &s.dashboard_username,
+        &s.dashboard_password,
+        home.seen_nodes(),
+    )))
+}
+
 async fn main_loop(home: &Home, opts: &RunOptions, pid: u32) -> Result<(), String> {
     let mut attempt = 0u32;
     let mut offline_since = Instant::now();
     let mut last_state = String::new();
+    // Outlives sessions (it keeps collecting while ECP is out of reach);
+    // started again when the settings change, stopped with the credential.
+    let mut metrics: Option<(Settings, Metrics)> = None;
     loop {
         let (Some(settings), Some(cred)) = (home.settings()?, home.credential()?) else {
             if last_state != "idle" {
@@ -86,11 +104,22 @@ async fn main_loop(home: &Home, opts: &RunOptions, pid: u32) -> Result<(), Strin
             since_ms: now_ms(),
             ..Default::default()
         });
-        let end = session(home, &settings, &cred, pid, &mut attempt).await;
+        if metrics.as_ref().is_none_or(|(was, _)| *was != settings) {
+            metrics = match start_metrics(home, &settings) {
+                Ok(m) => Some((settings.clone(), m)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start collecting EMQX metrics");
+                    None
+                }
+            };
+        }
+        let collector = metrics.as_ref().map(|(_, m)| m);
+        let end = session(home, &settings, &cred, pid, &mut attempt, collector).await;
         match end {
             SessionEnd::Terminate => return Ok(()),
             SessionEnd::Dropped(why) => {
                 tracing::warn!(reason = %why, "credential dropped; idling");
+                metrics = None;
                 home.drop_credential()?;
                 attempt = 0;
             }
@@ -128,6 +157,7 @@ async fn session(
     cred: &Credential,
     pid: u32,
     attempt: &mut u32,
+    metrics: Option<&Metrics>,
 ) -> SessionEnd {
     let tls = match tls::client_config(s.insecure, s.ca_file.as_deref()) {
         Ok(t) => t,
@@ -192,7 +222,7 @@ async fn session(
         Err(e) => return SessionEnd::Lost(e.to_string()),
     }
     let settings = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        Ok(Some(Ok(Message::Binary(b)))) => match ecp_protocol::decode(&b) {
+        Ok(Some(Ok(Message::Binary(b)))) => match decode_welcome(&b) {
             Ok(Frame::Welcome { settings }) => settings,
             Ok(other) => {
                 return SessionEnd::Lost(format!("expected Welcome, got {}", other.kind()))
@@ -220,8 +250,12 @@ async fn session(
         &control,
         bulk,
         &mut stream,
+        metrics,
     )
     .await;
+    if let Some(m) = metrics {
+        m.down();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), control.send(Message::Close(None))).await;
     drop(control);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
@@ -282,7 +316,19 @@ async fn connected(
     control: &mpsc::Sender<Message>,
     bulk: mpsc::Sender<Frame>,
     stream: &mut WsStream,
+    metrics: Option<&Metrics>,
 ) -> SessionEnd {
+    // The collector sends samples on the bulk queue itself, and alarms
+    // through this session loop onto the control queue.
+    let (alarms_tx, mut alarms_rx) = mpsc::channel::<Frame>(4);
+    if let Some(m) = metrics {
+        m.up(Link {
+            bulk: bulk.clone(),
+            control: alarms_tx,
+            interval_secs: settings.metrics_interval_secs,
+        })
+        .await;
+    }
     let (auth_tx, auth_rx) = watch::channel(None);
     let mut tunnels = Tunnels::new(
         tunnel_http,
@@ -356,6 +402,11 @@ async fn connected(
                     last_sent = Some(obs);
                 }
             }
+            Some(frame) = alarms_rx.recv() => {
+                if let Err(e) = send(control, &frame).await {
+                    return SessionEnd::Lost(e);
+                }
+            }
             _ = heartbeat.tick() => {
                 seq += 1;
                 if let Err(e) = send(control, &Frame::Heartbeat { seq, at_ms: now_ms() }).await {
@@ -405,6 +456,11 @@ async fn connected(
                                 l.acked(batch);
                             }
                         }
+                        Ok(Frame::MetricsAck { batch }) => {
+                            if let Some(m) = metrics {
+                                m.acked(batch);
+                            }
+                        }
                         Ok(f @ (Frame::TunnelOpen(_) | Frame::TunnelCredit { .. } | Frame::TunnelCancel { .. })) => {
                             tunnels.on_frame(f);
                         }
@@ -416,6 +472,24 @@ async fn connected(
                 }
             }
         }
+    }
+}
+
+/// The answer to `Hello`. A server older than protocol 3 sends its Welcome
+/// without `metrics_interval_secs` (the frame ends before it), which this
+/// build's decoder cannot read as is: it reads as 0, "takes no metrics",
+/// so the agent neither collects nor sends them to that server.
+fn decode_welcome(bytes: &[u8]) -> Result<Frame, ecp_protocol::CodecError> {
+    match ecp_protocol::decode(bytes) {
+        Err(e @ ecp_protocol::CodecError::Malformed(_)) => {
+            let mut padded = bytes.to_vec();
+            padded.push(0);
+            match ecp_protocol::decode(&padded) {
+                Ok(f @ Frame::Welcome { .. }) => Ok(f),
+                _ => Err(e),
+            }
+        }
+        other => other,
     }
 }
 
@@ -513,6 +587,39 @@ mod tests {
             SessionEnd::Lost(_)
         ));
         assert!(matches!(on_close(None), SessionEnd::Lost(_)));
+    }
+
+    #[test]
+    fn a_welcome_without_the_metrics_interval_reads_as_no_metrics() {
+        let settings = ecp_protocol::Settings {
+            cluster_id: "c1".into(),
+            heartbeat_interval_secs: 5,
+            report_interval_secs: 3,
+            ping_interval_secs: 10,
+            metrics_interval_secs: 15,
+        };
+        let now = ecp_protocol::encode(&Frame::Welcome {
+            settings: settings.clone(),
+        })
+        .expect("encode");
+        assert_eq!(
+            decode_welcome(&now).expect("protocol 3"),
+            Frame::Welcome {
+                settings: settings.clone()
+            }
+        );
+        // Protocol 2 wrote the same fields but the last (15: one varint byte).
+        let old = &now[..now.len() - 1];
+        assert!(
+            ecp_protocol::decode(old).is_err(),
+            "the plain decoder fails"
+        );
+        let Ok(Frame::Welcome { settings: got }) = decode_welcome(old) else {
+            panic!("an older server's Welcome is read");
+        };
+        assert_eq!(got.metrics_interval_secs, 0);
+        assert_eq!(got.cluster_id, "c1");
+        assert!(decode_welcome(&[0xff; 3]).is_err(), "garbage stays garbage");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! HTTP routes: EMQX v5 or v4 (by the configured version), the dashboard
 //! page, and the `/__sim/` control API.
 
-use crate::model::{kmg, uptime_text, SimState};
+use crate::model::{
+    kmg, rfc3339_ms, uptime_text, Alarm, Gauges, SimState, DROPPED, RECEIVED, SENT,
+};
 use crate::Shared;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,6 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/__sim/latency", web::put().to(ctl_latency))
         .route("/__sim/fail", web::put().to(ctl_fail))
         .route("/__sim/connections", web::put().to(ctl_connections))
+        .route("/__sim/load", web::post().to(ctl_load))
+        .route("/__sim/alarms", web::post().to(ctl_alarms))
         .route("/__sim/logs", web::post().to(ctl_logs_start))
         .route("/__sim/logs", web::get().to(ctl_logs_status))
         .route("/__sim/blob", web::get().to(ctl_blob))
@@ -31,27 +35,24 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, SimState> {
 // ---------------------------------------------------------------- control
 
 async fn ctl_state(s: web::Data<Shared>) -> HttpResponse {
-    let st = lock(&s);
+    let mut st = lock(&s);
+    st.advance();
     HttpResponse::Ok().json(json!({
         "version": st.config.version,
         "nodes": st.nodes.iter().map(|n| json!({"node": n.name, "running": n.running})).collect::<Vec<_>>(),
         "hits": st.hits,
+        "load": st.load,
+        "alarms": st.alarms.len(),
+        "deactivatedAlarms": st.deactivated.len(),
     }))
 }
 
 fn set_running(s: &Shared, node: &str, running: bool) -> HttpResponse {
     let mut st = lock(s);
-    match st
-        .nodes
-        .iter_mut()
-        .find(|n| n.name == node || n.name.starts_with(&format!("{node}.")))
-    {
-        Some(n) => {
-            n.running = running;
-            if running {
-                n.started = Instant::now();
-            }
-            HttpResponse::Ok().json(json!({"node": n.name, "running": running}))
+    match st.node_index(node) {
+        Some(i) => {
+            st.set_running(i, running);
+            HttpResponse::Ok().json(json!({"node": st.nodes[i].name, "running": running}))
         }
         None => HttpResponse::NotFound().json(json!({"message": format!("no node {node}")})),
     }
@@ -87,10 +88,84 @@ async fn ctl_fail(s: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse 
 
 async fn ctl_connections(s: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse {
     let n = body["perNode"].as_u64().unwrap_or(0);
-    for node in lock(&s).nodes.iter_mut() {
-        node.connections = n;
-    }
+    lock(&s).set_connections_per_node(n);
     HttpResponse::NoContent().finish()
+}
+
+fn ctl_error(message: String) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "message": message }))
+}
+
+/// A part of a control body: absent (or null) is `None`; anything but a
+/// finite number that is not negative is an error.
+fn non_negative(body: &Value, key: &str) -> Result<Option<f64>, String> {
+    match &body[key] {
+        Value::Null => Ok(None),
+        v => match v.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f)),
+            _ => Err(format!("{key} must be a number that is not negative")),
+        },
+    }
+}
+
+/// `POST /__sim/load {connections, msgRate, dropRate}`: the cluster's load
+/// from now on; a missing part stays as it was.
+async fn ctl_load(s: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse {
+    let parts = (|| {
+        Ok::<_, String>((
+            non_negative(&body, "connections")?,
+            non_negative(&body, "msgRate")?,
+            non_negative(&body, "dropRate")?,
+        ))
+    })();
+    match parts {
+        Ok((connections, msg_rate, drop_rate)) => {
+            lock(&s).set_load(connections.map(|c| c as u64), msg_rate, drop_rate);
+            HttpResponse::NoContent().finish()
+        }
+        Err(message) => ctl_error(message),
+    }
+}
+
+/// `POST /__sim/alarms {name, node?, message?, details?, action}`: raises
+/// (`activate`) or clears (`deactivate`) an alarm on a node (default: the
+/// first). 404 for an unknown node, or an alarm to clear that is not active.
+async fn ctl_alarms(s: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse {
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return ctl_error("name is required".into());
+    };
+    let mut st = lock(&s);
+    st.advance();
+    let node = match body["node"].as_str() {
+        None => st.nodes[0].name.clone(),
+        Some(n) => match st.node_index(n) {
+            Some(i) => st.nodes[i].name.clone(),
+            None => {
+                return HttpResponse::NotFound().json(json!({"message": format!("no node {n}")}))
+            }
+        },
+    };
+    match body["action"].as_str() {
+        Some("activate") => {
+            let message = body["message"].as_str().unwrap_or(name).to_string();
+            let details = match &body["details"] {
+                Value::Null => json!({}),
+                d @ Value::Object(_) => d.clone(),
+                _ => return ctl_error("details must be an object".into()),
+            };
+            st.activate_alarm(&node, name, &message, details);
+            HttpResponse::NoContent().finish()
+        }
+        Some("deactivate") => {
+            if st.deactivate_alarm(&node, name) {
+                HttpResponse::NoContent().finish()
+            } else {
+                HttpResponse::NotFound()
+                    .json(json!({"message": format!("no active alarm {name} on {node}")}))
+            }
+        }
+        _ => ctl_error("action must be activate or deactivate".into()),
+    }
 }
 
 /// Starts writing wrap logs for one node (see `logs::Job`).
@@ -177,6 +252,7 @@ async fn ctl_respond(req: HttpRequest) -> HttpResponse {
 async fn dispatch(s: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let (latency, fail, major) = {
         let mut st = lock(&s);
+        st.advance();
         *st.hits.entry(req.path().to_string()).or_insert(0) += 1;
         (st.latency, st.fail_status, st.major())
     };
@@ -230,34 +306,45 @@ async fn v5(s: &Shared, req: &HttpRequest, path: &str, body: &[u8]) -> HttpRespo
     if let Err(r) = v5_auth(s, req) {
         return r;
     }
-    let st = lock(s);
+    let mut st = lock(s);
+    st.advance();
     let aggregate = q.contains("aggregate=true");
     match (req.method().as_str(), path) {
         ("GET", "/api/v5/nodes") => HttpResponse::Ok().json(v5_nodes(&st)),
         ("GET", "/api/v5/stats") => {
-            let per_node: Vec<Value> = st.running().map(|n| stats_object(Some(&n.name), n.connections)).collect();
             if aggregate {
-                let total: u64 = st.running().map(|n| n.connections).sum();
-                HttpResponse::Ok().json(stats_object(None, total))
+                HttpResponse::Ok().json(stats_object(None, st.gauges()))
             } else {
+                let per_node: Vec<Value> = st
+                    .running()
+                    .map(|n| stats_object(Some(&n.name), st.node_gauges(n)))
+                    .collect();
                 HttpResponse::Ok().json(per_node)
             }
         }
         ("GET", "/api/v5/metrics") => {
-            let m = |node: Option<&str>| {
-                let mut v = json!({"bytes.received": 1024, "bytes.sent": 2048, "messages.received": 10, "messages.sent": 20,
-                    "client.connected": 5, "client.disconnected": 1, "messages.dropped": 0});
-                if let Some(n) = node {
-                    v["node"] = json!(n);
-                }
-                v
-            };
             if aggregate {
-                HttpResponse::Ok().json(m(None))
+                let mut sum = [0.0f64; 3];
+                for n in st.running() {
+                    for (s, c) in sum.iter_mut().zip(n.counters) {
+                        *s += c;
+                    }
+                }
+                HttpResponse::Ok().json(metrics_object(None, sum))
             } else {
-                HttpResponse::Ok().json(st.running().map(|n| m(Some(&n.name))).collect::<Vec<_>>())
+                HttpResponse::Ok().json(st.running().map(|n| metrics_object(Some(&n.name), n.counters)).collect::<Vec<_>>())
             }
         }
+        ("GET", "/api/v5/monitor_current") => HttpResponse::Ok().json(monitor_current(&st, None)),
+        ("GET", p) if p.starts_with("/api/v5/monitor_current/nodes/") => {
+            let name = &p["/api/v5/monitor_current/nodes/".len()..];
+            match st.running().find(|n| n.name == name) {
+                Some(n) => HttpResponse::Ok().json(monitor_current(&st, Some(n))),
+                None => v5_err(StatusCode::NOT_FOUND, "NOT_FOUND", "Node not found"),
+            }
+        }
+        ("GET", "/api/v5/monitor") => v5_monitor(&st, q),
+        ("GET", "/api/v5/alarms") => v5_alarms(&st, q),
         ("GET", "/api/v5/cluster") => {
             let running: Vec<&str> = st.running().map(|n| n.name.as_str()).collect();
             HttpResponse::Ok().json(json!({"name": st.config.cluster_name, "nodes": running,
@@ -411,20 +498,169 @@ fn v5_nodes(st: &SimState) -> Value {
     Value::Array(out)
 }
 
-fn stats_object(node: Option<&str>, connections: u64) -> Value {
-    let mut v = json!({"channels.count": connections, "channels.max": connections,
-        "connections.count": connections, "connections.max": connections,
-        "live_connections.count": connections, "live_connections.max": connections,
-        "cluster_sessions.count": connections, "cluster_sessions.max": connections,
-        "sessions.count": connections, "sessions.max": connections,
-        "delayed.count": 0, "delayed.max": 0, "retained.count": 3, "retained.max": 3,
-        "suboptions.count": 0, "suboptions.max": 0, "subscribers.count": 0, "subscribers.max": 0,
-        "subscriptions.count": 0, "subscriptions.max": 0, "subscriptions.shared.count": 0,
-        "subscriptions.shared.max": 0, "topics.count": 0, "topics.max": 0});
+fn stats_object(node: Option<&str>, g: Gauges) -> Value {
+    let c = g.connections;
+    let mut v = json!({"channels.count": c, "channels.max": c,
+        "connections.count": c, "connections.max": c,
+        "live_connections.count": g.live_connections, "live_connections.max": g.live_connections,
+        "cluster_sessions.count": c, "cluster_sessions.max": c,
+        "sessions.count": c, "sessions.max": c,
+        "delayed.count": 0, "delayed.max": 0, "retained.count": g.retained, "retained.max": g.retained,
+        "suboptions.count": g.subscriptions, "suboptions.max": g.subscriptions,
+        "subscribers.count": g.subscriptions, "subscribers.max": g.subscriptions,
+        "subscriptions.count": g.subscriptions, "subscriptions.max": g.subscriptions,
+        "subscriptions.shared.count": g.shared_subscriptions,
+        "subscriptions.shared.max": g.shared_subscriptions, "topics.count": g.topics, "topics.max": g.topics});
     if let Some(n) = node {
         v["node"] = json!(n);
     }
     v
+}
+
+/// A node's (or the cluster's) metrics: the message counters follow the
+/// load, the rest is constant.
+fn metrics_object(node: Option<&str>, counters: [f64; 3]) -> Value {
+    let [received, sent, dropped] = counters.map(|c| c as u64);
+    let mut v = json!({"bytes.received": received * 64, "bytes.sent": sent * 64,
+        "messages.received": received, "messages.sent": sent, "messages.dropped": dropped,
+        "messages.publish": received, "messages.delivered": sent,
+        "client.connected": 5, "client.disconnected": 1});
+    if let Some(n) = node {
+        v["node"] = json!(n);
+    }
+    v
+}
+
+/// `GET /api/v5/monitor_current[/nodes/:node]`: rates (whole messages per
+/// second, summed over nodes), gauges, and, on Enterprise, the licence's
+/// quota; a node's answer adds `node_uptime` (ms).
+fn monitor_current(st: &SimState, node: Option<&crate::model::Node>) -> Value {
+    let (g, rates) = match node {
+        Some(n) => (st.node_gauges(n), n.rates.map(|r| r as u64)),
+        None => (st.gauges(), st.rates()),
+    };
+    let mut v = json!({
+        "received_msg_rate": rates[RECEIVED], "sent_msg_rate": rates[SENT], "dropped_msg_rate": rates[DROPPED],
+        "subscriptions": g.subscriptions, "topics": g.topics, "connections": g.connections,
+        "live_connections": g.live_connections, "retained_msg_count": g.retained,
+        "shared_subscriptions": g.shared_subscriptions});
+    if st.enterprise() {
+        v["license_quota"] = json!(st.config.license_max_connections);
+    }
+    if let Some(n) = node {
+        v["node_uptime"] = json!(n.started.elapsed().as_millis() as u64 + 5_120_000);
+    }
+    v
+}
+
+/// A query parameter (the last one of that name), if given.
+fn query_param(q: &str, key: &str) -> Option<String> {
+    web::Query::<Vec<(String, String)>>::from_query(q)
+        .ok()?
+        .into_inner()
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+fn bad_request(message: &str) -> HttpResponse {
+    v5_err(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+}
+
+/// `GET /api/v5/monitor?latest=S`: the samples of the last S seconds (all
+/// without `latest`), oldest first; more than 1000 are merged in pairs
+/// (deltas summed, gauges of the later one), as EMQX does.
+fn v5_monitor(st: &SimState, q: &str) -> HttpResponse {
+    let since = match query_param(q, "latest") {
+        None => 0,
+        Some(l) => match l.parse::<u64>() {
+            Ok(secs) if secs >= 1 => st.clock_ms.saturating_sub(secs.saturating_mul(1000)),
+            _ => return bad_request("latest: must be an integer of at least 1"),
+        },
+    };
+    let list: Vec<&crate::model::Sample> = st
+        .samples
+        .iter()
+        .filter(|s| s.time_stamp >= since)
+        .collect();
+    let out: Vec<Value> = if list.len() > 1000 {
+        list.chunks(2)
+            .map(|pair| {
+                let last = pair[pair.len() - 1];
+                let mut v = json!(last);
+                if pair.len() == 2 {
+                    v["received"] = json!(pair[0].received + last.received);
+                    v["sent"] = json!(pair[0].sent + last.sent);
+                    v["dropped"] = json!(pair[0].dropped + last.dropped);
+                }
+                v
+            })
+            .collect()
+    } else {
+        list.into_iter().map(|s| json!(s)).collect()
+    };
+    HttpResponse::Ok().json(out)
+}
+
+/// A v5 alarm (`emqx_alarm:format/2`): times as RFC 3339 strings with
+/// milliseconds in the node's local time, `duration` in ms, and
+/// `deactivate_at` only once deactivated.
+fn v5_alarm(st: &SimState, a: &Alarm) -> Value {
+    let offset = st.config.utc_offset_minutes;
+    let end_us = a.deactivate_at_us.unwrap_or_else(crate::model::now_us);
+    let mut v = json!({"node": a.node, "name": a.name, "message": a.message, "details": a.details,
+        "duration": end_us.saturating_sub(a.activate_at_us) / 1000,
+        "activate_at": rfc3339_ms(a.activate_at_us / 1000, offset)});
+    if let Some(d) = a.deactivate_at_us {
+        v["deactivate_at"] = json!(rfc3339_ms(d / 1000, offset));
+    }
+    v
+}
+
+/// The alarms of running nodes, node by node, each in activation order
+/// (EMQX's cluster query).
+fn alarms_of(st: &SimState, activated: bool) -> Vec<&Alarm> {
+    let list = if activated {
+        &st.alarms
+    } else {
+        &st.deactivated
+    };
+    st.running()
+        .flat_map(|n| list.iter().filter(move |a| a.node == n.name))
+        .collect()
+}
+
+/// `GET /api/v5/alarms?activated=true|false&page&limit` (defaults true, 1,
+/// 100; limit at most 10000) → `{data, meta: {page, limit, hasnext, count}}`.
+fn v5_alarms(st: &SimState, q: &str) -> HttpResponse {
+    let activated = match query_param(q, "activated").as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => return bad_request("activated: must be true or false"),
+    };
+    let number = |key: &str, default: u64, max: u64| match query_param(q, key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or(()),
+    };
+    let (Ok(page), Ok(limit)) = (number("page", 1, u64::MAX), number("limit", 100, 10_000)) else {
+        return bad_request("page and limit: integers of at least 1 (limit at most 10000)");
+    };
+    let all = alarms_of(st, activated);
+    let start = (page - 1).saturating_mul(limit);
+    let data: Vec<Value> = all
+        .iter()
+        .skip(usize::try_from(start).unwrap_or(usize::MAX))
+        .take(limit as usize)
+        .map(|a| v5_alarm(st, a))
+        .collect();
+    let hasnext = start.saturating_add(limit) < all.len() as u64;
+    HttpResponse::Ok().json(json!({"data": data,
+        "meta": {"page": page, "limit": limit, "hasnext": hasnext, "count": all.len()}}))
 }
 
 // ---------------------------------------------------------------- v4
@@ -477,7 +713,8 @@ async fn v4(s: &Shared, req: &HttpRequest, path: &str, body: &[u8]) -> HttpRespo
             .insert_header((header::WWW_AUTHENTICATE, "Basic Realm=\"minirest-server\""))
             .body("UNAUTHORIZED");
     }
-    let st = lock(s);
+    let mut st = lock(s);
+    st.advance();
     let sysdescr = if st.enterprise() {
         "EMQ X Enterprise"
     } else {
@@ -517,19 +754,52 @@ async fn v4(s: &Shared, req: &HttpRequest, path: &str, body: &[u8]) -> HttpRespo
                 })
                 .collect(),
         )),
+        // Per running node; topics, retained messages and shared
+        // subscriptions are cluster-wide: every node reports the same.
         ("GET", "/api/v4/stats") => v4_ok(Value::Array(
             st.running()
                 .map(|n| {
-                    json!({"node": n.name, "stats": {"connections.count": n.connections, "connections.max": n.connections,
-                        "channels.count": n.connections, "channels.max": n.connections, "sessions.count": n.connections,
-                        "sessions.max": n.connections, "topics.count": 0, "topics.max": 0, "subscriptions.count": 0,
-                        "subscriptions.max": 0, "retained.count": 3, "retained.max": 3, "routes.count": 0, "routes.max": 0}})
+                    let g = st.node_gauges(n);
+                    let c = g.connections;
+                    json!({"node": n.name, "stats": {"connections.count": c, "connections.max": c,
+                        "live_connections.count": g.live_connections, "live_connections.max": g.live_connections,
+                        "channels.count": c, "channels.max": c, "sessions.count": c,
+                        "sessions.max": c, "topics.count": g.topics, "topics.max": g.topics,
+                        "subscriptions.count": g.subscriptions, "subscriptions.max": g.subscriptions,
+                        "subscriptions.shared.count": g.shared_subscriptions,
+                        "subscriptions.shared.max": g.shared_subscriptions,
+                        "subscribers.count": g.subscriptions, "subscribers.max": g.subscriptions,
+                        "suboptions.count": g.subscriptions, "suboptions.max": g.subscriptions,
+                        "retained.count": g.retained, "retained.max": g.retained,
+                        "routes.count": g.topics, "routes.max": g.topics}})
                 })
                 .collect(),
         )),
+        ("GET", "/api/v4/metrics") => v4_ok(Value::Array(
+            st.running()
+                .map(|n| {
+                    let mut m = metrics_object(None, n.counters);
+                    m["packets.publish.received"] = m["messages.received"].clone();
+                    json!({"node": n.name, "metrics": m})
+                })
+                .collect(),
+        )),
+        // Enterprise only (the EE dashboard's overview): sums over running
+        // nodes, received and sent as messages per second.
+        ("GET", "/api/v4/monitor/current_metrics") if st.enterprise() => {
+            let g = st.gauges();
+            let rates = st.rates();
+            v4_ok(json!({"connection": g.connections, "live_connection": g.live_connections,
+                "received": rates[RECEIVED], "sent": rates[SENT], "subscription": g.subscriptions}))
+        }
         ("GET", "/api/v4/license") if st.enterprise() => v4_ok(json!({
-            "customer": "Sim", "max_connections": st.config.license_max_connections,
-            "expiry_at": "2295-10-27 00:00:00", "type": "trial"})),
+            "customer": "Sim", "customer_type": 10, "email": "sim@example.com", "expiry": false,
+            "issued_at": "2022-01-11 00:00:00", "expiry_at": "2295-10-27 00:00:00",
+            "max_connections": st.config.license_max_connections, "type": "trial",
+            "vendor": "EMQ Technologies Co., Ltd.", "version": st.config.version})),
+        ("GET", "/api/v4/alarms") => v4_alarms(&st, None),
+        ("GET", "/api/v4/alarms/activated") => v4_alarms(&st, Some(true)),
+        ("GET", "/api/v4/alarms/deactivated") => v4_alarms(&st, Some(false)),
         ("GET", p) if p.starts_with("/api/v4/nodes/") => {
             let name = &p["/api/v4/nodes/".len()..];
             match st.running().find(|n| n.name == name) {
@@ -540,6 +810,41 @@ async fn v4(s: &Shared, req: &HttpRequest, path: &str, body: &[u8]) -> HttpRespo
         }
         _ => HttpResponse::NotFound().json(json!({"code": 404, "message": "Not Found"})),
     }
+}
+
+/// A v4 alarm (`emqx_alarm` normalized, with `emqx_mgmt`'s duration):
+/// times in Unix microseconds, `deactivate_at` "infinity" while active.
+fn v4_alarm(a: &Alarm) -> Value {
+    let end_us = a.deactivate_at_us.unwrap_or_else(crate::model::now_us);
+    json!({"name": a.name, "message": a.message, "details": a.details,
+        "activate_at": a.activate_at_us,
+        "deactivate_at": a.deactivate_at_us.map_or(json!("infinity"), |d| json!(d)),
+        "activated": a.deactivate_at_us.is_none(),
+        "duration": end_us.saturating_sub(a.activate_at_us)})
+}
+
+/// `GET /api/v4/alarms[/activated|/deactivated]`: one entry per running
+/// node, `{node, alarms}` (all: active ones, then deactivated ones).
+fn v4_alarms(st: &SimState, activated: Option<bool>) -> HttpResponse {
+    let data: Vec<Value> = st
+        .running()
+        .map(|n| {
+            let mut alarms: Vec<Value> = Vec::new();
+            if activated != Some(false) {
+                alarms.extend(st.alarms.iter().filter(|a| a.node == n.name).map(v4_alarm));
+            }
+            if activated != Some(true) {
+                alarms.extend(
+                    st.deactivated
+                        .iter()
+                        .filter(|a| a.node == n.name)
+                        .map(v4_alarm),
+                );
+            }
+            json!({"node": n.name, "alarms": alarms})
+        })
+        .collect();
+    v4_ok(Value::Array(data))
 }
 
 fn percent_decode(s: &str) -> String {

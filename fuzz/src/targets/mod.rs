@@ -17,6 +17,7 @@ pub mod bounds;
 pub mod emqx;
 pub mod frame;
 pub mod logline;
+pub mod metrics;
 pub mod path;
 
 use crate::engine::Target;
@@ -27,6 +28,7 @@ pub const ALL: &[&Target] = &[
     &logline::TARGET,
     &emqx::V5,
     &emqx::V4,
+    &metrics::TARGET,
     &path::TARGET,
     &bounds::TARGET,
 ];
