@@ -53,7 +53,7 @@ export async function api(method, path, body) {
   return data;
 }
 
-export export function announce(msg) { $("#live").textContent = msg; }
+export function announce(msg) { $("#live").textContent = msg; }
 
 /** Enters a page: `redraw` draws it again (after a language change). The
  * number returned tells a page's timers whether it is still the one shown. */

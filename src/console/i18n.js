@@ -94,6 +94,7 @@ export const STRINGS = {
     httpStatus: "HTTP status", detail: "Detail", noDeliveries: "No deliveries yet.",
     alertsFiring: "Firing", alertsHistory: "History", rule: "Rule", subject: "Subject", startedAt: "Started",
     resolvedAt: "Resolved", stillFiring: "Still firing",
+    time: "Time", durDays: "{0}d {1}h", durHours: "{0}h {1}m", durMinutes: "{0}m {1}s",
   },
   zh: {
     workspace: "工作台", integration: "数据集成", dataAccess: "数据接入",
@@ -189,6 +190,7 @@ export const STRINGS = {
     httpStatus: "HTTP 状态", detail: "详情", noDeliveries: "还没有投递记录。",
     alertsFiring: "告警中", alertsHistory: "历史", rule: "规则", subject: "对象", startedAt: "开始时间",
     resolvedAt: "恢复时间", stillFiring: "仍在告警",
+    time: "时间", durDays: "{0}天{1}小时", durHours: "{0}小时{1}分", durMinutes: "{0}分{1}秒",
   },
 };
 

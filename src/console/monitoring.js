@@ -28,11 +28,11 @@ export function align(series, names) {
 }
 
 /** How often the agent collects, seen from as-collected points: the median
- * gap, 1–60 s; `fallback` when there are too few points to tell. */
-export function collectInterval(series, fallback = DEFAULT_REFRESH_SECS) {
+ * gap, 1–60 s; null when there are too few points to tell. */
+export function collectInterval(series) {
   const ts = [...new Set((series || []).flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
   const gaps = ts.slice(1).map((v, i) => v - ts[i]).filter((g) => g > 0).sort((a, b) => a - b);
-  if (gaps.length < 2) return fallback;
+  if (gaps.length < 2) return null;
   return Math.min(60, Math.max(1, Math.round(gaps[Math.floor(gaps.length / 2)] / 1000)));
 }
 
@@ -53,7 +53,7 @@ export function fmtDuration(ms) {
   const d = Math.floor(s / 86400); s %= 86400;
   const hh = Math.floor(s / 3600); s %= 3600;
   const m = Math.floor(s / 60);
-  return d ? `${d}d ${hh}h` : hh ? `${hh}h ${m}m` : `${m}m ${s % 60}s`;
+  return d ? t("durDays", d, hh) : hh ? t("durHours", hh, m) : t("durMinutes", m, s % 60);
 }
 
 const locale = () => (getLang() === "zh" ? "zh-CN" : "en-GB");
@@ -77,6 +77,11 @@ window.addEventListener("resize", () => {
 
 function plotWidth(el) { return Math.max(280, (el?.clientWidth || 600) - 4); }
 
+function showLatest(u) {
+  const n = u.data[0].length;
+  if (n) u.setLegend({ idx: n - 1 });
+}
+
 /** A uPlot chart in `el` for `spec`; `range()` gives the x range shown (unix s). */
 function makeChart(el, spec, data, range) {
   const opts = {
@@ -88,13 +93,15 @@ function makeChart(el, spec, data, range) {
       { size: 56, values: (u, splits) => splits.map(fmtNum) },
     ],
     series: [
-      { value: (u, v) => (v === null ? "—" : when(new Date(v * 1000).toISOString())) },
+      { label: t("time"), value: (u, v) => (v === null ? "—" : when(new Date(v * 1000).toISOString())) },
       ...spec.series.map(([name, colour]) => ({
         label: t(`metric.${name}`), stroke: colour, width: 2, spanGaps: false, points: { size: 4 },
         value: (u, v) => fmtNum(v),
       })),
     ],
     legend: { live: true },
+    // Off the plot, the legend shows the newest values.
+    hooks: { setCursor: [(u) => { if (u.cursor.idx === null || u.cursor.idx === undefined) showLatest(u); }] },
   };
   return new window.uPlot(opts, data, el);
 }
@@ -143,14 +150,20 @@ export async function showCluster(id, tab = "monitoring") {
     const mine = ++view.seq;
     const secs = RANGES.find(([r]) => r === view.range)[1];
     const names = CHARTS.flatMap((s) => s.series.map(([n]) => n));
-    const q = new URLSearchParams({ names: names.join(","), since: String(Date.now() - secs * 1000) });
+    // The range from this browser's clock, both ends (as Grafana does): the
+    // server answers exactly that range, as collected up to 6 h.
+    const until = Date.now();
+    const q = new URLSearchParams({ names: names.join(","), since: String(until - secs * 1000), until: String(until) });
     let r;
     try { r = await api("GET", `${P}/clusters/${encodeURIComponent(id)}/metrics?${q}`); }
     catch (ex) { if (mine === view.seq && stillOn(nav)) err.textContent = ex.message; return; }
     if (mine !== view.seq || !stillOn(nav)) return;
     err.textContent = "";
     view.answer = r;
-    if (r.tier === "raw" && r.step === 0) view.every = collectInterval(r.series, view.every);
+    // As collected: again after each collection (a new cluster's first
+    // samples are looked for every few seconds until the interval shows).
+    if (r.tier === "raw" && r.step === 0) view.every = collectInterval(r.series) ?? Math.min(5, view.every);
+    else view.every = DEFAULT_REFRESH_SECS;
     const range = () => [view.answer.since / 1000, view.answer.until / 1000];
     for (const { spec, fig, plot } of figures.values()) {
       const data = align(r.series, spec.series.map(([n]) => n));
@@ -162,6 +175,7 @@ export async function showCluster(id, tab = "monitoring") {
         view.charts.set(spec.id, u);
         shown.charts = [...view.charts.values()];
       } else continue;
+      if (u.cursor.idx === null || u.cursor.idx === undefined) showLatest(u);
       fig.dataset.points = String(data[0].length);
       fig.querySelector(".nodata").hidden = data[0].length > 0;
       window.__ecpCharts[spec.id] = { names: spec.series.map(([n]) => n), data: u.data, since: r.since, until: r.until, tier: r.tier, step: r.step };
