@@ -3,7 +3,9 @@
 //! core nodes reduced to three fields; v4's `{code, data}` envelope with
 //! errors on HTTP 200, "Running", text uptime and stopped nodes silently
 //! missing. A control API under `/__sim/` stops and starts nodes, changes
-//! the password, adds latency or 5xx answers. It can also write EMQX-style
+//! the password, adds latency or 5xx answers, scripts the load (`load`:
+//! connections and message rates, which the monitoring endpoints follow)
+//! and raises or clears alarms (`alarms`). It can also write EMQX-style
 //! wrap log files and serves a small dashboard page.
 
 pub mod api;

@@ -253,6 +253,7 @@ async fn run(w: Arc<Worker>, mut stop: watch::Receiver<bool>, done: watch::Sende
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_warned: Option<std::time::Instant> = None;
+    let mut watching = true;
     tracing::info!(
         concurrency = limit,
         lease_secs = lease / 1000,
@@ -289,7 +290,11 @@ async fn run(w: Arc<Worker>, mut stop: watch::Receiver<bool>, done: watch::Sende
         tokio::select! {
             _ = w.deps.wake_deliveries.notified() => {}
             _ = tick.tick() => {}
-            _ = stop.changed() => {}
+            changed = stop.changed(), if watching => {
+                // The handle is gone: nobody stops the worker; it runs as
+                // long as the node.
+                watching = changed.is_ok();
+            }
         }
     }
     let _ = slots.acquire_many(limit as u32).await;

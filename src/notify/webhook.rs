@@ -139,6 +139,8 @@ fn describe(e: reqwest::Error) -> String {
         "timed out".to_string()
     } else if e.is_connect() {
         "could not connect".to_string()
+    } else if e.is_builder() {
+        "the request could not be built".to_string()
     } else {
         "request failed".to_string()
     };
@@ -173,6 +175,9 @@ pub async fn send(http: &reqwest::Client, cfg: &WebhookConfig, d: &Delivery) -> 
     }
     let mut res = match req.body(body).send().await {
         Ok(r) => r,
+        // The request cannot be made as configured (a header value the
+        // HTTP library refuses): trying again changes nothing.
+        Err(e) if e.is_builder() => return Attempt::failed(None, describe(e)),
         Err(e) => return Attempt::retry(None, describe(e)),
     };
     let status = res.status();

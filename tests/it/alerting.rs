@@ -60,13 +60,16 @@ impl Req {
     }
 }
 
+/// Queued answers: status and extra headers.
+type Answers = Arc<Mutex<VecDeque<(u16, Vec<(String, String)>)>>>;
+
 /// A webhook receiver: answers each request with the next queued answer
 /// (200 when none is queued) and hands the request, raw body and all, to
 /// the test.
 struct Hook {
     url: String,
     rx: mpsc::UnboundedReceiver<Req>,
-    answers: Arc<Mutex<VecDeque<(u16, Vec<(String, String)>)>>>,
+    answers: Answers,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -130,7 +133,7 @@ impl Hook {
             listener.local_addr().expect("local address")
         );
         let (tx, rx) = mpsc::unbounded_channel();
-        let answers: Arc<Mutex<VecDeque<(u16, Vec<(String, String)>)>>> = Arc::default();
+        let answers: Answers = Arc::default();
         let queue = answers.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
