@@ -1003,6 +1003,13 @@ async fn an_operator_monitors_a_cluster_and_sets_up_alerting_in_the_console() {
 
     let b = Browser::start().await;
     login(&b, &server.base).await;
+    // The charts draw under the console's Content-Security-Policy: nothing
+    // they (or the pages) do is refused.
+    b.js(
+        "window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI)); return true",
+        json!([]),
+    )
+    .await;
     b.click(&format!("{} [data-action=monitoring]", card("watched")))
         .await;
     b.find("#chart-connections canvas").await;
@@ -1253,6 +1260,11 @@ async fn an_operator_monitors_a_cluster_and_sets_up_alerting_in_the_console() {
         .await,
         json!([0, 0]),
         "no markup from EMQX became an element"
+    );
+    assert_eq!(
+        b.js("return window.__csp", json!([])).await,
+        json!([]),
+        "no CSP violation"
     );
 
     // A viewer reads the same pages without the buttons that change things.
