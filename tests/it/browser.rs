@@ -1124,6 +1124,24 @@ async fn an_operator_monitors_a_cluster_and_sets_up_alerting_in_the_console() {
     );
     b.screenshot("15-channel-tested").await;
     b.click("#deliveries-dialog [data-action=close]").await;
+    // Edited without typing a secret: the stored one is kept (write-only).
+    b.click(&format!("{row} [data-action=edit-channel]")).await;
+    let placeholder = b
+        .js(
+            "return document.querySelector('#ch-secret').placeholder + '|' + document.querySelector('#ch-secret').value + '|' + document.querySelector('#ch-headers').value",
+            json!([]),
+        )
+        .await;
+    assert_eq!(placeholder, "Set — leave empty to keep||X-Team: ops");
+    b.clear("#ch-max").await;
+    b.type_into("#ch-max", "20").await;
+    b.click("#channel-dialog [data-action=save-channel]").await;
+    b.wait_for(
+        "the limit changed, the secret kept",
+        "const r = document.querySelector(arguments[0]); return r && r.textContent.includes('20') && !!r.querySelector('td[data-secret=set]') && !document.querySelector('#channel-dialog')",
+        json!([row]),
+    )
+    .await;
 
     // An alert rule: an EMQX alarm, critical, to that channel. Only the
     // fields the kind uses are shown.
@@ -1157,6 +1175,24 @@ async fn an_operator_monitors_a_cluster_and_sets_up_alerting_in_the_console() {
         "{text_of_rule}"
     );
     b.screenshot("16-alert-rules").await;
+    // Edited: the form comes back filled in; a lower severity, then back.
+    for (severity, shown) in [("warning", "Warning"), ("critical", "Critical")] {
+        b.click(&format!("{rule_row} [data-action=edit-rule]"))
+            .await;
+        assert_eq!(
+            b.js("return [document.querySelector('#rule-kind').value, document.querySelector('#rule-pattern').value, document.querySelectorAll('#rule-channels input:checked').length]", json!([])).await,
+            json!(["emqx_alarm", "high_cpu*", 1])
+        );
+        b.click(&format!("#rule-severity option[value={severity}]"))
+            .await;
+        b.click("#rule-dialog [data-action=save-rule]").await;
+        b.wait_for(
+            "the severity changed",
+            "return document.querySelector(arguments[0] + ' [data-severity]')?.textContent === arguments[1] && !document.querySelector('#rule-dialog')",
+            json!([rule_row, shown]),
+        )
+        .await;
+    }
 
     // EMQX raises the alarm (its message is markup): the rule fires.
     sim.control(
