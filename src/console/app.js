@@ -2,15 +2,20 @@
 // Text from outside (names, descriptions, addresses, anything an agent
 // reports) only ever goes through textContent or attribute setters.
 import { t, setLang, getLang } from "/console/i18n.js";
+// The monitoring and alerting pages live in their own modules; they import
+// the helpers below from this one (a cycle ES modules resolve: they only
+// use them once this module has run).
+import { showCluster, showOverview } from "/console/monitoring.js";
+import { showRules, showChannels, showAlerts } from "/console/alerting.js";
 
-const ORG = "default", PROJECT = "default";
-const P = `/api/orgs/${ORG}/projects/${PROJECT}`;
+export const ORG = "default", PROJECT = "default";
+export const P = `/api/orgs/${ORG}/projects/${PROJECT}`;
 // The session is an HttpOnly cookie: this script never holds the secret.
-const state = { loggedIn: false, clusters: new Map(), gone: new Map(), view: localStorage.getItem("ecp.view") || "cards", live: null };
-const $ = (sel, root = document) => root.querySelector(sel);
+export const state = { loggedIn: false, clusters: new Map(), gone: new Map(), view: localStorage.getItem("ecp.view") || "cards", live: null, role: null, nav: 0, redraw: null, leaving: [] };
+export const $ = (sel, root = document) => root.querySelector(sel);
 
 /** Build an element: h("button.primary", {onclick, "data-x": 1}, "text", child…) */
-function h(spec, attrs = {}, ...children) {
+export function h(spec, attrs = {}, ...children) {
   const [tag, ...classes] = spec.split(".");
   const el = document.createElement(tag || "div");
   if (classes.length) el.className = classes.join(" ");
@@ -31,7 +36,7 @@ class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
 }
 
-async function api(method, path, body) {
+export async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
   // Changes carry the console's own header (CSRF protection for cookie sessions).
   if (method !== "GET") headers["X-ECP-CSRF"] = "1";
@@ -48,7 +53,41 @@ async function api(method, path, body) {
   return data;
 }
 
-function announce(msg) { $("#live").textContent = msg; }
+export function announce(msg) { $("#live").textContent = msg; }
+
+/** Enters a page: `redraw` draws it again (after a language change). The
+ * number returned tells a page's timers whether it is still the one shown. */
+export function enterPage(name, redraw) {
+  for (const f of state.leaving.splice(0)) f();
+  state.page = name;
+  state.redraw = redraw ? { page: name, fn: redraw } : null;
+  state.nav += 1;
+  return state.nav;
+}
+
+/** `fn` runs when the page shown now is left (timers, charts). */
+export function onLeave(fn) { state.leaving.push(fn); }
+
+/** Whether the page entered as `nav` is still on screen. */
+export function stillOn(nav) { return state.loggedIn && state.nav === nav; }
+
+/** Admins of the project change things; viewers only read (the server
+ * refuses them anyway: this only keeps buttons they cannot use away). */
+export function canWrite() { return state.role === "admin"; }
+
+/** The caller's role on this console's project, as the server decides it
+ * (src/policy.rs): system and org admins are admins; a project role counts
+ * only with a membership of its org. */
+export function roleOf(me, memberships) {
+  if (me?.systemAdmin) return "admin";
+  const ms = memberships || [];
+  const org = ms.find((m) => m.orgId === ORG && !m.projectId);
+  if (!org) return null;
+  if (org.role === "admin") return "admin";
+  return ms.find((m) => m.orgId === ORG && m.projectId === PROJECT)?.role || null;
+}
+
+export function backToAccess() { enterPage("access"); renderAccess(); }
 
 // ------------------------------------------------------------------ language
 
@@ -90,7 +129,7 @@ function renderLogin(error) {
 // ------------------------------------------------------------------ system management
 
 async function showSystem() {
-  state.page = "system";
+  enterPage("system");
   const main = $("#main");
   const orgName = h("input", { id: "org-name", maxlength: 50, "aria-label": t("name"), placeholder: t("name") });
   const orgErr = h("p.error", { role: "alert", id: "org-error" });
@@ -222,7 +261,7 @@ async function showLogs(id) {
   const project = !id;
   const title = project ? t("projectLogs") : t("logsOf", c ? c.name : id);
   const nodeNames = [...new Set((project ? [...state.clusters.values()] : [c].filter(Boolean)).flatMap((x) => (x.nodeList || []).map((n) => n.name)))];
-  state.page = "logs";
+  enterPage("logs");
   if (state.tail) { clearInterval(state.tail); state.tail = null; }
   const level = h("select", { id: "log-level" }, h("option", { value: "" }, t("anyLevel")), ...LEVELS.map((l) => h("option", { value: l }, `≥ ${l}`)));
   const node = h("select", { id: "log-node" }, h("option", { value: "" }, t("anyNode")), ...nodeNames.map((n) => h("option", { value: n }, n)));
@@ -290,7 +329,7 @@ async function showLogs(id) {
   });
   more.addEventListener("click", () => load(true));
   $("#main").replaceChildren(
-    h("div.toolbar", {}, h("button.link", { id: "logs-back", onclick: () => { state.page = "access"; renderAccess(); } }, `← ${t("dataAccess")}`), h("h1", {}, title)),
+    h("div.toolbar", {}, h("button.link", { id: "logs-back", onclick: backToAccess }, `← ${t("dataAccess")}`), h("h1", {}, title)),
     h("form.inline.filters", { id: "log-filters", onsubmit: (e) => { e.preventDefault(); load(false); } },
       h("label", {}, t("level"), level), h("label", {}, t("node"), node), h("label", {}, t("since"), since), h("label", {}, t("until"), until),
       text, h("button.primary", { type: "submit", id: "log-apply" }, t("apply")), h("label", {}, live, t("liveTail"))),
@@ -305,8 +344,9 @@ function logout(callServer = true) {
   if (callServer && state.loggedIn) fetch("/api/account/logout", { method: "POST", headers: { "X-ECP-CSRF": "1" } }).catch(() => {});
   state.loggedIn = false;
   state.me = null;
-  $("#nav-access").hidden = true;
-  $("#nav-system").hidden = true;
+  state.role = null;
+  enterPage("login");
+  for (const el of document.querySelectorAll("header .views button")) el.hidden = true;
   if (state.live) state.live.abort();
   state.live = null;
   state.clusters.clear();
@@ -320,9 +360,13 @@ async function showAccess() {
   if (!state.me) {
     try { state.me = await api("GET", "/api/account/profile"); } catch { state.me = null; }
   }
-  $("#nav-access").hidden = false;
+  if (state.me && !state.role) {
+    try { state.role = roleOf(state.me, (await api("GET", `/api/users/${encodeURIComponent(state.me.id)}`)).memberships); }
+    catch { state.role = state.me.systemAdmin ? "admin" : null; }
+  }
+  for (const el of document.querySelectorAll("header .views button")) el.hidden = false;
   $("#nav-system").hidden = !state.me?.systemAdmin;
-  state.page = "access";
+  enterPage("access");
   const list = await api("GET", `${P}/clusters`);
   state.clusters = new Map(list.data.map((c) => [c.id, c]));
   renderAccess();
@@ -391,7 +435,7 @@ function duration(iso) {
   return d ? `${d}d ${hh}h` : hh ? `${hh}h ${m}m` : `${m}m ${s % 60}s`;
 }
 
-function when(iso) { return iso ? new Date(iso).toLocaleString(getLang() === "zh" ? "zh-CN" : "en-GB") : t("unknown"); }
+export function when(iso) { return iso ? new Date(iso).toLocaleString(getLang() === "zh" ? "zh-CN" : "en-GB") : t("unknown"); }
 
 function badge(c) {
   const label = t(`status.${c.status}`);
@@ -426,6 +470,7 @@ function actions(c) {
     h("button", { "data-action": "register", disabled: deleting, onclick: () => openGuide(c.id) }, t("registerNode")),
     why,
     h("button", { "data-action": "nodes", onclick: () => openNodes(c.id) }, t("viewNodes")),
+    h("button", { "data-action": "monitoring", onclick: () => showCluster(c.id, "monitoring").catch((ex) => announce(ex.message)) }, t("monitoring")),
     h("button", { "data-action": "edit", disabled: deleting, onclick: () => openEdit(c.id) }, t("edit")),
     h("button", { "data-action": "history", onclick: () => openHistory(c.id) }, t("history")),
     h("button", { "data-action": "logs", onclick: () => showLogs(c.id).catch((ex) => announce(ex.message)) }, t("logs")),
@@ -460,7 +505,7 @@ function row(c) {
 
 // ------------------------------------------------------------------ dialogs
 
-function dialog(title, body, buttons, id) {
+export function dialog(title, body, buttons, id) {
   const dlg = h("dialog", { "aria-label": title, id },
     h("form", { method: "dialog", class: "dlg" },
       h("h2", {}, title),
@@ -472,7 +517,7 @@ function dialog(title, body, buttons, id) {
   return dlg;
 }
 
-const closeBtn = () => h("button", { value: "cancel", formnovalidate: true, "data-action": "close" }, t("close"));
+export const closeBtn = () => h("button", { value: "cancel", formnovalidate: true, "data-action": "close" }, t("close"));
 
 function openInfo(title, text) { dialog(title, h("p", {}, text), [closeBtn()], "info-dialog"); }
 
@@ -493,7 +538,7 @@ function nameProblem(name) {
   return null;
 }
 
-function field(id, label, input, hint) {
+export function field(id, label, input, hint) {
   input.id = id;
   return h("div.field", {}, h("label", { for: id }, label), input, hint ? h("small", { id: `${id}-hint` }, hint) : null);
 }
@@ -581,7 +626,7 @@ async function openGuide(id) {
   await render();
 }
 
-async function copyText(text) {
+export async function copyText(text) {
   try { await navigator.clipboard.writeText(text); }
   catch {
     const ta = h("textarea", { readonly: true, style: "position:fixed;opacity:0" });
@@ -742,10 +787,16 @@ function onEvent(block) {
 $("#lang").addEventListener("change", (e) => {
   setLang(e.target.value);
   applyStatic();
-  if (!state.loggedIn) renderLogin(); else if (state.page === "system") showSystem(); else renderAccess();
+  if (!state.loggedIn) renderLogin();
+  else if (state.redraw && state.redraw.page === state.page) Promise.resolve(state.redraw.fn()).catch((ex) => announce(ex.message));
+  else if (state.page === "system") showSystem();
+  else backToAccess();
 });
-$("#nav-access").addEventListener("click", () => { state.page = "access"; renderAccess(); });
+$("#nav-access").addEventListener("click", backToAccess);
 $("#nav-system").addEventListener("click", () => showSystem().catch((ex) => announce(ex.message)));
+for (const [id, show] of [["#nav-overview", showOverview], ["#nav-rules", showRules], ["#nav-channels", showChannels], ["#nav-alerts", showAlerts]]) {
+  $(id).addEventListener("click", () => show().catch((ex) => announce(ex.message)));
+}
 $("#logout").addEventListener("click", () => logout(true));
 setInterval(() => { if (state.loggedIn && state.view) renderClusters(); }, 30000);
 setLang(getLang());

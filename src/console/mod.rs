@@ -8,6 +8,12 @@ const INDEX: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
 const I18N_JS: &str = include_str!("i18n.js");
 const APP_CSS: &str = include_str!("app.css");
+const MONITORING_JS: &str = include_str!("monitoring.js");
+const ALERTING_JS: &str = include_str!("alerting.js");
+/// uPlot, vendored unchanged (version and licence in `vendor/README.md`).
+const UPLOT_JS: &str = include_str!("vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("vendor/uPlot.min.css");
+const UPLOT_LICENSE: &str = include_str!("vendor/uPlot.LICENSE");
 
 fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
@@ -47,7 +53,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(|| async { asset("text/javascript; charset=utf-8", I18N_JS) }),
         )
         .route(
+            "/console/monitoring.js",
+            web::get().to(|| async { asset("text/javascript; charset=utf-8", MONITORING_JS) }),
+        )
+        .route(
+            "/console/alerting.js",
+            web::get().to(|| async { asset("text/javascript; charset=utf-8", ALERTING_JS) }),
+        )
+        .route(
             "/console/app.css",
             web::get().to(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/console/vendor/uPlot.iife.min.js",
+            web::get().to(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }),
+        )
+        .route(
+            "/console/vendor/uPlot.min.css",
+            web::get().to(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }),
+        )
+        .route(
+            "/console/vendor/uPlot.LICENSE",
+            web::get().to(|| async { asset("text/plain; charset=utf-8", UPLOT_LICENSE) }),
         );
 }

@@ -921,3 +921,496 @@ async fn an_operator_revokes_an_agent_from_the_console() {
     let (_, audit) = api.get("/api/audit/operations?action=agent.revoke").await;
     assert_eq!(audit["data"][0]["objectId"], agent_id.as_str(), "{audit}");
 }
+
+async fn login_as(b: &Browser, base: &str, user: &str, password: &str) {
+    b.goto(base).await;
+    b.js(
+        "window.__alerts = []; window.alert = (m) => window.__alerts.push(String(m)); return true",
+        json!([]),
+    )
+    .await;
+    b.type_into("#username", user).await;
+    b.type_into("#password", password).await;
+    b.click("#login-submit").await;
+    b.find("#add-cluster").await;
+}
+
+/// Asks `path` until `ok` holds for its answer (20 s at most); returns it.
+async fn api_until(
+    api: &Api,
+    what: &str,
+    path: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (s, v) = api.get(path).await;
+        if s == 200 && ok(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {s} {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The newest value of `metric` in chart `chart` as plotted (uPlot's own
+/// data, kept on window.__ecpCharts), or null.
+const PLOTTED: &str = "const c = window.__ecpCharts && window.__ecpCharts[arguments[0]]; if (!c) return null; \
+    const ys = c.data[1 + c.names.indexOf(arguments[1])] || []; const v = ys.filter((y) => y !== null); \
+    return v.length ? v[v.length - 1] : null";
+
+/// Monitoring and alerting in the console, with a real agent and emqx-sim:
+/// the load is scripted to 1,000 then 3,000 connections and the Monitoring
+/// chart plots 3,000; an EMQX alarm (its message hostile markup) shows as
+/// text in the alarms tab; a webhook channel is made and tested (a real
+/// receiver), an emqx_alarm rule created, the alarm fires it: Alerts,
+/// Overview; the same pages in Chinese; a viewer gets no buttons.
+#[tokio::test]
+async fn an_operator_monitors_a_cluster_and_sets_up_alerting_in_the_console() {
+    let server = Server::start_with(&[
+        ("ECP_AGENT_REPORT_INTERVAL_SECS", "1"),
+        ("ECP_METRICS_COLLECT_INTERVAL_SECS", "1"),
+        ("ECP_ALERTS_EVAL_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    let api = server.api().await;
+    let sim = Sim::start("5.6.0", 2, "watched").await;
+    sim.control(
+        reqwest::Method::POST,
+        "load",
+        json!({"connections": 1000, "msgRate": 200, "dropRate": 5}),
+    )
+    .await;
+    let (id, _, _agent) = adopted(&api, &server.base, &sim, "watched", &[]).await;
+    let hook = crate::plain_http::PlainServer::start(|_| crate::plain_http::Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: b"{}".to_vec(),
+    })
+    .await;
+    // Samples at 1,000 are stored, a few of them (the page then sees how
+    // often they come).
+    let metrics = format!("{P}/clusters/{id}/metrics?names=connections");
+    api_until(&api, "three samples at 1000", &metrics, |v| {
+        v["series"][0]["points"]
+            .as_array()
+            .is_some_and(|p| p.iter().filter(|p| p[1] == 1000.0).count() >= 3)
+    })
+    .await;
+
+    let b = Browser::start().await;
+    login(&b, &server.base).await;
+    // The charts draw under the console's Content-Security-Policy: nothing
+    // they (or the pages) do is refused.
+    b.js(
+        "window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI)); return true",
+        json!([]),
+    )
+    .await;
+    b.click(&format!("{} [data-action=monitoring]", card("watched")))
+        .await;
+    b.find("#chart-connections canvas").await;
+    let v = b
+        .wait_for(
+            "the chart plots 1000 connections",
+            PLOTTED,
+            json!(["connections", "connections"]),
+        )
+        .await;
+    assert_eq!(v, json!(1000), "{v}");
+    sim.control(reqwest::Method::POST, "load", json!({"connections": 3000}))
+        .await;
+    b.wait_for(
+        "the chart plots 3000 connections (live refresh)",
+        &format!("return (() => {{ {PLOTTED} }})() === 3000"),
+        json!(["connections", "connections"]),
+    )
+    .await;
+    // Both values are in the plotted series, in time order, and the other
+    // charts are drawn from the same answer.
+    let series = b
+        .js(
+            "const c = window.__ecpCharts.connections; return {xs: c.data[0], ys: c.data[1 + c.names.indexOf('connections')]}",
+            json!([]),
+        )
+        .await;
+    let ys: Vec<f64> = series["ys"]
+        .as_array()
+        .expect("ys")
+        .iter()
+        .filter_map(|y| y.as_f64())
+        .collect();
+    let first_3000 = ys.iter().position(|y| *y == 3000.0).expect("3000");
+    assert!(
+        ys[..first_3000].contains(&1000.0) && ys[first_3000..].iter().all(|y| *y == 3000.0),
+        "1000 then 3000: {ys:?}"
+    );
+    let xs = series["xs"].as_array().expect("xs");
+    assert!(
+        xs.windows(2).all(|w| w[0].as_f64() < w[1].as_f64()),
+        "time order: {xs:?}"
+    );
+    b.wait_for(
+        "the rates and nodes charts",
+        &format!("return (() => {{ {PLOTTED} }})() === 200"),
+        json!(["rates", "received_msg_rate"]),
+    )
+    .await;
+    let nodes = b
+        .js(
+            &format!("return (() => {{ {PLOTTED} }})()"),
+            json!(["nodes", "nodes_total"]),
+        )
+        .await;
+    assert_eq!(nodes, json!(2));
+    b.screenshot("14-monitoring-3000-connections").await;
+    // A longer range asks for it, and still shows the load.
+    b.click("#range [data-range='6h']").await;
+    b.wait_for(
+        "six hours shown",
+        "const c = window.__ecpCharts.connections; return c && c.until - c.since === 6 * 3600 * 1000",
+        json!([]),
+    )
+    .await;
+    let v = b
+        .js(
+            &format!("return (() => {{ {PLOTTED} }})()"),
+            json!(["connections", "connections"]),
+        )
+        .await;
+    assert_eq!(v, json!(3000));
+
+    // A notification channel: a webhook to a real receiver, tested.
+    b.click("#nav-channels").await;
+    b.click("#channel-create").await;
+    b.type_into("#ch-name", "ops webhook").await;
+    b.type_into("#ch-url", &format!("{}/hook", hook.url)).await;
+    b.type_into("#ch-headers", "X-Team: ops").await;
+    b.screenshot("15a-channel-form").await;
+    b.click("#channel-dialog [data-action=save-channel]").await;
+    // The secret ECP made is shown once.
+    let secret = b.text("#channel-secret").await;
+    assert!(secret.len() >= 16, "{secret}");
+    b.click("#secret-dialog [data-action=close]").await;
+    let row = "#channels-body tr[data-channel-name='ops webhook']";
+    b.find(&format!("{row} td[data-secret=set]")).await;
+    let page = b.text("#main").await;
+    assert!(!page.contains(&secret), "the secret is not on the page");
+    b.click(&format!("{row} [data-action=test-channel]")).await;
+    let result = b
+        .wait_for(
+            "the test delivered",
+            "const r = document.querySelector('#test-result'); return r && r.dataset.state !== 'pending' && r.dataset.state + ': ' + r.textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        result
+            .as_str()
+            .is_some_and(|r| r.starts_with("delivered") && r.contains("HTTP 200")),
+        "{result}"
+    );
+    b.find("#deliveries-body tr[data-kind=test][data-state=delivered]")
+        .await;
+    let got = hook.seen();
+    assert!(
+        got.iter().any(|r| r.path == "/hook"
+            && r.headers.contains(&("x-ecp-event".into(), "test".into()))
+            && r.headers.contains(&("x-team".into(), "ops".into()))),
+        "{got:?}"
+    );
+    b.screenshot("15-channel-tested").await;
+    b.click("#deliveries-dialog [data-action=close]").await;
+    // Edited without typing a secret: the stored one is kept (write-only).
+    b.click(&format!("{row} [data-action=edit-channel]")).await;
+    let placeholder = b
+        .js(
+            "return document.querySelector('#ch-secret').placeholder + '|' + document.querySelector('#ch-secret').value + '|' + document.querySelector('#ch-headers').value",
+            json!([]),
+        )
+        .await;
+    assert_eq!(placeholder, "Set — leave empty to keep||X-Team: ops");
+    b.clear("#ch-max").await;
+    b.type_into("#ch-max", "20").await;
+    b.click("#channel-dialog [data-action=save-channel]").await;
+    b.wait_for(
+        "the limit changed, the secret kept",
+        "const r = document.querySelector(arguments[0]); return r && r.textContent.includes('20') && !!r.querySelector('td[data-secret=set]') && !document.querySelector('#channel-dialog')",
+        json!([row]),
+    )
+    .await;
+
+    // An alert rule: an EMQX alarm, critical, to that channel. Only the
+    // fields the kind uses are shown.
+    b.click("#nav-rules").await;
+    b.click("#rule-create").await;
+    b.type_into("#rule-name", "cpu alarm").await;
+    b.click("#rule-kind option[value=connections_over]").await;
+    assert_eq!(
+        b.js("return [document.querySelector('#rule-threshold').closest('.field').hidden, document.querySelector('#rule-unit').closest('.field').hidden, document.querySelector('#rule-pattern').closest('.field').hidden]", json!([])).await,
+        json!([false, false, true])
+    );
+    b.click("#rule-kind option[value=emqx_alarm]").await;
+    assert_eq!(
+        b.js("return [document.querySelector('#rule-threshold').closest('.field').hidden, document.querySelector('#rule-pattern').closest('.field').hidden]", json!([])).await,
+        json!([true, false])
+    );
+    b.clear("#rule-pattern").await;
+    b.type_into("#rule-pattern", "high_cpu*").await;
+    b.click("#rule-severity option[value=critical]").await;
+    b.click("#rule-channels input[type=checkbox]").await;
+    b.screenshot("16a-rule-form").await;
+    b.click("#rule-dialog [data-action=save-rule]").await;
+    let rule_row = "#rules-body tr[data-rule-name='cpu alarm']";
+    let text_of_rule = b.text(rule_row).await;
+    assert!(
+        text_of_rule.contains("EMQX alarm")
+            && text_of_rule.contains("high_cpu*")
+            && text_of_rule.contains("Critical")
+            && text_of_rule.contains("ops webhook")
+            && text_of_rule.contains("All clusters"),
+        "{text_of_rule}"
+    );
+    b.screenshot("16-alert-rules").await;
+    // Edited: the form comes back filled in; a lower severity, then back.
+    for (severity, shown) in [("warning", "Warning"), ("critical", "Critical")] {
+        b.click(&format!("{rule_row} [data-action=edit-rule]"))
+            .await;
+        assert_eq!(
+            b.js("return [document.querySelector('#rule-kind').value, document.querySelector('#rule-pattern').value, document.querySelectorAll('#rule-channels input:checked').length]", json!([])).await,
+            json!(["emqx_alarm", "high_cpu*", 1])
+        );
+        b.click(&format!("#rule-severity option[value={severity}]"))
+            .await;
+        b.click("#rule-dialog [data-action=save-rule]").await;
+        b.wait_for(
+            "the severity changed",
+            "return document.querySelector(arguments[0] + ' [data-severity]')?.textContent === arguments[1] && !document.querySelector('#rule-dialog')",
+            json!([rule_row, shown]),
+        )
+        .await;
+    }
+
+    // EMQX raises the alarm (its message is markup): the rule fires.
+    sim.control(
+        reqwest::Method::POST,
+        "alarms",
+        json!({"name": "high_cpu_usage", "message": XSS, "action": "activate"}),
+    )
+    .await;
+    api_until(
+        &api,
+        "the alert firing",
+        &format!("{P}/alerts?state=firing"),
+        |v| v["data"].as_array().is_some_and(|a| a.len() == 1),
+    )
+    .await;
+    b.click("#nav-alerts").await;
+    let firing = "#alerts-body tr[data-state=firing][data-kind=emqx_alarm]";
+    let alert_text = b.text(firing).await;
+    assert!(
+        alert_text.contains("cpu alarm") && alert_text.contains("watched"),
+        "{alert_text}"
+    );
+    b.screenshot("17-alerts-firing").await;
+    // Its cluster's alarms tab, from the alert.
+    b.click(&format!("{firing} [data-action=open-cluster]"))
+        .await;
+    let alarm = "#alarms-body tr[data-alarm-name=high_cpu_usage]";
+    let alarm_text = b.text(alarm).await;
+    assert!(
+        alarm_text.contains(XSS) && alarm_text.contains(&sim.node(1)),
+        "the alarm's message as text: {alarm_text}"
+    );
+    b.screenshot("18-emqx-alarms").await;
+    // The overview counts it.
+    b.click("#nav-overview").await;
+    b.find(&format!("#firing-body tr[data-cluster-id='{id}']"))
+        .await;
+    assert_eq!(
+        b.js("return [document.querySelector('#stat-firing').dataset.value, document.querySelector('#stat-connections').dataset.value, document.querySelector('#stat-clusters [data-status=running]')?.dataset.count]", json!([])).await,
+        json!(["1", "3000", "1"])
+    );
+    b.screenshot("19-overview").await;
+
+    // 中文: the same pages, translated.
+    b.click("#lang option[value=zh]").await;
+    b.wait_for(
+        "Chinese overview",
+        "return document.querySelector('#overview-h')?.textContent === '概览' && document.querySelector('#firing-h')?.textContent === '有告警的集群'",
+        json!([]),
+    )
+    .await;
+    b.click("#nav-rules").await;
+    b.wait_for("Chinese rules", "return document.querySelector('#rules-h')?.textContent === '告警规则' && document.querySelector(arguments[0])?.textContent.includes('EMQX 告警')", json!([rule_row])).await;
+    b.screenshot("20-alert-rules-zh").await;
+    b.click("#nav-channels").await;
+    b.wait_for("Chinese channels", "return document.querySelector('#channels-h')?.textContent === '通知渠道' && document.querySelector(arguments[0] + ' [data-action=test-channel]')?.textContent === '测试'", json!([row])).await;
+    b.screenshot("21-channels-zh").await;
+    // EMQX clears the alarm: resolved, in the history.
+    sim.control(
+        reqwest::Method::POST,
+        "alarms",
+        json!({"name": "high_cpu_usage", "action": "deactivate"}),
+    )
+    .await;
+    api_until(
+        &api,
+        "the alert resolved",
+        &format!("{P}/alerts?state=resolved"),
+        |v| v["data"].as_array().is_some_and(|a| a.len() == 1),
+    )
+    .await;
+    b.click("#nav-alerts").await;
+    b.wait_for("Chinese alerts", "return document.querySelector('#alerts-h')?.textContent === '告警' && document.querySelector('#alerts-firing')?.textContent === '告警中'", json!([])).await;
+    b.click("#alerts-resolved").await;
+    let resolved = b
+        .text("#alerts-body tr[data-state=resolved][data-kind=emqx_alarm]")
+        .await;
+    assert!(resolved.contains("严重"), "{resolved}");
+    b.screenshot("22-alerts-history-zh").await;
+    b.click("#alerts-body tr[data-state=resolved] [data-action=open-cluster]")
+        .await;
+    b.click("#tab-monitoring").await;
+    b.wait_for(
+        "Chinese monitoring",
+        "return document.querySelector('#chart-connections figcaption')?.textContent === '连接' && document.querySelector('#tab-alarms')?.textContent === 'EMQX 告警'",
+        json!([]),
+    )
+    .await;
+    b.wait_for(
+        "the chart again",
+        &format!("return (() => {{ {PLOTTED} }})() === 3000"),
+        json!(["connections", "connections"]),
+    )
+    .await;
+    b.screenshot("23-monitoring-zh").await;
+    assert_eq!(
+        b.js(
+            "return [window.__alerts.length, document.querySelectorAll('img').length]",
+            json!([])
+        )
+        .await,
+        json!([0, 0]),
+        "no markup from EMQX became an element"
+    );
+    assert_eq!(
+        b.js("return window.__csp", json!([])).await,
+        json!([]),
+        "no CSP violation"
+    );
+
+    // A viewer reads the same pages without the buttons that change things.
+    let (s, v) = api
+        .post(
+            "/api/users",
+            json!({"username": "watcher", "password": "Passw0rd-x"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let viewer = v["id"].as_str().expect("id").to_string();
+    for path in [
+        format!("/api/orgs/default/members/{viewer}"),
+        format!("{P}/members/{viewer}"),
+    ] {
+        let (s, v) = api
+            .call(reqwest::Method::PUT, &path, Some(json!({"role": "viewer"})))
+            .await;
+        assert_eq!(s, 204, "{path}: {v}");
+    }
+    b.click("#logout").await;
+    login_as(&b, &server.base, "watcher", "Passw0rd-x").await;
+    b.click("#nav-rules").await;
+    b.find(rule_row).await;
+    b.click("#nav-channels").await;
+    b.find(&format!("{row} [data-action=deliveries]")).await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('#rule-create, #channel-create, [data-action=edit-channel], [data-action=test-channel], [data-action=delete-channel]').length", json!([])).await,
+        json!(0)
+    );
+    b.click("#nav-rules").await;
+    b.find(rule_row).await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('[data-action=edit-rule], [data-action=delete-rule]').length", json!([])).await,
+        json!(0)
+    );
+    b.screenshot("24-rules-viewer").await;
+}
+
+/// The console's pure helpers, run in the browser (the modules as served):
+/// series aligned for the charts, the collection interval seen from the
+/// points, numbers and durations, rule bodies holding only the kind's
+/// fields, webhook header lines, the role from memberships.
+#[tokio::test]
+async fn the_console_helpers_decide_as_documented() {
+    let server = Server::start().await;
+    let b = Browser::start().await;
+    b.goto(&server.base).await;
+    b.find("#username").await;
+    b.js(
+        r#"window.__checks = null;
+Promise.all([import('/console/monitoring.js'), import('/console/alerting.js'), import('/console/app.js')]).then(([m, a, app]) => {
+  const out = {};
+  out.align = m.align([{name: 'a', points: [[1000, 1], [3000, 3]]}, {name: 'b', points: [[2000, 20], [3000, 30]]}], ['a', 'b', 'c']);
+  out.interval = m.collectInterval([{name: 'a', points: [[0, 1], [15000, 1], [30000, 1], [46000, 1]]}]);
+  out.intervalFew = m.collectInterval([{name: 'a', points: [[0, 1], [15000, 1]]}]);
+  out.intervalBounds = [m.collectInterval([{name: 'a', points: [[0, 1], [100, 1], [200, 1]]}]), m.collectInterval([{name: 'a', points: [[0, 1], [3600000, 1], [7200000, 1]]}])];
+  out.nums = [m.fmtNum(3000), m.fmtNum(12345), m.fmtNum(2500000), m.fmtNum(0.125), m.fmtNum(null)];
+  out.durations = [m.fmtDuration(65000), m.fmtDuration(3 * 3600000 + 120000), m.fmtDuration(26 * 3600000)];
+  const form = {name: ' r ', kind: 'emqx_alarm', clusterIds: [], threshold: '5', unit: 'percent', reasonCode: 'agent_offline', alarmPattern: '', forSecs: '30', recoverSecs: '', severity: 'critical', channelIds: ['c1'], enabled: true};
+  out.ruleAlarm = a.ruleInput(form);
+  out.ruleConn = a.ruleInput({...form, kind: 'connections_over', unit: 'absolute'});
+  out.ruleAbnormal = a.ruleInput({...form, kind: 'cluster_abnormal'});
+  out.headers = a.parseHeaders('X-Team: ops\n\nAuthorization: Bearer a:b\n');
+  try { a.parseHeaders('no colon here'); out.badHeader = 'accepted'; } catch (e) { out.badHeader = e.message; }
+  out.roles = [
+    app.roleOf({systemAdmin: true}, []),
+    app.roleOf({systemAdmin: false}, [{orgId: 'default', projectId: null, role: 'admin'}]),
+    app.roleOf({systemAdmin: false}, [{orgId: 'default', projectId: null, role: 'viewer'}, {orgId: 'default', projectId: 'default', role: 'admin'}]),
+    app.roleOf({systemAdmin: false}, [{orgId: 'default', projectId: null, role: 'viewer'}, {orgId: 'default', projectId: 'default', role: 'viewer'}]),
+    app.roleOf({systemAdmin: false}, [{orgId: 'default', projectId: 'default', role: 'admin'}]),
+    app.roleOf({systemAdmin: false}, [{orgId: 'other', projectId: null, role: 'admin'}]),
+  ];
+  window.__checks = out;
+}).catch((e) => { window.__checks = {error: String(e)}; });
+return true"#,
+        json!([]),
+    )
+    .await;
+    let c = b
+        .wait_for("the checks", "return window.__checks", json!([]))
+        .await;
+    assert!(c.get("error").is_none(), "{c}");
+    assert_eq!(
+        c["align"],
+        json!([[1, 2, 3], [1, null, 3], [null, 20, 30], [null, null, null]])
+    );
+    assert_eq!(c["interval"], json!(15), "the median gap");
+    assert_eq!(c["intervalFew"], json!(null), "too few points to tell");
+    assert_eq!(c["intervalBounds"], json!([1, 60]));
+    assert_eq!(c["nums"], json!(["3000", "12.3k", "2.5M", "0.13", "—"]));
+    assert_eq!(c["durations"], json!(["1m 5s", "3h 2m", "1d 2h"]));
+    assert_eq!(
+        c["ruleAlarm"],
+        json!({"name": "r", "kind": "emqx_alarm", "clusterIds": [], "forSecs": 30, "recoverSecs": 0,
+            "severity": "critical", "channelIds": ["c1"], "enabled": true, "alarmPattern": "*"}),
+        "no threshold, unit or reason for an alarm rule"
+    );
+    assert_eq!(c["ruleConn"]["threshold"], json!(5));
+    assert_eq!(c["ruleConn"]["unit"], "absolute");
+    assert!(c["ruleConn"].get("alarmPattern").is_none(), "{c}");
+    assert_eq!(c["ruleAbnormal"]["reasonCode"], "agent_offline");
+    assert!(c["ruleAbnormal"].get("threshold").is_none(), "{c}");
+    assert_eq!(
+        c["headers"],
+        json!({"X-Team": "ops", "Authorization": "Bearer a:b"})
+    );
+    assert_eq!(c["badHeader"], "Header line 1 is not \"Name: value\"");
+    assert_eq!(
+        c["roles"],
+        json!(["admin", "admin", "admin", "viewer", null, null])
+    );
+}
