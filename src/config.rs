@@ -52,6 +52,11 @@ pub struct MetricsConfig {
     pub clusters_refresh_secs: u32,
     /// Agents collect EMQX metrics this often (sent to agents at connect).
     pub collect_interval_secs: u32,
+    /// A scrape presenting `Authorization: Bearer <this>` also gets every
+    /// managed cluster's latest EMQX figures, labelled with org, project and
+    /// cluster names (the fleet); without it (or while empty) `/metrics`
+    /// holds only this node's own figures, which name no tenant.
+    pub scrape_token: String,
 }
 
 impl Default for MetricsConfig {
@@ -59,6 +64,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             clusters_refresh_secs: 15,
             collect_interval_secs: 15,
+            scrape_token: String::new(),
         }
     }
 }
@@ -423,6 +429,18 @@ impl Config {
         }
         if let Err(e) = crate::client_ip::parse_trusted(&self.server.trusted_proxies) {
             return Err(invalid("server.trusted_proxies", e));
+        }
+        if !self.metrics.scrape_token.is_empty() && self.metrics.scrape_token.len() < 16 {
+            return Err(invalid(
+                "metrics.scrape_token",
+                "must be at least 16 characters (or empty: no fleet export)",
+            ));
+        }
+        if self.alerts.delivery_lease_secs <= self.alerts.delivery_timeout_secs {
+            return Err(invalid(
+                "alerts.delivery_lease_secs",
+                "must be longer than alerts.delivery_timeout_secs (else a slow delivery is sent twice)",
+            ));
         }
         if self.metrics.clusters_refresh_secs == 0 {
             return Err(invalid(

@@ -442,6 +442,9 @@ pub struct Facts {
     pub latest: Option<Point>,
     /// Since when an agent able to send metrics is connected (`None`: none is).
     pub metrics_expected_since: Option<Millis>,
+    /// A connected agent's ability to send metrics is not known yet (a
+    /// new owner learns it when the session introduces itself again).
+    pub metrics_capability_unknown: bool,
     /// The last metric sample's time, when any.
     pub last_sample_at: Option<Millis>,
     /// The collection interval.
@@ -583,6 +586,9 @@ pub fn conditions(rule: &AlertRule, f: &Facts, now: Millis) -> Verdict {
         }
         AlertKind::NoMetrics => {
             let Some(since) = f.metrics_expected_since else {
+                if f.metrics_capability_unknown {
+                    return Verdict::Unknown;
+                }
                 return one(false, String::new);
             };
             let last = f.last_sample_at.unwrap_or(0).max(since);
@@ -611,6 +617,10 @@ enum Track {
         clearing: Option<Millis>,
     },
 }
+
+/// Subjects one rule tracks for one cluster, at most (EMQX alarms are
+/// the only kind with several).
+pub const MAX_SUBJECTS_PER_RULE: usize = 20;
 
 /// What the engine decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -691,9 +701,31 @@ impl AlertEngine {
             }
         }
         for rule in live {
-            let Verdict::Holds(holding) = conditions(rule, facts, now) else {
+            let Verdict::Holds(mut holding) = conditions(rule, facts, now) else {
+                // Not known now (a stale or missing metric): a pending
+                // condition was not seen to hold throughout, nor a firing
+                // one to stay away; both start over when data is back.
+                for ((r, _), t) in self.tracks.iter_mut() {
+                    if r == &rule.id {
+                        if let Track::Firing { clearing, .. } = t {
+                            *clearing = None;
+                        }
+                    }
+                }
+                self.tracks
+                    .retain(|(r, _), t| r != &rule.id || matches!(t, Track::Firing { .. }));
                 continue;
             };
+            // A cluster cannot make a rule track more than a bounded number
+            // of subjects (one alert per EMQX alarm): the first ones by
+            // name, the rest named in the last one's message.
+            if holding.len() > MAX_SUBJECTS_PER_RULE {
+                let more = holding.len() - MAX_SUBJECTS_PER_RULE + 1;
+                holding.truncate(MAX_SUBJECTS_PER_RULE);
+                if let Some((_, m)) = holding.last_mut() {
+                    *m = format!("{m} (and {more} more like it)");
+                }
+            }
             let for_ms = rule.for_secs.saturating_mul(1000);
             let recover_ms = rule.recover_secs.saturating_mul(1000);
             // Subjects the rule tracks now, and subjects whose condition holds.
@@ -785,8 +817,9 @@ impl AlertEngine {
             .collect()
     }
 
-    /// The next time a pending or clearing track may change by time alone.
-    pub fn next_wake(&self, rules: &[AlertRule]) -> Option<Millis> {
+    /// The next time (after `now`) a pending or clearing track may change
+    /// by time alone. A deadline already past is waiting for data, not time.
+    pub fn next_wake(&self, rules: &[AlertRule], now: Millis) -> Option<Millis> {
         self.tracks
             .iter()
             .filter_map(|((rule, _), t)| {
@@ -799,6 +832,7 @@ impl AlertEngine {
                     Track::Firing { .. } => None,
                 }
             })
+            .filter(|at| *at > now)
             .min()
     }
 }
@@ -882,6 +916,7 @@ mod tests {
             stopped_nodes: vec![],
             latest: None,
             metrics_expected_since: None,
+            metrics_capability_unknown: false,
             last_sample_at: None,
             metrics_interval_ms: 15_000,
             active_alarms: vec![],
@@ -939,7 +974,12 @@ mod tests {
             e.evaluate(&rules, &down, &who(), 1_000, &mut id).is_empty(),
             "pending"
         );
-        assert_eq!(e.next_wake(&rules), Some(11_000));
+        assert_eq!(e.next_wake(&rules, 1_000), Some(11_000));
+        assert_eq!(
+            e.next_wake(&rules, 11_000),
+            None,
+            "a past deadline waits for data"
+        );
         assert!(e
             .evaluate(&rules, &down, &who(), 10_999, &mut id)
             .is_empty());
@@ -1021,6 +1061,50 @@ mod tests {
         assert!(
             matches!(t.as_slice(), [Transition::Resolve(a)] if a.subject == "emqx@n1/high_cpu_usage")
         );
+    }
+
+    #[test]
+    fn a_cluster_cannot_make_a_rule_track_more_than_the_cap() {
+        let rules = vec![rule(AlertKind::EmqxAlarm)];
+        let mut f = facts();
+        f.active_alarms = (0..MAX_SUBJECTS_PER_RULE + 30)
+            .map(|i| alarm(&format!("flood_{i:03}")))
+            .collect();
+        let mut e = AlertEngine::default();
+        let fired = e.evaluate(&rules, &f, &who(), 1, ids());
+        assert_eq!(fired.len(), MAX_SUBJECTS_PER_RULE);
+        let Some(Transition::Fire(last)) = fired.last() else {
+            panic!("firings: {fired:?}");
+        };
+        assert!(
+            last.message.ends_with("(and 31 more like it)"),
+            "{}",
+            last.message
+        );
+    }
+
+    #[test]
+    fn a_pending_metric_condition_starts_over_after_a_gap_in_the_data() {
+        let mut r = rule(AlertKind::MsgDroppedRateOver);
+        r.threshold = Some(10.0);
+        r.for_secs = 60;
+        let rules = vec![r];
+        let mut f = facts();
+        f.latest = Some(point(&[("dropped_msg_rate", 50.0)]));
+        let mut e = AlertEngine::default();
+        assert!(e.evaluate(&rules, &f, &who(), 1_000, ids()).is_empty());
+        assert_eq!(e.next_wake(&rules, 1_000), Some(61_000));
+        // The samples stop (stale): nothing to wake for, and the pending
+        // condition is forgotten rather than fired without being seen.
+        let mut stale = f.clone();
+        stale.latest = None;
+        assert!(e.evaluate(&rules, &stale, &who(), 30_000, ids()).is_empty());
+        assert_eq!(e.next_wake(&rules, 30_000), None);
+        assert!(
+            e.evaluate(&rules, &f, &who(), 70_000, ids()).is_empty(),
+            "for_secs again"
+        );
+        assert_eq!(e.next_wake(&rules, 70_000), Some(130_000));
     }
 
     #[test]

@@ -103,9 +103,19 @@ impl ClusterActor {
             }
             Ok::<_, StoreError>(rec)
         };
+        let moved = left.is_some();
         Box::pin(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(rec) => {
                 act.record = rec.clone();
+                if moved {
+                    // The old project's rules no longer apply: their alerts
+                    // resolve (notified on the old project's channels), and
+                    // the new project's rules are read before anything is
+                    // evaluated again.
+                    act.resolve_all("the cluster moved to another project");
+                    act.watch.rules.clear();
+                    act.watch.silent_since = None;
+                }
                 if let Some((org_id, project_id)) = left {
                     act.announce(ClusterChange::Removed {
                         cluster_id: rec.id.clone(),
@@ -120,7 +130,9 @@ impl ClusterActor {
                     });
                 }
                 act.run_effects(fx, ctx);
-                if changed && !gone {
+                if moved {
+                    act.refresh(ctx);
+                } else if changed && !gone {
                     act.evaluate(ctx);
                 }
                 if gone {
@@ -265,6 +277,7 @@ impl Actor for ClusterActor {
         let mut fx = self.machine.resume(&timing);
         // After a restart, sessions that are still open belong to us again.
         for (agent, s) in self.deps.dir.sessions_of(&self.record.id) {
+            self.watch.session_up(&agent, s.metrics, now);
             fx.extend(self.machine.step(
                 Input::Connected {
                     agent,
@@ -650,14 +663,22 @@ impl ClusterActor {
                         if act.watch.loaded {
                             return; // loaded meanwhile
                         }
+                        act.watch.silent_since = firing
+                            .iter()
+                            .filter(|a| a.kind == alerting::AlertKind::NoMetrics)
+                            .map(|a| a.started_at)
+                            .min();
                         act.watch.engine = AlertEngine::load(firing);
-                        act.watch.alarms = alarms;
+                        // A snapshot taken meanwhile is newer than the store's.
+                        if act.watch.alarms == alerting::AlarmSet::default() {
+                            act.watch.alarms = alarms;
+                        }
                         if act.watch.latest.is_none() {
                             act.watch.latest = latest;
                         }
                         act.watch.loaded = true;
                     }
-                    act.watch.rules = rules;
+                    act.watch.previous_rules = std::mem::replace(&mut act.watch.rules, rules);
                     act.evaluate(ctx);
                 }
                 Err(e) => {
@@ -674,7 +695,21 @@ impl ClusterActor {
             return;
         }
         let now = now_ms();
-        let facts = self.watch.facts(&self.record, &self.deps.watch, now);
+        if let Some(at) = self.watch.budget.wait_until(now) {
+            if self.wake.is_none() {
+                tracing::warn!(cluster_id = %self.record.id, "alerts flapping; evaluation paused until the next minute");
+                let delay = Duration::from_millis(at.saturating_sub(now).max(10));
+                self.wake = Some(ctx.run_later(delay, |act, ctx| {
+                    act.wake = None;
+                    act.evaluate(ctx);
+                }));
+            }
+            return;
+        }
+        let connected: Vec<String> = self.machine.connected().map(|(a, _)| a.clone()).collect();
+        let facts = self
+            .watch
+            .facts(&self.record, &connected, &self.deps.watch, now);
         let who = Subject {
             org_id: &self.record.org_id,
             project_id: &self.record.project_id,
@@ -688,7 +723,7 @@ impl ClusterActor {
         if let Some(h) = self.wake.take() {
             ctx.cancel_future(h);
         }
-        if let Some(at) = self.watch.engine.next_wake(&self.watch.rules) {
+        if let Some(at) = self.watch.engine.next_wake(&self.watch.rules, now) {
             let delay = Duration::from_millis(at.saturating_sub(now).max(10));
             self.wake = Some(ctx.run_later(delay, |act, ctx| {
                 act.wake = None;
@@ -698,6 +733,7 @@ impl ClusterActor {
         if ts.is_empty() {
             return;
         }
+        self.watch.budget.spend(ts.len());
         let write = self.record_transitions(ts);
         ctx.wait(write.into_actor(self).map(|res, act, ctx| {
             if let Err(e) = res {
@@ -717,7 +753,13 @@ impl ClusterActor {
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
         let store = self.deps.store.clone();
         let wake = self.deps.wake_deliveries.clone();
-        let rules = self.watch.rules.clone();
+        let rules: Vec<alerting::AlertRule> = self
+            .watch
+            .rules
+            .iter()
+            .chain(&self.watch.previous_rules)
+            .cloned()
+            .collect();
         let now = now_ms();
         async move {
             let mut queued = false;

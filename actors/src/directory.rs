@@ -32,6 +32,8 @@ pub struct SessionEntry {
     pub last_seen: Arc<AtomicU64>,
     /// The session's dashboard tunnel.
     pub tunnel: Arc<crate::tunnel::Tunnel>,
+    /// The agent sends metric samples (protocol 3 or later).
+    pub metrics: bool,
 }
 
 impl SessionEntry {

@@ -179,7 +179,8 @@ pub fn plan_append(
     let mut last = last;
     let mut bucket: Vec<Point> = open.to_vec();
     for s in samples {
-        let fresh = s.at_ms + RAW_RETENTION_MS > now && s.at_ms <= now + MAX_FUTURE_MS;
+        let fresh = s.at_ms.saturating_add(RAW_RETENTION_MS) > now
+            && s.at_ms <= now.saturating_add(MAX_FUTURE_MS);
         let spaced = last.is_none_or(|l| s.at_ms >= l.saturating_add(min_spacing.max(1)));
         let Some(p) = Point::from_sample(s).filter(|_| fresh && spaced) else {
             plan.refused += 1;
@@ -224,7 +225,7 @@ pub fn mean(at: Millis, points: &[Point]) -> Point {
 /// Which tier answers a range: raw when it starts within the raw retention
 /// and the step is finer than a bucket, else the roll-ups.
 pub fn tier_for(since: Millis, step_ms: Millis, now: Millis) -> Tier {
-    if since + RAW_RETENTION_MS >= now && step_ms < BUCKET_MS {
+    if since.saturating_add(RAW_RETENTION_MS) >= now && step_ms < BUCKET_MS {
         Tier::Raw
     } else {
         Tier::Rollup

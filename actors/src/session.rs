@@ -362,12 +362,26 @@ impl SessionActor {
                 self.ask(input, ctx);
             }
             Frame::Alarms(snapshot) => {
+                // The agent sends a snapshot again only when the alarms
+                // change or a session starts: one not kept ends the session.
                 let input = ClusterInput::Alarms {
                     agent_id: self.agent_id.clone(),
                     session_id: self.session_id,
                     snapshot,
                 };
-                self.ask(input, ctx);
+                let cluster = self.deps.cluster(&self.cluster_id);
+                ctx.wait(async move { cluster.ask(input).await }.into_actor(self).map(
+                    |res, act, ctx| match res {
+                        Ok(_) => {}
+                        Err(ClusterError::NotFound) => {
+                            act.close(ctx, CloseCode::ClusterDeleted, "cluster was deleted")
+                        }
+                        Err(e) => {
+                            tracing::warn!(agent_id = %act.agent_id, error = %e, "alarms not kept");
+                            act.close(ctx, CloseCode::TryAgain, "alarms storage unavailable");
+                        }
+                    },
+                ));
             }
             Frame::UnregisterAck => {
                 let input = ClusterInput::AgentGone {
@@ -410,6 +424,7 @@ impl SessionActor {
             shutdown: ctx.address().recipient(),
             last_seen: self.last_seen.clone(),
             tunnel: self.tunnel.clone(),
+            metrics: protocol >= ecp_protocol::METRICS_SINCE,
         };
         let opened = SessionOpened {
             agent_id: self.agent_id.clone(),

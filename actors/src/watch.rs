@@ -6,7 +6,7 @@
 use crate::alerting::{AlarmSet, AlertEngine, AlertRule, Facts};
 use crate::model::{ClusterRecord, Millis};
 use crate::series::Point;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Timing of the watch, from the configuration.
@@ -34,6 +34,36 @@ impl WatchConfig {
     }
 }
 
+/// Alert transitions one cluster may cause per minute. An honest cluster
+/// never comes near; one whose agent flips alarms as fast as its budget
+/// allows waits for the next minute (nothing is lost: the engine is simply
+/// not run until then).
+pub const TRANSITIONS_PER_MINUTE: u32 = 120;
+
+/// The per-minute count of alert transitions.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TransitionBudget {
+    window: Millis,
+    used: u32,
+}
+
+impl TransitionBudget {
+    /// `None`: evaluate now; `Some(t)`: not before `t`.
+    pub fn wait_until(&mut self, now: Millis) -> Option<Millis> {
+        let window = now - now % 60_000;
+        if window != self.window {
+            *self = TransitionBudget { window, used: 0 };
+        }
+        (self.used >= TRANSITIONS_PER_MINUTE).then_some(window + 60_000)
+    }
+
+    pub fn spend(&mut self, n: usize) {
+        self.used = self
+            .used
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+}
+
 /// A cluster's watch state, owned by its actor.
 #[derive(Debug, Default)]
 pub struct Watch {
@@ -43,6 +73,9 @@ pub struct Watch {
     pub engine: AlertEngine,
     /// The project's rules as last read.
     pub rules: Vec<AlertRule>,
+    /// The read before: a rule deleted since still names the channels its
+    /// alerts' resolved notices go to.
+    pub previous_rules: Vec<AlertRule>,
     /// The newest stored sample.
     pub latest: Option<Point>,
     pub alarms: AlarmSet,
@@ -51,6 +84,13 @@ pub struct Watch {
     pub source: Option<String>,
     /// Connected agents that send metrics, since when.
     pub capable: BTreeMap<String, Millis>,
+    /// Connected agents too old to send metrics.
+    pub incapable: BTreeSet<String>,
+    /// The earliest start of a `no_metrics` alert firing when the watch
+    /// was loaded: silence is counted from there, not from when a new
+    /// owner heard of the session again.
+    pub silent_since: Option<Millis>,
+    pub budget: TransitionBudget,
 }
 
 impl Watch {
@@ -69,21 +109,36 @@ impl Watch {
 
     pub fn session_up(&mut self, agent: &str, metrics: bool, now: Millis) {
         if metrics {
+            self.incapable.remove(agent);
             self.capable.entry(agent.to_string()).or_insert(now);
         } else {
             self.capable.remove(agent);
+            self.incapable.insert(agent.to_string());
         }
     }
 
     pub fn session_down(&mut self, agent: &str) {
         self.capable.remove(agent);
+        self.incapable.remove(agent);
         if self.source.as_deref() == Some(agent) {
             self.source = None;
         }
     }
 
-    /// What the rules see now.
-    pub fn facts(&self, record: &ClusterRecord, cfg: &WatchConfig, now: Millis) -> Facts {
+    /// What the rules see now; `connected`: the agents with a session now
+    /// (what the lifecycle machine says; entries of others are stale).
+    pub fn facts(
+        &self,
+        record: &ClusterRecord,
+        connected: &[String],
+        cfg: &WatchConfig,
+        now: Millis,
+    ) -> Facts {
+        let expected = connected
+            .iter()
+            .filter_map(|a| self.capable.get(a))
+            .min()
+            .map(|since| self.silent_since.map_or(*since, |s| s.min(*since)));
         let mut facts = Facts {
             status: record.status,
             reason: record.reason.as_ref().map(|r| (r.code, r.message.clone())),
@@ -94,7 +149,10 @@ impl Watch {
                 .map(|n| n.name.clone())
                 .collect(),
             latest: None,
-            metrics_expected_since: self.capable.values().min().copied(),
+            metrics_expected_since: expected,
+            metrics_capability_unknown: connected
+                .iter()
+                .any(|a| !self.capable.contains_key(a) && !self.incapable.contains(a)),
             last_sample_at: self.latest.as_ref().map(|p| p.at),
             metrics_interval_ms: cfg.metrics_interval_ms,
             active_alarms: self.alarms.active.clone(),
@@ -111,6 +169,65 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flapping_cluster_waits_for_the_next_minute() {
+        let mut b = TransitionBudget::default();
+        assert_eq!(b.wait_until(60_500), None);
+        b.spend(TRANSITIONS_PER_MINUTE as usize - 1);
+        assert_eq!(b.wait_until(61_000), None);
+        b.spend(5);
+        assert_eq!(b.wait_until(62_000), Some(120_000));
+        assert_eq!(b.wait_until(120_000), None, "a new minute");
+    }
+
+    #[test]
+    fn only_connected_agents_count_and_a_new_owner_keeps_the_silence() {
+        use crate::model::*;
+        let record = ClusterRecord {
+            id: "c".into(),
+            org_id: "o".into(),
+            project_id: "p".into(),
+            name: "c".into(),
+            description: String::new(),
+            service_address: String::new(),
+            status: Status::Running,
+            reason: None,
+            emqx: None,
+            nodes: NodeCounts::default(),
+            node_list: vec![],
+            connections: ConnectionCounts::default(),
+            agents: AgentCounts::default(),
+            started_at: None,
+            created_at: 1,
+            updated_at: 1,
+            revision: 1,
+        };
+        let cfg = WatchConfig::default();
+        let mut w = Watch::default();
+        w.session_up("gone", true, 5);
+        let f = w.facts(&record, &["a".to_string()], &cfg, 100);
+        assert_eq!(
+            f.metrics_expected_since, None,
+            "a stale entry does not count"
+        );
+        assert!(
+            f.metrics_capability_unknown,
+            "a's capability is not known yet"
+        );
+        w.session_up("a", false, 50);
+        let f = w.facts(&record, &["a".to_string()], &cfg, 100);
+        assert!(!f.metrics_capability_unknown && f.metrics_expected_since.is_none());
+        // A new owner: a no_metrics alert fired at 1,000; the session
+        // introduces itself again at 90,000.
+        let mut w = Watch {
+            silent_since: Some(1_000),
+            ..Watch::default()
+        };
+        w.session_up("a", true, 90_000);
+        let f = w.facts(&record, &["a".to_string()], &cfg, 100_000);
+        assert_eq!(f.metrics_expected_since, Some(1_000));
+    }
 
     #[test]
     fn one_agent_is_the_source_until_it_goes() {

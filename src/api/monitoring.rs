@@ -148,7 +148,11 @@ pub fn plan_query(p: &MetricParams, now: Millis) -> Result<MetricQuery, ApiError
         }
         Some(s) => s * 1000,
         // A minute of slack: "the last 6 h" from a client's clock.
-        None if range <= AS_COLLECTED_MS + 60_000 && since + series::RAW_RETENTION_MS >= now => 0,
+        None if range <= AS_COLLECTED_MS + 60_000
+            && since.saturating_add(series::RAW_RETENTION_MS) >= now =>
+        {
+            0
+        }
         None => (range.div_ceil(DEFAULT_POINTS)).div_ceil(1000).max(1) * 1000,
     };
     if step_ms > 0 && range / step_ms > MAX_POINTS {

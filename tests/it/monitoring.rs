@@ -33,8 +33,21 @@ async fn server() -> Server {
         ("ECP_AGENT_HEARTBEAT_INTERVAL_SECS", "2"),
         ("ECP_METRICS_COLLECT_INTERVAL_SECS", "1"),
         ("ECP_ALERTS_EVAL_INTERVAL_SECS", "1"),
+        ("ECP_METRICS_CLUSTERS_REFRESH_SECS", "1"),
+        ("ECP_METRICS_SCRAPE_TOKEN", SCRAPE_TOKEN),
     ])
     .await
+}
+
+const SCRAPE_TOKEN: &str = "scrape-token-0123456789";
+
+/// `/metrics` as a scraper with `token` (or none) reads it.
+async fn scrape(server: &Server, token: Option<&str>) -> String {
+    let mut r = reqwest::Client::new().get(format!("{}/metrics", server.base));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.expect("metrics").text().await.expect("text")
 }
 
 /// The points of one series since `since` (unix ms), as collected.
@@ -178,6 +191,31 @@ async fn flow(version: &str) {
         (150.0..=250.0).contains(&v)
     })
     .await;
+    // The fleet in Prometheus: for the scraper with the token only.
+    let want = format!("cluster=\"{name}\",cluster_id=\"{id}\"}} 3000\n");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = scrape(&server, Some(SCRAPE_TOKEN)).await;
+        if text.lines().any(|l| {
+            l.starts_with("ecp_emqx_connections{") && (l.to_string() + "\n").ends_with(&want)
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fleet series with 3000 connections:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for token in [None, Some("scrape-token-wrong-0000")] {
+        let text = scrape(&server, token).await;
+        assert!(
+            text.contains("ecp_agent_sessions")
+                && !text.contains("ecp_emqx_")
+                && !text.contains(&name),
+            "without the scrape token /metrics names no tenant:\n{text}"
+        );
+    }
 
     // 3–4. An alarm in EMQX: in the alarms API, fires the emqx_alarm rule,
     // whose webhook gets one signed firing and, once cleared, one resolved.
@@ -321,6 +359,7 @@ async fn an_owner_killed_while_an_alert_fires_sends_no_duplicate() {
             ("ECP_NODE_ID", node.to_string()),
             ("ECP_ALERTS_EVAL_INTERVAL_SECS", "1".to_string()),
             ("ECP_ALERTS_DELIVERY_LEASE_SECS", "2".to_string()),
+            ("ECP_ALERTS_DELIVERY_TIMEOUT_SECS", "1".to_string()),
         ]
     };
     let start = |node: &'static str| {

@@ -711,16 +711,30 @@ pub fn webhook_config(
 }
 
 /// The stored email settings: a password left out keeps the stored one
-/// (for the same user name); a user name without any password is refused.
+/// only for the same user on the same server (host, port, security), so
+/// whoever may edit a channel cannot send its password to a server of their
+/// choosing; a user name without any password is refused.
 pub fn email_config(spec: EmailSpec, stored: Option<&EmailConfig>) -> R<EmailConfig> {
+    let same_server =
+        |s: &EmailConfig| s.host == spec.host && s.port == spec.port && s.security == spec.security;
     let password = match (&spec.username, spec.password, stored) {
         (None, _, _) => None,
         (Some(_), Some(p), _) => Some(p),
-        (Some(u), None, Some(s)) if s.username.as_deref() == Some(u.as_str()) => s.password.clone(),
+        (Some(u), None, Some(s)) if s.username.as_deref() == Some(u.as_str()) && same_server(s) => {
+            s.password.clone()
+        }
         (Some(_), None, _) => None,
     };
     if spec.username.is_some() && password.is_none() {
-        return Err(invalid("email.password", "is required with email.username"));
+        let changed = stored.is_some_and(|s| s.username == spec.username && !same_server(s));
+        return Err(invalid(
+            "email.password",
+            if changed {
+                "is required again when host, port or security change (the stored one is only sent to the server it was given for)"
+            } else {
+                "is required with email.username"
+            },
+        ));
     }
     Ok(EmailConfig {
         host: spec.host,
@@ -1001,6 +1015,21 @@ mod tests {
             email_config(renamed, Some(&stored)).is_err(),
             "another user needs its password"
         );
+        // Pointing the channel at another server (or port, or security)
+        // without the password: refused, so the stored one never goes there.
+        for moved in [
+            json!({"username": "u", "host": "smtp.attacker.example"}),
+            json!({"username": "u", "port": 2525}),
+            json!({"username": "u", "security": "tls"}),
+        ] {
+            let spec = mail(moved.clone()).expect("valid").email.expect("email");
+            let e = email_config(spec, Some(&stored)).expect_err("password required again");
+            assert!(
+                e.message.contains("host, port or security"),
+                "{moved}: {}",
+                e.message
+            );
+        }
         let none = mail(json!({})).expect("valid").email.expect("email");
         assert_eq!(
             email_config(none, Some(&stored)).expect("valid").password,
