@@ -45,8 +45,10 @@ pub const DEFAULT_INTERVAL_SECS: u32 = 15;
 /// Samples kept while ECP has not acknowledged them (6 h at 15 s); the
 /// oldest go first.
 pub const BACKLOG_CAP: usize = 1_440;
-/// Samples in one `Metrics` frame.
-pub const BATCH_SAMPLES: usize = 240;
+/// Samples in one `Metrics` frame (about 20 KiB): ECP's read buffer for a
+/// session grows to the largest frame it got and keeps that size, so a
+/// backlog resent after an outage costs ECP this much per agent.
+pub const BATCH_SAMPLES: usize = 60;
 /// An endpoint this EMQX lacks (404) is asked again after this long.
 pub const ABSENT_REPROBE: Duration = Duration::from_secs(600);
 /// A batch not acknowledged within this long is sent again.
@@ -735,8 +737,10 @@ impl Source {
 pub struct Link {
     /// The session's bulk queue (`Metrics`).
     pub bulk: mpsc::Sender<Frame>,
-    /// Frames for the session's control queue (`Alarms`).
-    pub control: mpsc::Sender<Frame>,
+    /// Where `Alarms` frames go: the session's bulk queue too (a snapshot
+    /// can be large and must not hold heartbeats back), kept apart so the
+    /// outbox can be tested on its own.
+    pub alarms: mpsc::Sender<Frame>,
     /// The Welcome's `metrics_interval_secs`; 0 (a server older than
     /// protocol 3): nothing is collected or sent.
     pub interval_secs: u32,
@@ -870,7 +874,7 @@ impl Outbox {
                 .as_ref()
                 .is_none_or(|sent| !same_alarms(sent, latest));
             if due {
-                match link.control.try_send(Frame::Alarms(latest.clone())) {
+                match link.alarms.try_send(Frame::Alarms(latest.clone())) {
                     Ok(()) => {
                         tracing::info!(
                             active = latest.active.len(),
@@ -1316,7 +1320,7 @@ mod tests {
         let link =
             |bulk: &mpsc::Sender<Frame>, control: &mpsc::Sender<Frame>, interval_secs| Link {
                 bulk: bulk.clone(),
-                control: control.clone(),
+                alarms: control.clone(),
                 interval_secs,
             };
         out.on_cmd(Cmd::Up(link(&bulk, &control, 15)));

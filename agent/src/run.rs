@@ -318,13 +318,11 @@ async fn connected(
     stream: &mut WsStream,
     metrics: Option<&Metrics>,
 ) -> SessionEnd {
-    // The collector sends samples on the bulk queue itself, and alarms
-    // through this session loop onto the control queue.
-    let (alarms_tx, mut alarms_rx) = mpsc::channel::<Frame>(4);
+    // The collector sends samples and alarm snapshots on the bulk queue.
     if let Some(m) = metrics {
         m.up(Link {
             bulk: bulk.clone(),
-            control: alarms_tx,
+            alarms: bulk.clone(),
             interval_secs: settings.metrics_interval_secs,
         })
         .await;
@@ -400,11 +398,6 @@ async fn connected(
                     home.save_status(&Status { pid, state: "connected".into(), since_ms: now_ms(), last_error: None,
                         emqx: Some(format!("{:?}", obs.health)) });
                     last_sent = Some(obs);
-                }
-            }
-            Some(frame) = alarms_rx.recv() => {
-                if let Err(e) = send(control, &frame).await {
-                    return SessionEnd::Lost(e);
                 }
             }
             _ = heartbeat.tick() => {

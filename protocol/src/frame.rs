@@ -144,6 +144,7 @@ impl Frame {
                 | Frame::LogAck { .. }
                 | Frame::Metrics(_)
                 | Frame::MetricsAck { .. }
+                | Frame::Alarms(_)
         )
     }
 

@@ -48,6 +48,9 @@ struct Args {
     /// Number of 127.0.0.x source addresses (from 127.0.0.2).
     #[arg(long, default_value_t = 4)]
     source_ips: u8,
+    /// Samples per backlog batch (the agent's `BATCH_SAMPLES`).
+    #[arg(long, default_value_t = 60)]
+    batch_samples: usize,
 }
 
 fn now_ms() -> u64 {
@@ -188,6 +191,7 @@ async fn main() -> Result<(), ecp_testkit::Error> {
             stop.clone(),
         );
         let interval_ms = a.interval_secs * 1000;
+        let batch_samples = a.batch_samples;
         tokio::spawn(async move {
             let permit = sem.acquire().await;
             let fail = |e: String| {
@@ -204,17 +208,25 @@ async fn main() -> Result<(), ecp_testkit::Error> {
             if let Err(e) = s.report(Health::Healthy, &[(node.as_str(), true)]).await {
                 return fail(format!("report: {e}"));
             }
-            // The hour before `start`, as a backlog sent at once.
+            // The hour before `start`, as a backlog sent like the agent
+            // sends one: batches of `batch_samples`, one in flight.
             let first = start - per_hour * interval_ms;
-            let samples = (0..per_hour)
+            let all: Vec<MetricSample> = (0..per_hour)
                 .map(|k| sample(first + k * interval_ms, i, k))
                 .collect();
-            let batch = Frame::Metrics(MetricsBatch { batch: 1, samples });
-            if let Err(e) = s.send(&batch).await {
-                return fail(format!("send: {e}"));
-            }
-            if let Err(e) = acked(&mut s, 1).await {
-                return fail(format!("backfill: {e}"));
+            let mut n = 0u64;
+            for chunk in all.chunks(batch_samples.max(1)) {
+                n += 1;
+                let batch = Frame::Metrics(MetricsBatch {
+                    batch: n,
+                    samples: chunk.to_vec(),
+                });
+                if let Err(e) = s.send(&batch).await {
+                    return fail(format!("send: {e}"));
+                }
+                if let Err(e) = acked(&mut s, n).await {
+                    return fail(format!("backfill: {e}"));
+                }
             }
             drop(permit);
             backfilled.fetch_add(1, Ordering::Relaxed);
@@ -224,7 +236,6 @@ async fn main() -> Result<(), ecp_testkit::Error> {
                 tokio::time::Instant::now() + Duration::from_millis(offset),
                 Duration::from_millis(interval_ms),
             );
-            let mut n = 1u64;
             loop {
                 tokio::select! {
                     _ = stop.notified() => return,
