@@ -327,7 +327,7 @@ async fn the_collector_keeps_samples_while_no_session_is_up() {
     let (control, mut control_rx) = mpsc::channel(16);
     let link = |bulk: &mpsc::Sender<Frame>, control: &mpsc::Sender<Frame>| Link {
         bulk: bulk.clone(),
-        control: control.clone(),
+        alarms: control.clone(),
         interval_secs: 1,
     };
     metrics.up(link(&bulk, &control)).await;
