@@ -22,6 +22,57 @@ use tokio_tungstenite::WebSocketStream;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// What the benchmarks do over the API before agents come in.
+pub mod bench {
+    use serde_json::{json, Value};
+
+    /// Logs in; the Bearer token.
+    pub async fn login(
+        http: &reqwest::Client,
+        base: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<String, super::Error> {
+        let v: Value = http
+            .post(format!("{base}/api/account/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(v["accessToken"].as_str().ok_or("login failed")?.to_string())
+    }
+
+    /// Creates a cluster in the default project and issues a registration
+    /// token for it: (cluster id, token).
+    pub async fn cluster_with_token(
+        http: &reqwest::Client,
+        base: &str,
+        token: &str,
+        name: &str,
+    ) -> Result<(String, String), super::Error> {
+        let p = format!("{base}/api/orgs/default/projects/default/clusters");
+        let c: Value = http
+            .post(&p)
+            .bearer_auth(token)
+            .json(&json!({"name": name}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = c["id"].as_str().ok_or("create failed")?.to_string();
+        let t: Value = http
+            .post(format!("{p}/{id}/registration-tokens"))
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok((id, t["token"].as_str().ok_or("token failed")?.to_string()))
+    }
+}
+
 /// A process's memory and CPU time from `/proc`, for the benchmarks.
 pub mod procstat {
     /// Resident set size in KiB (0 when unreadable).

@@ -4,9 +4,10 @@
 
 use clap::Parser;
 use ecp_protocol::Health;
+use ecp_testkit::bench::{cluster_with_token, login};
 use ecp_testkit::{register, register_body, Session};
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -28,48 +29,6 @@ struct Args {
     registrations: usize,
 }
 
-async fn login(
-    http: &reqwest::Client,
-    base: &str,
-    password: &str,
-) -> Result<String, ecp_testkit::Error> {
-    let v: Value = http
-        .post(format!("{base}/api/account/login"))
-        .json(&json!({"username": "admin", "password": password}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(v["accessToken"].as_str().ok_or("login failed")?.to_string())
-}
-
-async fn cluster_with_token(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    name: &str,
-) -> Result<(String, String), ecp_testkit::Error> {
-    let p = format!("{base}/api/orgs/default/projects/default/clusters");
-    let c: Value = http
-        .post(&p)
-        .bearer_auth(token)
-        .json(&json!({"name": name}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = c["id"].as_str().ok_or("create failed")?.to_string();
-    let t: Value = http
-        .post(format!("{p}/{id}/registration-tokens"))
-        .bearer_auth(token)
-        .json(&json!({}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok((id, t["token"].as_str().ok_or("token failed")?.to_string()))
-}
-
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -78,8 +37,8 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> Result<(), ecp_testkit::Error> {
     let a = Args::parse();
     let http = reqwest::Client::new();
-    let token_a = login(&http, &a.a, &a.password).await?;
-    let token_c = login(&http, &a.c, &a.password).await?;
+    let token_a = login(&http, &a.a, "admin", &a.password).await?;
+    let token_c = login(&http, &a.c, "admin", &a.password).await?;
 
     // Node A's console stream: (cluster id, status) as they arrive.
     let (tx, mut rx) = mpsc::unbounded_channel::<(String, String, Instant)>();

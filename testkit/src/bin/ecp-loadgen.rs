@@ -7,9 +7,9 @@
 
 use clap::Parser;
 use ecp_protocol::Health;
+use ecp_testkit::bench::{cluster_with_token, login};
 use ecp_testkit::procstat::{clk_tck, cpu_ticks, rss_kib};
 use ecp_testkit::{register, register_body, Session};
-use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,45 +56,13 @@ async fn main() -> Result<(), ecp_testkit::Error> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
-    let login: Value = http
-        .post(format!("{}/api/account/login", a.url))
-        .json(&json!({"username": a.username, "password": a.password}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["accessToken"]
-        .as_str()
-        .ok_or("login failed")?
-        .to_string();
+    let token = login(&http, &a.url, &a.username, &a.password).await?;
     let clusters = a.sessions.div_ceil(a.agents_per_cluster.max(1));
     let t0 = Instant::now();
     let mut reg_tokens = Vec::new();
     for i in 0..clusters {
-        let c: Value = http
-            .post(format!(
-                "{}/api/orgs/default/projects/default/clusters",
-                a.url
-            ))
-            .bearer_auth(&token)
-            .json(&json!({"name": format!("bench {i}")}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = c["id"].as_str().ok_or("create failed")?.to_string();
-        let t: Value = http
-            .post(format!(
-                "{}/api/orgs/default/projects/default/clusters/{id}/registration-tokens",
-                a.url
-            ))
-            .bearer_auth(&token)
-            .json(&json!({}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        reg_tokens.push(t["token"].as_str().ok_or("token failed")?.to_string());
+        let (_, t) = cluster_with_token(&http, &a.url, &token, &format!("bench {i}")).await?;
+        reg_tokens.push(t);
     }
     println!("created {clusters} clusters in {:.1?}", t0.elapsed());
 
