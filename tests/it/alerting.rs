@@ -376,12 +376,37 @@ async fn crud(backend: Backend) {
         json!({"host": "smtp.example.com", "port": 587, "security": "starttls", "username": "ecp",
                "hasPassword": true, "from": "ECP <ecp@example.com>", "to": ["ops@example.com"]})
     );
-    // Same user, no password: kept.
+    // Same user on the same server, no password: kept.
     let (s, v) = put(
         &api,
         &format!("{P}/notification-channels/{mail_id}"),
         json!({"name": "ops mail", "kind": "email", "email": {
-            "host": "smtp.example.com", "port": 2587, "username": "ecp",
+            "host": "smtp.example.com", "username": "ecp",
+            "from": "ecp@example.com", "to": ["ops@example.com", "oncall@example.com"]}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["email"]["hasPassword"], json!(true), "{v}");
+    // Another port (or host, or security) without the password: refused,
+    // so the stored password never goes to a server it was not given for.
+    refused(
+        "a new port without the password",
+        put(
+            &api,
+            &format!("{P}/notification-channels/{mail_id}"),
+            json!({"name": "ops mail", "kind": "email", "email": {
+                "host": "smtp.example.com", "port": 2587, "username": "ecp",
+                "from": "ecp@example.com", "to": ["ops@example.com"]}}),
+        )
+        .await,
+        "INVALID_INPUT",
+        "email.password",
+    );
+    let (s, v) = put(
+        &api,
+        &format!("{P}/notification-channels/{mail_id}"),
+        json!({"name": "ops mail", "kind": "email", "email": {
+            "host": "smtp.example.com", "port": 2587, "username": "ecp", "password": password,
             "from": "ecp@example.com", "to": ["ops@example.com", "oncall@example.com"]}}),
     )
     .await;
