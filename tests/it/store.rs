@@ -1860,7 +1860,7 @@ async fn metric_conformance(store: SharedStore) {
 }
 
 /// Caps for [`long_series`]: more points than a block of the embedded
-/// store holds (about 2 KB: some 120 points of [`sample`]).
+/// store holds (about 4 KB: some 80 points of [`full_sample`]).
 fn long_caps() -> Caps {
     Caps {
         raw_points: 300,
@@ -1869,15 +1869,29 @@ fn long_caps() -> Caps {
     }
 }
 
+/// A sample with every metric (most of them fractional, as rates and
+/// means are): about 50 bytes packed.
+fn full_sample(at_ms: u64, connections: f64) -> ecp_protocol::MetricSample {
+    let values = ecp_protocol::metrics::METRICS
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let v = if i == 0 { connections } else { i as f64 + 0.25 };
+            (m.name.to_string(), v)
+        })
+        .collect();
+    ecp_protocol::MetricSample { at_ms, values }
+}
+
 /// Series longer than a block (the embedded store keeps points in blocks
-/// of about 2 KB): appends in batches fill one block and begin the next,
+/// of about 4 KB): appends in batches fill one block and begin the next,
 /// ranges start and end inside blocks, the caps and the retention cut the
 /// oldest block in the middle, on a store with [`long_caps`].
 async fn long_series(store: SharedStore) {
     let t0 = NOW - 2 * 3_600_000;
     // 400 samples 10 s apart, in batches of 60 (and one of 40).
     let all: Vec<_> = (0..400u64)
-        .map(|i| sample(t0 + i * 10_000, (i * 7 % 1_000) as f64))
+        .map(|i| full_sample(t0 + i * 10_000, (i * 7 % 1_000) as f64))
         .collect();
     let mut rollups = 0;
     for batch in all.chunks(60) {
@@ -1894,7 +1908,7 @@ async fn long_series(store: SharedStore) {
         .collect();
     let raw = all_points(&store, "long", Tier::Raw).await;
     assert_eq!(conns(&raw), want, "the newest 300, in order");
-    assert!(raw.iter().all(|p| p.get("received_msg_rate") == Some(12.5)));
+    assert!(raw.iter().all(|p| p.get("live_connections") == Some(1.25)));
     // Any range: inclusive, oldest first, whichever blocks it crosses.
     for (a, b) in [
         (0, 0),
@@ -1934,14 +1948,14 @@ async fn long_series(store: SharedStore) {
     // the rest and the new one stay.
     let later = want[150].0 + RAW_RETENTION_MS;
     store
-        .append_metrics("long", &[sample(later - 1_000, 1.0)], 10_000, later)
+        .append_metrics("long", &[full_sample(later - 1_000, 1.0)], 10_000, later)
         .await
         .expect("a day later");
     let mut expect = want[151..].to_vec();
     expect.push((later - 1_000, Some(1.0)));
     assert_eq!(conns(&all_points(&store, "long", Tier::Raw).await), expect);
     let r = store
-        .append_metrics("long", &[sample(later + 9_000, 2.0)], 10_000, later)
+        .append_metrics("long", &[full_sample(later + 9_000, 2.0)], 10_000, later)
         .await
         .expect("and 10 s on");
     assert_eq!(r.kept, 1);
@@ -1954,7 +1968,7 @@ async fn long_series(store: SharedStore) {
     // newest 160 stay.
     let b0 = series::bucket_of(NOW - 17 * 3_600_000);
     let sparse: Vec<_> = (0..200u64)
-        .map(|i| sample(b0 + i * BUCKET_MS + 1_000, i as f64))
+        .map(|i| full_sample(b0 + i * BUCKET_MS + 1_000, i as f64))
         .collect();
     let mut rolled = 0;
     for batch in sparse.chunks(45) {

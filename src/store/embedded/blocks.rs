@@ -14,11 +14,13 @@
 use ecp_actors::model::Millis;
 use ecp_actors::series::{read_varint, varint, Point};
 
-/// A block takes no more points once it holds this many bytes (about 40
-/// samples of 13 metrics, or 100 of two): large enough that the per-key
-/// and B-tree costs vanish, small enough that an append rewrites little and
-/// several blocks share a 4 KiB page.
-pub(super) const BLOCK_BYTES: usize = 2_000;
+/// A block takes no more points once it holds this many bytes (about 80
+/// samples of 13 metrics): a full block (at most one point more, and its
+/// key) fills one 4 KiB redb page alone, so the per-key and B-tree costs
+/// vanish and pages are not left half empty (2 KB blocks, which two do not
+/// quite fit in a page, took 70 % more pages), and an append rewrites one
+/// page, as it would for any row.
+pub(super) const BLOCK_BYTES: usize = 3_800;
 
 /// One point of a block, still packed.
 #[derive(Debug, Clone, Copy, PartialEq)]
