@@ -95,6 +95,22 @@ impl Point {
         out
     }
 
+    /// The length of the packed point at the start of `bytes` (packed
+    /// points are self-delimiting, so a store can concatenate them); `None`
+    /// when they do not start with a whole one.
+    pub fn packed_len(bytes: &[u8]) -> Option<usize> {
+        let mut rest = bytes;
+        let mask = read_varint(&mut rest)?;
+        for _ in 0..mask.count_ones() {
+            if rest.first() == Some(&1) {
+                rest = rest.get(9..)?;
+            } else {
+                read_varint(&mut rest)?;
+            }
+        }
+        Some(bytes.len() - rest.len())
+    }
+
     /// The inverse of [`Point::pack`]; `None` for bytes it did not write.
     pub fn unpack(at: Millis, mut bytes: &[u8]) -> Option<Point> {
         let mask = read_varint(&mut bytes)?;
@@ -120,7 +136,8 @@ impl Point {
     }
 }
 
-fn varint(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` as a LEB128 varint (7 bits a byte, low first).
+pub fn varint(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let b = (n & 0x7f) as u8;
         n >>= 7;
@@ -132,7 +149,8 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
     }
 }
 
-fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+/// Reads a varint written by [`varint`] off the front of `bytes`.
+pub fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
     let mut n = 0u64;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = bytes.split_first()?;
@@ -308,6 +326,16 @@ mod tests {
         assert_eq!(Point::unpack(7, &bytes), Some(p));
         assert_eq!(Point::unpack(7, &[0xff]), None, "truncated varint");
         assert_eq!(Point::unpack(7, &[0x01, 0x01, 0x00]), None, "truncated f64");
+        assert_eq!(Point::packed_len(&bytes), Some(bytes.len()));
+        let mut two = bytes.clone();
+        two.extend_from_slice(&bytes);
+        assert_eq!(
+            Point::packed_len(&two),
+            Some(bytes.len()),
+            "self-delimiting"
+        );
+        assert_eq!(Point::packed_len(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Point::packed_len(&[]), None);
         let mut extra = Point::from_sample(&sample(1, 1.0)).expect("point").pack();
         extra.push(0);
         assert_eq!(Point::unpack(1, &extra), None, "trailing bytes");

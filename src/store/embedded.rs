@@ -2,6 +2,7 @@
 //! every call one ACID transaction, run on the blocking pool.
 
 mod alerting;
+mod blocks;
 
 use super::TenancyStore;
 use ecp_actors::model::*;

@@ -1859,6 +1859,147 @@ async fn metric_conformance(store: SharedStore) {
     assert_eq!(all_points(&store, "m2", Tier::Raw).await.len(), 1);
 }
 
+/// Caps for [`long_series`]: more points than a block of the embedded
+/// store holds (about 4 KB: some 80 points of [`full_sample`]).
+fn long_caps() -> Caps {
+    Caps {
+        raw_points: 300,
+        rollup_points: 160,
+        ..small_caps()
+    }
+}
+
+/// A sample with every metric (most of them fractional, as rates and
+/// means are): about 50 bytes packed.
+fn full_sample(at_ms: u64, connections: f64) -> ecp_protocol::MetricSample {
+    let values = ecp_protocol::metrics::METRICS
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let v = if i == 0 { connections } else { i as f64 + 0.25 };
+            (m.name.to_string(), v)
+        })
+        .collect();
+    ecp_protocol::MetricSample { at_ms, values }
+}
+
+/// Series longer than a block (the embedded store keeps points in blocks
+/// of about 4 KB): appends in batches fill one block and begin the next,
+/// ranges start and end inside blocks, the caps and the retention cut the
+/// oldest block in the middle, on a store with [`long_caps`].
+async fn long_series(store: SharedStore) {
+    let t0 = NOW - 2 * 3_600_000;
+    // 400 samples 10 s apart, in batches of 60 (and one of 40).
+    let all: Vec<_> = (0..400u64)
+        .map(|i| full_sample(t0 + i * 10_000, (i * 7 % 1_000) as f64))
+        .collect();
+    let mut rollups = 0;
+    for batch in all.chunks(60) {
+        let r = store
+            .append_metrics("long", batch, 10_000, NOW)
+            .await
+            .expect("append");
+        assert_eq!((r.kept, r.refused), (batch.len(), 0));
+        rollups += r.rollups;
+    }
+    let want: Vec<(u64, Option<f64>)> = all[100..]
+        .iter()
+        .map(|s| (s.at_ms, Some(s.values[0].1)))
+        .collect();
+    let raw = all_points(&store, "long", Tier::Raw).await;
+    assert_eq!(conns(&raw), want, "the newest 300, in order");
+    assert!(raw.iter().all(|p| p.get("live_connections") == Some(1.25)));
+    // Any range: inclusive, oldest first, whichever blocks it crosses.
+    for (a, b) in [
+        (0, 0),
+        (0, 299),
+        (1, 298),
+        (37, 38),
+        (50, 200),
+        (150, 151),
+        (299, 299),
+    ] {
+        let (since, until) = (want[a].0, want[b].0);
+        for (since, until) in [(since, until), (since - 1, until + 1), (since + 1, until)] {
+            let got = store
+                .metric_points("long", Tier::Raw, since, until)
+                .await
+                .expect("range");
+            let expect: Vec<_> = want
+                .iter()
+                .filter(|p| p.0 >= since && p.0 <= until)
+                .cloned()
+                .collect();
+            assert_eq!(conns(&got), expect, "{since}..={until}");
+        }
+    }
+    assert!(store
+        .metric_points("long", Tier::Raw, want[10].0 + 1, want[10].0 + 9_999)
+        .await
+        .expect("between two points")
+        .is_empty());
+    let latest = store.latest_points(&["long".into()]).await.expect("latest");
+    assert_eq!(latest[0].as_ref().map(|p| p.at), want.last().map(|p| p.0));
+    // 4,000 s: 13 buckets closed, the open one not.
+    assert_eq!(rollups, 13);
+    assert_eq!(all_points(&store, "long", Tier::Rollup).await.len(), 13);
+
+    // A day after the 150th kept point: it and the older ones are gone,
+    // the rest and the new one stay.
+    let later = want[150].0 + RAW_RETENTION_MS;
+    store
+        .append_metrics("long", &[full_sample(later - 1_000, 1.0)], 10_000, later)
+        .await
+        .expect("a day later");
+    let mut expect = want[151..].to_vec();
+    expect.push((later - 1_000, Some(1.0)));
+    assert_eq!(conns(&all_points(&store, "long", Tier::Raw).await), expect);
+    let r = store
+        .append_metrics("long", &[full_sample(later + 9_000, 2.0)], 10_000, later)
+        .await
+        .expect("and 10 s on");
+    assert_eq!(r.kept, 1);
+    assert_eq!(
+        all_points(&store, "long", Tier::Raw).await.len(),
+        expect.len() + 1
+    );
+
+    // Roll-ups over blocks: 200 samples 5 min apart close 199 buckets; the
+    // newest 160 stay.
+    let b0 = series::bucket_of(NOW - 17 * 3_600_000);
+    let sparse: Vec<_> = (0..200u64)
+        .map(|i| full_sample(b0 + i * BUCKET_MS + 1_000, i as f64))
+        .collect();
+    let mut rolled = 0;
+    for batch in sparse.chunks(45) {
+        rolled += store
+            .append_metrics("sparse", batch, 10_000, NOW)
+            .await
+            .expect("sparse")
+            .rollups;
+    }
+    assert_eq!(rolled, 199);
+    let want: Vec<_> = (39..199u64)
+        .map(|i| (b0 + i * BUCKET_MS, Some(i as f64)))
+        .collect();
+    assert_eq!(
+        conns(&all_points(&store, "sparse", Tier::Rollup).await),
+        want
+    );
+    let mid = store
+        .metric_points("sparse", Tier::Rollup, want[40].0, want[150].0 - 1)
+        .await
+        .expect("roll-up range");
+    assert_eq!(conns(&mid), want[40..150]);
+    assert_eq!(all_points(&store, "sparse", Tier::Raw).await.len(), 200);
+
+    store.remove_cluster("long").await.expect("remove");
+    store.remove_cluster("sparse").await.expect("remove");
+    assert!(all_points(&store, "long", Tier::Raw).await.is_empty());
+    assert!(all_points(&store, "sparse", Tier::Rollup).await.is_empty());
+    assert_eq!(store.metrics_bytes("sparse").await.expect("bytes"), 0);
+}
+
 /// Two writers race on one cluster's series: whatever interleaving, the
 /// stored points are what they were told was kept, in order and spaced.
 async fn racing_appends(store: SharedStore, other: SharedStore) {
@@ -1894,6 +2035,13 @@ async fn embedded_metric_store_conformance() {
     let store = small_embedded(dir.path());
     metric_conformance(store.clone()).await;
     racing_appends(store.clone(), store).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    long_series(Arc::new(
+        ecp::store::embedded::EmbeddedStore::open(dir.path())
+            .expect("open")
+            .with_caps(long_caps()),
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1902,4 +2050,11 @@ async fn redis_metric_store_conformance() {
     let (store, other) = (small_redis(&redis).await, small_redis(&redis).await);
     metric_conformance(store.clone()).await;
     racing_appends(store, other).await;
+    long_series(Arc::new(
+        ecp::store::redis::RedisStore::connect(&redis.url())
+            .await
+            .expect("connect")
+            .with_caps(long_caps()),
+    ))
+    .await;
 }

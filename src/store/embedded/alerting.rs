@@ -2,13 +2,20 @@
 //! in the embedded back end. Every call is one redb transaction.
 //!
 //! Layout (tables; keys → values):
-//! - `metrics`: (cluster, tier 0 raw | 1 roll-up, at) → [`Point::pack`];
-//!   `metric_counts`: cluster → (raw points, roll-ups) held, so the caps
-//!   are checked without counting. An append reads the newest raw point and
-//!   the open bucket's, plans with [`series::plan_append`], writes the raw
-//!   points and closed buckets' roll-ups, and drops what is past each
-//!   tier's retention (relative to `now`) and cap (the oldest), in one
-//!   write transaction.
+//! - `metric_blocks`: (cluster, tier 0 raw | 1 roll-up, key time) → a
+//!   block of points (see [`super::blocks`]: each a varint of the distance
+//!   from the previous point's time, then [`Point::pack`]); a block holds
+//!   the points from its key to the next block's key, and the newest one
+//!   takes points until it holds [`blocks::BLOCK_BYTES`];
+//!   `metric_block_counts`: cluster → (raw points, roll-ups) held, so the
+//!   caps are checked without counting. An append reads the newest raw
+//!   point and the open bucket's, plans with [`series::plan_append`],
+//!   appends the raw points and closed buckets' roll-ups to the newest
+//!   block of each tier (rewriting it) or new ones, and drops what is past
+//!   each tier's retention (relative to `now`) and cap (the oldest): whole
+//!   blocks, then the front of the oldest one kept, in one write
+//!   transaction. (The per-point tables `metrics` and `metric_counts` of
+//!   earlier builds are not read.)
 //! - `alarms`: cluster → [`AlarmSet`] (JSON).
 //! - `alert_rules`, `channels`: id → JSON; `project_alert_rules`,
 //!   `project_channels`: "{project}/{id}" → ().
@@ -32,6 +39,7 @@
 //! resolves its firing alerts (they stay as history); deleting a project
 //! deletes its rules, channels, alerts and deliveries.
 
+use super::blocks::{self, Entry};
 use super::{from_json, get_json, keys_with_prefix, to_json, unavailable, EmbeddedStore, Json};
 use async_trait::async_trait;
 use ecp_actors::alerting::*;
@@ -40,8 +48,11 @@ use ecp_actors::series::{self, Point, Tier};
 use ecp_actors::store::*;
 use redb::{ReadableTable, TableDefinition};
 
-const METRICS: TableDefinition<(&str, u8, u64), &[u8]> = TableDefinition::new("metrics");
-const METRIC_COUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("metric_counts");
+/// (cluster, tier, key time) → a block of points.
+type BlockTable = TableDefinition<'static, (&'static str, u8, u64), &'static [u8]>;
+const METRICS: BlockTable = TableDefinition::new("metric_blocks");
+const METRIC_COUNTS: TableDefinition<&str, (u64, u64)> =
+    TableDefinition::new("metric_block_counts");
 const ALARMS: TableDefinition<&str, Json> = TableDefinition::new("alarms");
 const ALERT_RULES: TableDefinition<&str, Json> = TableDefinition::new("alert_rules");
 const PROJECT_RULES: TableDefinition<&str, ()> = TableDefinition::new("project_alert_rules");
@@ -107,10 +118,6 @@ fn tier_no(t: Tier) -> u8 {
     }
 }
 
-fn unpack(at: Millis, bytes: &[u8]) -> StoreResult<Point> {
-    Point::unpack(at, bytes).ok_or_else(|| StoreError::Corrupt(format!("metric point at {at}")))
-}
-
 /// The first `n` keys of a range, collected (redb cannot remove while it
 /// iterates).
 fn first_keys<K: redb::Key + 'static, V: redb::Value + 'static, T>(
@@ -126,38 +133,227 @@ fn first_keys<K: redb::Key + 'static, V: redb::Value + 'static, T>(
     Ok(out)
 }
 
+fn corrupt(cid: &str, tier: u8, start: Millis) -> StoreError {
+    StoreError::Corrupt(format!("metric block {cid}/{tier}/{start}"))
+}
+
+/// The entries of a block, or `Corrupt`.
+fn entries_of<'a>(
+    cid: &str,
+    tier: u8,
+    start: Millis,
+    bytes: &'a [u8],
+) -> StoreResult<Vec<Entry<'a>>> {
+    blocks::entries(start, bytes).ok_or_else(|| corrupt(cid, tier, start))
+}
+
+fn point_of(cid: &str, tier: u8, e: &Entry<'_>) -> StoreResult<Point> {
+    e.point()
+        .ok_or_else(|| StoreError::Corrupt(format!("metric point {cid}/{tier}/{}", e.at)))
+}
+
+type Block = (Millis, Vec<u8>);
+
+/// The block of a tier holding time `at` (the one with the greatest key not
+/// after it), copied out.
+fn block_at(
+    t: &impl ReadableTable<(&'static str, u8, u64), &'static [u8]>,
+    cid: &str,
+    tier: u8,
+    at: Millis,
+) -> StoreResult<Option<Block>> {
+    match t
+        .range((cid, tier, 0)..=(cid, tier, at))
+        .map_err(unavailable)?
+        .next_back()
+    {
+        Some(item) => {
+            let (k, v) = item.map_err(unavailable)?;
+            Ok(Some((k.value().2, v.value().to_vec())))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The oldest or newest block of a tier, copied out.
+fn end_block(
+    t: &impl ReadableTable<(&'static str, u8, u64), &'static [u8]>,
+    cid: &str,
+    tier: u8,
+    newest: bool,
+) -> StoreResult<Option<Block>> {
+    let mut range = t
+        .range((cid, tier, 0)..=(cid, tier, u64::MAX))
+        .map_err(unavailable)?;
+    let item = if newest {
+        range.next_back()
+    } else {
+        range.next()
+    };
+    match item {
+        Some(item) => {
+            let (k, v) = item.map_err(unavailable)?;
+            Ok(Some((k.value().2, v.value().to_vec())))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The points of a tier with `since <= at <= until`, oldest first.
+fn read_points(
+    t: &impl ReadableTable<(&'static str, u8, u64), &'static [u8]>,
+    cid: &str,
+    tier: u8,
+    since: Millis,
+    until: Millis,
+) -> StoreResult<Vec<Point>> {
+    let mut out = Vec::new();
+    if since > until {
+        return Ok(out);
+    }
+    // The block holding `since` may begin before it.
+    let first = match t
+        .range((cid, tier, 0)..=(cid, tier, since))
+        .map_err(unavailable)?
+        .next_back()
+    {
+        Some(item) => item.map_err(unavailable)?.0.value().2,
+        None => since,
+    };
+    for item in t
+        .range((cid, tier, first)..=(cid, tier, until))
+        .map_err(unavailable)?
+    {
+        let (k, v) = item.map_err(unavailable)?;
+        let start = k.value().2;
+        for e in entries_of(cid, tier, start, v.value())? {
+            if e.at >= since && e.at <= until {
+                out.push(point_of(cid, tier, &e)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The newest point of a tier.
+fn newest_point(
+    t: &impl ReadableTable<(&'static str, u8, u64), &'static [u8]>,
+    cid: &str,
+    tier: u8,
+) -> StoreResult<Option<Point>> {
+    let Some((start, bytes)) = end_block(t, cid, tier, true)? else {
+        return Ok(None);
+    };
+    match entries_of(cid, tier, start, &bytes)?.last() {
+        Some(e) => Ok(Some(point_of(cid, tier, e)?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes points (in time order) to a tier, each into the block holding
+/// its time; past the newest block's last point, the newest block takes
+/// them until it holds [`blocks::BLOCK_BYTES`], then a new block begins.
+/// Returns how many times are new (a point at a stored time replaces it).
+fn write_points(
+    t: &mut redb::Table<(&str, u8, u64), &[u8]>,
+    cid: &str,
+    tier: u8,
+    points: &[Point],
+) -> StoreResult<u64> {
+    let packed: Vec<Vec<u8>> = points.iter().map(Point::pack).collect();
+    let new: Vec<Entry> = points
+        .iter()
+        .zip(&packed)
+        .map(|(p, b)| Entry {
+            at: p.at,
+            packed: b,
+        })
+        .collect();
+    let mut added = 0u64;
+    let mut rest = new.as_slice();
+    while let Some(first) = rest.first() {
+        let next_key = match t
+            .range((cid, tier, first.at.saturating_add(1))..=(cid, tier, u64::MAX))
+            .map_err(unavailable)?
+            .next()
+        {
+            Some(item) => Some(item.map_err(unavailable)?.0.value().2),
+            None => None,
+        };
+        let found = block_at(t, cid, tier, first.at)?;
+        let (start, bytes) = found.unwrap_or((first.at, Vec::new()));
+        let old = entries_of(cid, tier, start, &bytes)?;
+        let last_old = old.last().map(|e| e.at);
+        let newest = next_key.is_none();
+        // A full newest block takes no later points: a new block begins.
+        let (start, old) = if newest
+            && bytes.len() >= blocks::BLOCK_BYTES
+            && last_old.is_some_and(|l| first.at > l)
+        {
+            (first.at, Vec::new())
+        } else {
+            (start, old)
+        };
+        // What the block holds as points are appended (merged ones are
+        // not counted: a replay of stored times is rare and bounded).
+        let mut size = if old.is_empty() { 0 } else { bytes.len() };
+        let mut prev = old.last().map_or(start, |e| e.at);
+        let mut take = 0;
+        for e in rest {
+            if next_key.is_some_and(|n| e.at >= n) {
+                break;
+            }
+            if newest && e.at > prev {
+                if take > 0 && size >= blocks::BLOCK_BYTES {
+                    break;
+                }
+                size += blocks::entry_len(prev, e);
+                prev = e.at;
+            }
+            take += 1;
+        }
+        let (merged, n) = blocks::merge(&old, &rest[..take]);
+        t.insert(
+            (cid, tier, start),
+            blocks::encode(start, &merged).as_slice(),
+        )
+        .map_err(unavailable)?;
+        added += n as u64;
+        rest = &rest[take..];
+    }
+    Ok(added)
+}
+
 /// Drops one tier's points of a cluster older than `keep_from`, then the
-/// oldest beyond `cap`; `held` is how many it held, returns how many now.
+/// oldest beyond `cap`: whole blocks, then the front of the oldest one
+/// kept. `held` is how many it held; returns how many now.
 fn trim_tier(
     t: &mut redb::Table<(&str, u8, u64), &[u8]>,
     cid: &str,
     tier: u8,
     keep_from: Millis,
     cap: u64,
-    held: u64,
+    mut held: u64,
 ) -> StoreResult<u64> {
-    let old = first_keys(
-        t.range((cid, tier, 0)..(cid, tier, keep_from))
-            .map_err(unavailable)?,
-        usize::MAX,
-        |k| k.2,
-    )?;
-    let mut held = held.saturating_sub(old.len() as u64);
-    for at in old {
-        t.remove((cid, tier, at)).map_err(unavailable)?;
-    }
-    let excess = held.saturating_sub(cap.max(1));
-    if excess > 0 {
-        let over = first_keys(
-            t.range((cid, tier, 0)..=(cid, tier, u64::MAX))
-                .map_err(unavailable)?,
-            excess as usize,
-            |k| k.2,
-        )?;
-        held = held.saturating_sub(over.len() as u64);
-        for at in over {
-            t.remove((cid, tier, at)).map_err(unavailable)?;
+    while let Some((start, bytes)) = end_block(t, cid, tier, false)? {
+        let old = entries_of(cid, tier, start, &bytes)?;
+        let expired = old.iter().take_while(|e| e.at < keep_from).count();
+        let excess = usize::try_from(held.saturating_sub(cap.max(1))).unwrap_or(usize::MAX);
+        let drop = expired.max(excess).min(old.len());
+        if drop == old.len() {
+            t.remove((cid, tier, start)).map_err(unavailable)?;
+            held = held.saturating_sub(drop as u64);
+            continue;
         }
+        if drop > 0 {
+            t.insert(
+                (cid, tier, start),
+                blocks::encode(start, &old[drop..]).as_slice(),
+            )
+            .map_err(unavailable)?;
+            held = held.saturating_sub(drop as u64);
+        }
+        break;
     }
     Ok(held)
 }
@@ -172,24 +368,11 @@ fn append_metrics_in(
     caps: Caps,
 ) -> StoreResult<MetricsAppended> {
     let mut t = tx.open_table(METRICS).map_err(unavailable)?;
-    let last = match t
-        .range((cid, 0, 0)..=(cid, 0, u64::MAX))
-        .map_err(unavailable)?
-        .next_back()
-    {
-        Some(item) => Some(item.map_err(unavailable)?.0.value().2),
-        None => None,
+    let last = newest_point(&t, cid, 0)?.map(|p| p.at);
+    let open = match last {
+        Some(last) => read_points(&t, cid, 0, series::bucket_of(last), u64::MAX)?,
+        None => Vec::new(),
     };
-    let mut open = Vec::new();
-    if let Some(last) = last {
-        for item in t
-            .range((cid, 0, series::bucket_of(last))..=(cid, 0, u64::MAX))
-            .map_err(unavailable)?
-        {
-            let (k, v) = item.map_err(unavailable)?;
-            open.push(unpack(k.value().2, v.value())?);
-        }
-    }
     let plan = series::plan_append(last, &open, samples, min_spacing, now);
     let mut counts = tx.open_table(METRIC_COUNTS).map_err(unavailable)?;
     let (mut raw, mut rollups) = counts
@@ -197,22 +380,8 @@ fn append_metrics_in(
         .map_err(unavailable)?
         .map(|v| v.value())
         .unwrap_or((0, 0));
-    for p in &plan.raw {
-        if t.insert((cid, 0, p.at), p.pack().as_slice())
-            .map_err(unavailable)?
-            .is_none()
-        {
-            raw += 1;
-        }
-    }
-    for p in &plan.rollups {
-        if t.insert((cid, 1, p.at), p.pack().as_slice())
-            .map_err(unavailable)?
-            .is_none()
-        {
-            rollups += 1;
-        }
-    }
+    raw += write_points(&mut t, cid, 0, &plan.raw)?;
+    rollups += write_points(&mut t, cid, 1, &plan.rollups)?;
     // Kept while `at + retention > now`.
     let raw_from = now
         .saturating_add(1)
@@ -567,18 +736,7 @@ impl MetricStore for EmbeddedStore {
         let (cid, tier) = (cluster_id.to_string(), tier_no(tier));
         self.read(move |tx| {
             let t = tx.open_table(METRICS).map_err(unavailable)?;
-            let mut out = Vec::new();
-            if since > until {
-                return Ok(out);
-            }
-            for item in t
-                .range((cid.as_str(), tier, since)..=(cid.as_str(), tier, until))
-                .map_err(unavailable)?
-            {
-                let (k, v) = item.map_err(unavailable)?;
-                out.push(unpack(k.value().2, v.value())?);
-            }
-            Ok(out)
+            read_points(&t, &cid, tier, since, until)
         })
         .await
     }
@@ -587,21 +745,7 @@ impl MetricStore for EmbeddedStore {
         let ids = cluster_ids.to_vec();
         self.read(move |tx| {
             let t = tx.open_table(METRICS).map_err(unavailable)?;
-            let mut out = Vec::with_capacity(ids.len());
-            for cid in &ids {
-                let newest = t
-                    .range((cid.as_str(), 0, 0)..=(cid.as_str(), 0, u64::MAX))
-                    .map_err(unavailable)?
-                    .next_back();
-                out.push(match newest {
-                    Some(item) => {
-                        let (k, v) = item.map_err(unavailable)?;
-                        Some(unpack(k.value().2, v.value())?)
-                    }
-                    None => None,
-                });
-            }
-            Ok(out)
+            ids.iter().map(|cid| newest_point(&t, cid, 0)).collect()
         })
         .await
     }
@@ -610,7 +754,7 @@ impl MetricStore for EmbeddedStore {
         let cid = cluster_id.to_string();
         self.read(move |tx| {
             let t = tx.open_table(METRICS).map_err(unavailable)?;
-            // Each entry's key (cluster, tier, time) and packed values.
+            // Each block's key (cluster, tier, time) and points.
             let key = cid.len() as u64 + 1 + 8;
             let mut bytes = 0u64;
             for item in t
