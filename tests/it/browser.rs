@@ -1304,23 +1304,7 @@ async fn an_operator_monitors_a_cluster_and_sets_up_alerting_in_the_console() {
     );
 
     // A viewer reads the same pages without the buttons that change things.
-    let (s, v) = api
-        .post(
-            "/api/users",
-            json!({"username": "watcher", "password": "Passw0rd-x"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let viewer = v["id"].as_str().expect("id").to_string();
-    for path in [
-        format!("/api/orgs/default/members/{viewer}"),
-        format!("{P}/members/{viewer}"),
-    ] {
-        let (s, v) = api
-            .call(reqwest::Method::PUT, &path, Some(json!({"role": "viewer"})))
-            .await;
-        assert_eq!(s, 204, "{path}: {v}");
-    }
+    crate::dashboard::viewer_of_default(&api, &server.base).await;
     b.click("#logout").await;
     login_as(&b, &server.base, "watcher", "Passw0rd-x").await;
     b.click("#nav-rules").await;

@@ -29,7 +29,7 @@ async fn v4_cluster(api: &Api, agent_base: &str, sim: &Sim) -> (String, Agent) {
 }
 
 /// A user "watcher", viewer of the default org and project, logged in.
-async fn viewer_of_default(api: &Api, base: &str) -> (String, Api) {
+pub(crate) async fn viewer_of_default(api: &Api, base: &str) -> (String, Api) {
     let (s, v) = api
         .post(
             "/api/users",
