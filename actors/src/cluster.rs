@@ -114,6 +114,8 @@ impl ClusterActor {
                     // evaluated again.
                     act.resolve_all("the cluster moved to another project");
                     act.watch.rules.clear();
+                    // Reads of the old project's rules under way are void.
+                    act.watch.rules_applied = act.watch.rules_asked;
                     act.watch.silent_since = None;
                 }
                 if let Some((org_id, project_id)) = left {
@@ -586,13 +588,19 @@ impl ClusterActor {
             .pop();
         let store = self.deps.store.clone();
         let id = self.record.id.clone();
-        let write = async move { store.append_metrics(&id, &samples, spacing, now).await };
+        let project = self.record.project_id.clone();
+        let read = self.watch.next_rules_read();
+        let write = async move {
+            store.append_metrics(&id, &samples, spacing, now).await?;
+            Ok::<_, StoreError>(store.alert_rules(&project).await.ok())
+        };
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             move |res, act, ctx| match res {
-                Ok(_) => {
+                Ok(rules) => {
                     if newest.is_some() {
                         act.watch.latest = newest;
                     }
+                    act.fresh_rules(read, rules);
                     act.evaluate(ctx);
                     Ok(ClusterReply::Done)
                 }
@@ -616,12 +624,18 @@ impl ClusterActor {
         }
         let store = self.deps.store.clone();
         let id = self.record.id.clone();
+        let project = self.record.project_id.clone();
+        let read = self.watch.next_rules_read();
         let keep = merged.clone();
-        let write = async move { store.put_alarms(&id, &keep).await };
+        let write = async move {
+            store.put_alarms(&id, &keep).await?;
+            Ok::<_, StoreError>(store.alert_rules(&project).await.ok())
+        };
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             move |res, act, ctx| match res {
-                Ok(()) => {
+                Ok(rules) => {
                     act.watch.alarms = merged;
+                    act.fresh_rules(read, rules);
                     act.evaluate(ctx);
                     Ok(ClusterReply::Done)
                 }
@@ -641,6 +655,7 @@ impl ClusterActor {
         let id = self.record.id.clone();
         let project = self.record.project_id.clone();
         let load = !self.watch.loaded;
+        let read = self.watch.next_rules_read();
         ctx.spawn(
             async move {
                 let rules = store.alert_rules(&project).await?;
@@ -657,7 +672,7 @@ impl ClusterActor {
                 Ok::<_, StoreError>((rules, Some((firing, alarms, latest))))
             }
             .into_actor(self)
-            .map(|res, act, ctx| match res {
+            .map(move |res, act, ctx| match res {
                 Ok((rules, loaded)) => {
                     if let Some((firing, alarms, latest)) = loaded {
                         if act.watch.loaded {
@@ -678,7 +693,7 @@ impl ClusterActor {
                         }
                         act.watch.loaded = true;
                     }
-                    act.watch.previous_rules = std::mem::replace(&mut act.watch.rules, rules);
+                    act.fresh_rules(read, Some(rules));
                     act.evaluate(ctx);
                 }
                 Err(e) => {
@@ -686,6 +701,22 @@ impl ClusterActor {
                 }
             }),
         );
+    }
+
+    /// Takes the project's rules as just read (a sample or an alarm change
+    /// reads them too, so an edited rule applies to the next one; `None`:
+    /// not read, the last ones stay).
+    fn fresh_rules(&mut self, read: u64, rules: Option<Vec<alerting::AlertRule>>) {
+        if let Some(rules) = rules {
+            // A read that started before the one applied last is older.
+            if read <= self.watch.rules_applied {
+                return;
+            }
+            self.watch.rules_applied = read;
+            if rules != self.watch.rules {
+                self.watch.previous_rules = std::mem::replace(&mut self.watch.rules, rules);
+            }
+        }
     }
 
     /// Runs the rules against what the actor knows now; records what fired

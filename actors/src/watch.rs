@@ -91,6 +91,9 @@ pub struct Watch {
     /// owner heard of the session again.
     pub silent_since: Option<Millis>,
     pub budget: TransitionBudget,
+    /// Rule reads started, and the newest one applied (reads overlap).
+    pub rules_asked: u64,
+    pub rules_applied: u64,
 }
 
 impl Watch {
@@ -105,6 +108,12 @@ impl Watch {
                 true
             }
         }
+    }
+
+    /// Numbers a read of the rules about to start.
+    pub fn next_rules_read(&mut self) -> u64 {
+        self.rules_asked += 1;
+        self.rules_asked
     }
 
     pub fn session_up(&mut self, agent: &str, metrics: bool, now: Millis) {
