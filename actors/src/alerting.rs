@@ -300,11 +300,16 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// A new alert's or delivery's id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 impl Delivery {
     /// A notification queued for a channel (of `project_id`), due now.
     pub fn queued(channel_id: &str, project_id: &str, notice: Notice, now: Millis) -> Delivery {
         Delivery {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: new_id(),
             channel_id: channel_id.to_string(),
             project_id: project_id.to_string(),
             notice,

@@ -561,17 +561,10 @@ impl Handler<Control> for ClusterActor {
 
 // ------------------------------------------------------------ the watch
 
-/// A new alert's or delivery's id.
-fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 impl ClusterActor {
     /// Stores an agent's samples (its session vouches that it is this
-    /// cluster's) when it is the cluster's source (
-    /// another agent's copy of the same figures is answered and dropped),
-    /// then evaluates. A store failure is answered as one (the session
-    /// ends and the agent sends them again); the actor keeps running.
+    /// cluster's) when it is the cluster's source (another agent's copy of
+    /// the same figures is answered and dropped), then evaluates.
     fn on_metrics(&mut self, agent: String, samples: Vec<ecp_protocol::MetricSample>) -> Answering {
         // An agent that sends samples is able to (after an owner change the
         // new owner learns it here).
@@ -588,28 +581,17 @@ impl ClusterActor {
             .pop();
         let store = self.deps.store.clone();
         let id = self.record.id.clone();
-        let project = self.record.project_id.clone();
-        let read = self.watch.next_rules_read();
         let write = async move {
-            store.append_metrics(&id, &samples, spacing, now).await?;
-            Ok::<_, StoreError>(store.alert_rules(&project).await.ok())
+            store
+                .append_metrics(&id, &samples, spacing, now)
+                .await
+                .map(|_| ())
         };
-        AtomicResponse::new(Box::pin(write.into_actor(self).map(
-            move |res, act, ctx| match res {
-                Ok(rules) => {
-                    if newest.is_some() {
-                        act.watch.latest = newest;
-                    }
-                    act.fresh_rules(read, rules);
-                    act.evaluate(ctx);
-                    Ok(ClusterReply::Done)
-                }
-                Err(e) => {
-                    tracing::warn!(cluster_id = %act.record.id, error = %e, "metric samples not stored");
-                    Err(ClusterError::from(e))
-                }
-            },
-        )))
+        self.store_then_evaluate(write, "metric samples not stored", move |act| {
+            if newest.is_some() {
+                act.watch.latest = newest;
+            }
+        })
     }
 
     /// Keeps EMQX's alarms as the source agent read them, then evaluates.
@@ -624,23 +606,40 @@ impl ClusterActor {
         }
         let store = self.deps.store.clone();
         let id = self.record.id.clone();
+        let keep = merged.clone();
+        let write = async move { store.put_alarms(&id, &keep).await };
+        self.store_then_evaluate(write, "alarms not stored", move |act| {
+            act.watch.alarms = merged;
+        })
+    }
+
+    /// Runs `write`, then reads the project's rules (so an edited rule
+    /// applies to this input), takes what was written (`kept`) and
+    /// evaluates. A failed write is answered as one (the session ends and
+    /// the agent sends it again); the actor keeps running.
+    fn store_then_evaluate(
+        &mut self,
+        write: impl std::future::Future<Output = Result<(), StoreError>> + 'static,
+        failed: &'static str,
+        kept: impl FnOnce(&mut Self) + 'static,
+    ) -> Answering {
+        let store = self.deps.store.clone();
         let project = self.record.project_id.clone();
         let read = self.watch.next_rules_read();
-        let keep = merged.clone();
-        let write = async move {
-            store.put_alarms(&id, &keep).await?;
+        let work = async move {
+            write.await?;
             Ok::<_, StoreError>(store.alert_rules(&project).await.ok())
         };
-        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
             move |res, act, ctx| match res {
                 Ok(rules) => {
-                    act.watch.alarms = merged;
+                    kept(act);
                     act.fresh_rules(read, rules);
                     act.evaluate(ctx);
                     Ok(ClusterReply::Done)
                 }
                 Err(e) => {
-                    tracing::warn!(cluster_id = %act.record.id, error = %e, "alarms not stored");
+                    tracing::warn!(cluster_id = %act.record.id, error = %e, "{failed}");
                     Err(ClusterError::from(e))
                 }
             },
@@ -750,7 +749,7 @@ impl ClusterActor {
         let ts = self
             .watch
             .engine
-            .evaluate(&self.watch.rules, &facts, &who, now, new_id);
+            .evaluate(&self.watch.rules, &facts, &who, now, alerting::new_id);
         if let Some(h) = self.wake.take() {
             ctx.cancel_future(h);
         }
