@@ -80,7 +80,7 @@ fn view(l: StoredLog) -> LogView {
 }
 
 /// RFC 3339 or Unix milliseconds → Unix microseconds.
-fn parse_time(what: &'static str, s: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_time(what: &'static str, s: &str) -> Result<u64, ApiError> {
     if let Ok(ms) = s.trim().parse::<u64>() {
         return Ok(ms.saturating_mul(1000));
     }

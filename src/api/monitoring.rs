@@ -79,22 +79,9 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message.into())
 }
 
-/// RFC 3339 or Unix milliseconds.
-fn parse_ms(what: &str, s: &str) -> Result<Millis, ApiError> {
-    let s = s.trim();
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(ms);
-    }
-    humantime::parse_rfc3339_weak(s)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as Millis)
-        .ok_or_else(|| {
-            bad(
-                "INVALID_TIME",
-                format!("{what}: {s:?} is neither an RFC 3339 time (2024-03-20T11:08:39Z) nor Unix milliseconds"),
-            )
-        })
+/// RFC 3339 or Unix milliseconds, as the log routes take them → Unix ms.
+fn parse_ms(what: &'static str, s: &str) -> Result<Millis, ApiError> {
+    Ok(crate::api::logs::parse_time(what, s)? / 1000)
 }
 
 /// Checks a metrics query against the rules (known names, a sane range,
