@@ -111,6 +111,38 @@ pub struct ClusterRecord {
     pub revision: u64,
 }
 
+impl ClusterRecord {
+    /// A cluster as it is created: status `created`, nothing reported yet,
+    /// revision 1.
+    pub fn created(
+        id: String,
+        org_id: String,
+        project_id: String,
+        name: String,
+        now: Millis,
+    ) -> Self {
+        ClusterRecord {
+            id,
+            org_id,
+            project_id,
+            name,
+            description: String::new(),
+            service_address: String::new(),
+            status: Status::Created,
+            reason: None,
+            emqx: None,
+            nodes: NodeCounts::default(),
+            node_list: Vec::new(),
+            connections: ConnectionCounts::default(),
+            agents: AgentCounts::default(),
+            started_at: None,
+            created_at: now,
+            updated_at: now,
+            revision: 1,
+        }
+    }
+}
+
 /// One recorded transition of a cluster's status (the history).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -192,25 +192,10 @@ mod tests {
 
     #[test]
     fn only_connected_agents_count_and_a_new_owner_keeps_the_silence() {
-        use crate::model::*;
+        use crate::model::Status;
         let record = ClusterRecord {
-            id: "c".into(),
-            org_id: "o".into(),
-            project_id: "p".into(),
-            name: "c".into(),
-            description: String::new(),
-            service_address: String::new(),
             status: Status::Running,
-            reason: None,
-            emqx: None,
-            nodes: NodeCounts::default(),
-            node_list: vec![],
-            connections: ConnectionCounts::default(),
-            agents: AgentCounts::default(),
-            started_at: None,
-            created_at: 1,
-            updated_at: 1,
-            revision: 1,
+            ..ClusterRecord::created("c".into(), "o".into(), "p".into(), "c".into(), 1)
         };
         let cfg = WatchConfig::default();
         let mut w = Watch::default();

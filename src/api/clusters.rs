@@ -91,23 +91,15 @@ pub async fn create(
         .map_err(|m| ApiError::bad_request("INVALID_DESCRIPTION", m))?;
     let now = now_ms();
     let record = ClusterRecord {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        org_id: org,
-        project_id: project,
-        name: body.name,
         description,
         service_address,
-        status: Status::Created,
-        reason: None,
-        emqx: None,
-        nodes: NodeCounts::default(),
-        node_list: Vec::new(),
-        connections: ConnectionCounts::default(),
-        agents: AgentCounts::default(),
-        started_at: None,
-        created_at: now,
-        updated_at: now,
-        revision: 1,
+        ..ClusterRecord::created(
+            uuid::Uuid::new_v4().simple().to_string(),
+            org,
+            project,
+            body.name,
+            now,
+        )
     };
     let event = ClusterEvent {
         cluster_id: record.id.clone(),

@@ -558,25 +558,9 @@ mod tests {
 
     #[test]
     fn the_overview_sums_fresh_samples_and_ranks_firing_clusters() {
-        use ecp_actors::model::{AgentCounts, ConnectionCounts, NodeCounts};
         let cluster = |id: &str, status| ClusterRecord {
-            id: id.into(),
-            org_id: "o".into(),
-            project_id: "p".into(),
-            name: format!("name-{id}"),
-            description: String::new(),
-            service_address: String::new(),
             status,
-            reason: None,
-            emqx: None,
-            nodes: NodeCounts::default(),
-            node_list: vec![],
-            connections: ConnectionCounts::default(),
-            agents: AgentCounts::default(),
-            started_at: None,
-            created_at: 1,
-            updated_at: 1,
-            revision: 1,
+            ..ClusterRecord::created(id.into(), "o".into(), "p".into(), format!("name-{id}"), 1)
         };
         let clusters = vec![
             cluster("a", Status::Running),
