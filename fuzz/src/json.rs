@@ -19,6 +19,15 @@ pub fn join(docs: &[Vec<u8>]) -> Vec<u8> {
     docs.join(&[SEP][..])
 }
 
+/// Documents as one input (seeds).
+pub fn input(parts: &[Value]) -> Vec<u8> {
+    let v: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|p| serde_json::to_vec(p).unwrap_or_default())
+        .collect();
+    join(&v)
+}
+
 /// Mutates one document of `input`; `None` when it is not JSON.
 /// Growth (long lists, long strings) stays within `max_len` bytes.
 pub fn mutate(

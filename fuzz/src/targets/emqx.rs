@@ -264,14 +264,6 @@ fn structured(rng: &mut Rng, base: &[u8]) -> Option<Vec<u8>> {
     json::mutate(rng, base, KEYS, STRINGS, MAX_LEN)
 }
 
-fn docs(parts: &[Value]) -> Vec<u8> {
-    let v: Vec<Vec<u8>> = parts
-        .iter()
-        .map(|p| serde_json::to_vec(p).unwrap_or_default())
-        .collect();
-    json::join(&v)
-}
-
 /// v5 answers in EMQX's shapes (bare values): running and stopped core
 /// nodes, a replicant, the aggregated stats, the cluster, the license.
 pub fn seeds_v5() -> Vec<Vec<u8>> {
@@ -295,7 +287,7 @@ pub fn seeds_v5() -> Vec<Vec<u8>> {
         "email": "contact@foo.com", "expiry": false, "expiry_at": "2295-10-27",
         "max_connections": 10, "start_at": "2022-01-11", "type": "trial"});
     vec![
-        docs(&[
+        json::input(&[
             json!([
                 running("emqx@node1.emqxcl", "core"),
                 running("emqx@node2.emqxcl", "core")
@@ -304,7 +296,7 @@ pub fn seeds_v5() -> Vec<Vec<u8>> {
             cluster.clone(),
             license.clone(),
         ]),
-        docs(&[
+        json::input(&[
             json!([running("emqx@node1.emqxcl", "core"), stopped]),
             stats.clone(),
             cluster.clone(),
@@ -315,13 +307,13 @@ pub fn seeds_v5() -> Vec<Vec<u8>> {
             let mut n = running("emqx@node1.emqxcl", "replicant");
             n["edition"] = json!("Opensource");
             n["version"] = json!("5.5.1");
-            let mut d = docs(&[json!([n]), stats, cluster]);
+            let mut d = json::input(&[json!([n]), stats, cluster]);
             d.push(json::SEP);
             d.extend_from_slice(br#"{"code":"NOT_FOUND","message":"Request Path Not Found"}"#);
             d
         },
         // Not what /nodes answers.
-        docs(&[json!([]), json!({}), json!({})]),
+        json::input(&[json!([]), json!({}), json!({})]),
         b"{\"code\":\"BAD_TOKEN\",\"message\":\"Get a token by POST /login\"}".to_vec(),
     ]
 }
@@ -351,7 +343,7 @@ pub fn seeds_v4() -> Vec<Vec<u8>> {
         "expiry_at": "2295-10-27 00:00:00", "type": "trial"}));
     let (a, b) = ("emqx@node1.emqxcl", "emqx@node2.emqxcl");
     vec![
-        docs(&[
+        json::input(&[
             ok(json!([node(a), node(b)])),
             ok(json!([broker(a), broker(b)])),
             ok(json!([stats(a), stats(b)])),
@@ -359,7 +351,7 @@ pub fn seeds_v4() -> Vec<Vec<u8>> {
             json!([a, b]),
         ]),
         // node2 stopped: gone from every list, remembered in seen.
-        docs(&[
+        json::input(&[
             ok(json!([node(a)])),
             ok(json!([broker(a)])),
             ok(json!([stats(a)])),
@@ -367,14 +359,14 @@ pub fn seeds_v4() -> Vec<Vec<u8>> {
             json!([a, b]),
         ]),
         // Open source (no license), and an error answer on HTTP 200.
-        docs(&[
+        json::input(&[
             ok(json!([node(a)])),
             ok(json!([{"sysdescr": "EMQX Broker", "node": a}])),
             ok(json!([stats(a)])),
             json!({"code": 404, "message": "Not Found"}),
             json!([]),
         ]),
-        docs(&[json!({"code": 102, "message": "unknown node"})]),
-        docs(&[json!({"message": "no code at all"})]),
+        json::input(&[json!({"code": 102, "message": "unknown node"})]),
+        json::input(&[json!({"message": "no code at all"})]),
     ]
 }

@@ -163,14 +163,6 @@ fn structured(rng: &mut Rng, base: &[u8]) -> Option<Vec<u8>> {
     json::mutate(rng, base, KEYS, STRINGS, MAX_LEN)
 }
 
-fn docs(parts: &[Value]) -> Vec<u8> {
-    let v: Vec<Vec<u8>> = parts
-        .iter()
-        .map(|p| serde_json::to_vec(p).unwrap_or_default())
-        .collect();
-    json::join(&v)
-}
-
 /// Answers in EMQX's shapes (as `emqx-sim` gives them), Enterprise and
 /// open source.
 pub fn seeds() -> Vec<Vec<u8>> {
@@ -207,7 +199,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
     let lic4 = json!({"max_connections": 10000, "expiry_at": "2295-10-27 00:00:00"});
     let null = Value::Null;
     vec![
-        docs(&[
+        json::input(&[
             current.clone(),
             nodes.clone(),
             lic5,
@@ -215,14 +207,14 @@ pub fn seeds() -> Vec<Vec<u8>> {
             gone5.clone(),
         ]),
         // Open source v5: no quota, no licence (a 404 body).
-        docs(&[
+        json::input(&[
             json!({"connections": 1, "received_msg_rate": 0}),
             nodes,
             json!({"code": "NOT_FOUND", "message": "Request Path Not Found"}),
             alarm5,
             gone5,
         ]),
-        docs(&[
+        json::input(&[
             null.clone(),
             null.clone(),
             null.clone(),
@@ -237,7 +229,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
             lic4,
         ]),
         // Open source v4, and a node whose counters were reset.
-        docs(&[
+        json::input(&[
             null.clone(),
             null.clone(),
             null.clone(),
