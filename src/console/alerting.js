@@ -3,7 +3,7 @@
 // buttons that change something. Alert messages and delivery errors can
 // carry text from EMQX or a webhook receiver: text only (h()).
 import { t } from "/console/i18n.js";
-import { h, api, $, P, state, enterPage, onLeave, stillOn, announce, when, dialog, closeBtn, field, canWrite, copyText } from "/console/app.js";
+import { h, api, $, P, state, enterPage, stillOn, refreshWhileShown, announce, when, dialog, closeBtn, field, canWrite, copyText } from "/console/app.js";
 import { showCluster, fmtDuration, fmtNum } from "/console/monitoring.js";
 
 export const KINDS = ["cluster_abnormal", "agent_offline", "nodes_stopped", "connections_over", "license_expiring", "emqx_alarm", "msg_dropped_rate_over", "no_metrics"];
@@ -360,13 +360,6 @@ export async function showAlerts(which = "firing") {
     h("div.toolbar", {}, h("h1", { id: "alerts-h" }, t("alerts")), h("span.spacer"), toggle),
     err,
     table("alerts-table", ["severity", "rule", "cluster", "subject", "message", "startedAt", "resolvedAt", "duration"], body, t("alerts")));
-  let timer = null;
-  onLeave(() => clearTimeout(timer));
-  const again = () => { timer = setTimeout(async () => {
-    if (!stillOn(nav)) return;
-    if (!document.hidden) await load();
-    if (stillOn(nav)) again();
-  }, REFRESH_SECS * 1000); };
   await load();
-  if (stillOn(nav)) again();
+  refreshWhileShown(nav, load, () => REFRESH_SECS);
 }

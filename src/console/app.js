@@ -71,6 +71,20 @@ export function onLeave(fn) { state.leaving.push(fn); }
 /** Whether the page entered as `nav` is still on screen. */
 export function stillOn(nav) { return state.loggedIn && state.nav === nav; }
 
+/** Runs `load` again every `secs()` seconds while the page entered as
+ * `nav` is shown (skipped while the browser tab is hidden); leaving the
+ * page ends it. */
+export function refreshWhileShown(nav, load, secs) {
+  let timer = null;
+  onLeave(() => clearTimeout(timer));
+  const again = () => { timer = setTimeout(async () => {
+    if (!stillOn(nav)) return;
+    if (!document.hidden) await load();
+    if (stillOn(nav)) again();
+  }, secs() * 1000); };
+  if (stillOn(nav)) again();
+}
+
 /** Admins of the project change things; viewers only read (the server
  * refuses them anyway: this only keeps buttons they cannot use away). */
 export function canWrite() { return state.role === "admin"; }

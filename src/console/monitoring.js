@@ -3,7 +3,7 @@
 // the managed cluster: untrusted, they only ever become text (h()).
 // Charts are uPlot (window.uPlot, vendored: /console/vendor/README.md).
 import { t, getLang } from "/console/i18n.js";
-import { h, api, $, P, state, enterPage, onLeave, stillOn, announce, when, backToAccess } from "/console/app.js";
+import { h, api, $, P, state, enterPage, onLeave, stillOn, refreshWhileShown, announce, when, backToAccess } from "/console/app.js";
 import { showAlerts, severityBadge } from "/console/alerting.js";
 
 export const RANGES = [["1h", 3600], ["6h", 6 * 3600], ["24h", 24 * 3600], ["7d", 7 * 24 * 3600]];
@@ -217,22 +217,16 @@ export async function showCluster(id, tab = "monitoring") {
     view.charts.clear();
     shown.charts = [];
   };
-  onLeave(() => { clearTimeout(view.timer); dropCharts(); });
+  onLeave(dropCharts);
   const draw = () => {
     dropCharts();
     panel.replaceChildren(view.tab === "monitoring" ? monitoring : alarms);
     for (const { plot } of figures.values()) plot.replaceChildren();
     return load();
   };
-  // Live: again every collection interval while the page is shown (and the
-  // browser tab visible); leaving the page ends it.
-  const again = () => { view.timer = setTimeout(async () => {
-    if (!stillOn(nav)) return;
-    if (!document.hidden) await load();
-    if (stillOn(nav)) again();
-  }, view.every * 1000); };
+  // Live: again every collection interval while the page is shown.
   await draw();
-  if (stillOn(nav)) again();
+  refreshWhileShown(nav, load, () => view.every);
 }
 
 // ------------------------------------------------------------------ overview
@@ -272,13 +266,6 @@ export async function showOverview() {
       h("td", {}, c.firing), h("td", {}, severityBadge(c.severity)))));
     if (!o.clustersWithFiringAlerts.length) firingBody.replaceChildren(h("tr.empty", {}, h("td", { colspan: 3 }, t("noFiring"))));
   };
-  let timer = null;
-  onLeave(() => clearTimeout(timer));
-  const again = () => { timer = setTimeout(async () => {
-    if (!stillOn(nav)) return;
-    if (!document.hidden) await load();
-    if (stillOn(nav)) again();
-  }, DEFAULT_REFRESH_SECS * 1000); };
   await load();
-  if (stillOn(nav)) again();
+  refreshWhileShown(nav, load, () => DEFAULT_REFRESH_SECS);
 }
