@@ -370,18 +370,15 @@ impl SessionActor {
                     snapshot,
                 };
                 let cluster = self.deps.cluster(&self.cluster_id);
-                ctx.wait(async move { cluster.ask(input).await }.into_actor(self).map(
-                    |res, act, ctx| match res {
-                        Ok(_) => {}
-                        Err(ClusterError::NotFound) => {
-                            act.close(ctx, CloseCode::ClusterDeleted, "cluster was deleted")
-                        }
-                        Err(e) => {
-                            tracing::warn!(agent_id = %act.agent_id, error = %e, "alarms not kept");
-                            act.close(ctx, CloseCode::TryAgain, "alarms storage unavailable");
-                        }
-                    },
-                ));
+                ctx.wait(
+                    async move { cluster.ask(input).await }
+                        .into_actor(self)
+                        .map(|res, act, ctx| {
+                            if let Err(e) = res {
+                                act.not_kept(ctx, e, "alarms");
+                            }
+                        }),
+                );
             }
             Frame::UnregisterAck => {
                 let input = ClusterInput::AgentGone {
@@ -661,15 +658,23 @@ impl SessionActor {
                 act.pending_metrics -= 1;
                 match res {
                     Ok(_) => act.send_frame(&Frame::MetricsAck { batch: id }, ctx),
-                    Err(ClusterError::NotFound) => {
-                        act.close(ctx, CloseCode::ClusterDeleted, "cluster was deleted")
-                    }
-                    Err(e) => {
-                        tracing::warn!(agent_id = %act.agent_id, error = %e, "metrics not stored");
-                        act.close(ctx, CloseCode::TryAgain, "metrics storage unavailable");
-                    }
+                    Err(e) => act.not_kept(ctx, e, "metrics"),
                 }
             }),
+        );
+    }
+
+    /// What the agent sent (`what`) was not kept: the session ends, so the
+    /// agent sends it again on its next one (or drops it, the cluster gone).
+    fn not_kept(&mut self, ctx: &mut Context<Self>, e: ClusterError, what: &str) {
+        if e == ClusterError::NotFound {
+            return self.close(ctx, CloseCode::ClusterDeleted, "cluster was deleted");
+        }
+        tracing::warn!(agent_id = %self.agent_id, error = %e, "{what} not kept");
+        self.close(
+            ctx,
+            CloseCode::TryAgain,
+            &format!("{what} storage unavailable"),
         );
     }
 
