@@ -7,25 +7,7 @@ use ecp_actors::model::*;
 use std::sync::Arc;
 
 fn cluster(id: &str, project: &str, name: &str) -> ClusterRecord {
-    ClusterRecord {
-        id: id.into(),
-        org_id: "default".into(),
-        project_id: project.into(),
-        name: name.into(),
-        description: String::new(),
-        service_address: String::new(),
-        status: Status::Created,
-        reason: None,
-        emqx: None,
-        nodes: NodeCounts::default(),
-        node_list: vec![],
-        connections: ConnectionCounts::default(),
-        agents: AgentCounts::default(),
-        started_at: None,
-        created_at: 1,
-        updated_at: 1,
-        revision: 1,
-    }
+    ClusterRecord::created(id.into(), "default".into(), project.into(), name.into(), 1)
 }
 
 fn event(c: &ClusterRecord, to: Status) -> ClusterEvent {
